@@ -1,0 +1,6 @@
+//! bully-node: a peer for the CPSC 5520 bully leader-election protocol that interoperates
+//! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
+
+pub mod identity;
+pub mod membership;
+pub mod wire;

@@ -1,0 +1,360 @@
+//! The group's members: who is in it and where each one listens.
+//!
+//! Every GCD version answers with `{pid: (ip, port)}`; the assignment describes
+//! `{(host, port): pid}`. Both are read, and a map remembers which layout it came in so
+//! that our ELECTs go out in the layout the group's GCD uses. Entries are merged by the
+//! GCD's own rules: one process id per SU ID (a re-join with new days replaces the old
+//! entry) and one process id per listen address (a newcomer evicts the old owner).
+//! Peers that bind `'localhost'` list themselves by name, so addresses compare with
+//! `localhost` and `127.0.0.1` as the same host.
+
+use crate::identity::{ProcessId, DAYS_RANGE, SU_ID_RANGE};
+use crate::wire::Value;
+use std::fmt;
+
+/// Where a member listens, as the group lists it (an IP or a host name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Addr {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Longest host name DNS allows; anything longer in a message is junk.
+const MAX_HOST_LEN: usize = 253;
+
+impl Addr {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Addr {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// Whether two addresses name the same listener: host names compare without case,
+    /// and `localhost` is `127.0.0.1` (the GCD resolves it to that for everyone).
+    pub fn same_listener(&self, other: &Addr) -> bool {
+        self.port == other.port && canonical_host(&self.host) == canonical_host(&other.host)
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::tuple([Value::str(self.host.clone()), Value::Int(self.port.into())])
+    }
+
+    /// `(host, port)` with a usable host and a port in 1..=65535, or `None`.
+    pub fn from_value(v: &Value) -> Option<Addr> {
+        let (host, port) = v.as_pair()?;
+        let host = host.as_str()?;
+        let port = u16::try_from(port.as_int()?).ok().filter(|p| *p != 0)?;
+        if host.is_empty() || host.len() > MAX_HOST_LEN || host.contains(['\0', ' ', '/']) {
+            return None;
+        }
+        Some(Addr::new(host, port))
+    }
+}
+
+fn canonical_host(host: &str) -> String {
+    let h = host.to_ascii_lowercase();
+    if h == "localhost" {
+        "127.0.0.1".into()
+    } else {
+        h
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl std::str::FromStr for Addr {
+    type Err = String;
+
+    /// `HOST:PORT`, the form used on the command line.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:23600)"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?} has a port that is not 0 to 65535"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{s:?} has no host (e.g. 127.0.0.1:{port})"));
+        }
+        Ok(Addr::new(host, port))
+    }
+}
+
+/// A process id in the range the GCD accepts, from a `(days, su_id)` tuple or list.
+pub fn pid_from_value(v: &Value) -> Option<ProcessId> {
+    let (days, su_id) = v.as_pair()?;
+    let days = u32::try_from(days.as_int()?)
+        .ok()
+        .filter(|d| DAYS_RANGE.contains(d))?;
+    let su_id = u32::try_from(su_id.as_int()?)
+        .ok()
+        .filter(|s| SU_ID_RANGE.contains(s))?;
+    Some(ProcessId::new(days, su_id))
+}
+
+pub fn pid_to_value(pid: ProcessId) -> Value {
+    Value::tuple([Value::Int(pid.days.into()), Value::Int(pid.su_id.into())])
+}
+
+/// Which way round a members dict is keyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `{(days, su_id): (host, port)}`: what every GCD version sends.
+    #[default]
+    ByPid,
+    /// `{(host, port): (days, su_id)}`: what the assignment text describes.
+    ByAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub pid: ProcessId,
+    pub addr: Addr,
+}
+
+/// The members map, in the order entries were first learned (the GCD's order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    entries: Vec<Member>,
+    layout: Layout,
+}
+
+/// What reading a members dict found besides the members.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub members: Members,
+    /// Entries that were neither `pid: addr` nor `addr: pid` with valid fields.
+    pub rejected: usize,
+}
+
+impl Members {
+    pub fn new(layout: Layout) -> Self {
+        Members {
+            entries: Vec::new(),
+            layout,
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.entries.iter()
+    }
+
+    pub fn get(&self, pid: ProcessId) -> Option<&Addr> {
+        self.entries.iter().find(|m| m.pid == pid).map(|m| &m.addr)
+    }
+
+    pub fn contains(&self, pid: ProcessId) -> bool {
+        self.get(pid).is_some()
+    }
+
+    /// The members ranked above `pid`: the ones an election must ask.
+    pub fn higher_than(&self, pid: ProcessId) -> impl Iterator<Item = &Member> {
+        self.entries.iter().filter(move |m| m.pid > pid)
+    }
+
+    /// Adds or updates `pid` at `addr` by the GCD's rules: an older entry with the same
+    /// SU ID goes, an existing `pid` keeps its place with the new address, and any
+    /// other entry listening at `addr` goes.
+    pub fn insert(&mut self, pid: ProcessId, addr: Addr) {
+        self.entries
+            .retain(|m| m.pid.su_id != pid.su_id || m.pid == pid);
+        match self.entries.iter_mut().find(|m| m.pid == pid) {
+            Some(existing) => existing.addr = addr.clone(),
+            None => self.entries.push(Member {
+                pid,
+                addr: addr.clone(),
+            }),
+        }
+        self.entries
+            .retain(|m| m.pid == pid || !m.addr.same_listener(&addr));
+    }
+
+    /// Takes in every member of `other` that we did not know, by the same rules;
+    /// members we know keep the address we have. Returns the newcomers.
+    pub fn merge(&mut self, other: &Members) -> Vec<ProcessId> {
+        let mut learned = Vec::new();
+        for m in &other.entries {
+            if !self.contains(m.pid) {
+                self.insert(m.pid, m.addr.clone());
+                learned.push(m.pid);
+            }
+        }
+        learned
+    }
+
+    /// Reads a members dict in either layout (deciding per entry). Entries with
+    /// unusable ids or addresses are dropped and counted, never taken in.
+    pub fn from_value(v: &Value) -> Option<Parsed> {
+        let Value::Dict(pairs) = v else { return None };
+        let mut members = Members::default();
+        let mut layout = None;
+        let mut rejected = 0;
+        for (k, v) in pairs {
+            let (entry, this_layout) = match (pid_from_value(k), Addr::from_value(v)) {
+                (Some(pid), Some(addr)) => ((pid, addr), Layout::ByPid),
+                _ => match (Addr::from_value(k), pid_from_value(v)) {
+                    (Some(addr), Some(pid)) => ((pid, addr), Layout::ByAddr),
+                    _ => {
+                        rejected += 1;
+                        continue;
+                    }
+                },
+            };
+            layout.get_or_insert(this_layout);
+            members.insert(entry.0, entry.1);
+        }
+        members.layout = layout.unwrap_or_default();
+        Some(Parsed { members, rejected })
+    }
+
+    /// The dict in this map's layout.
+    pub fn to_value(&self) -> Value {
+        Value::Dict(
+            self.entries
+                .iter()
+                .map(|m| {
+                    let (pid, addr) = (pid_to_value(m.pid), m.addr.to_value());
+                    match self.layout {
+                        Layout::ByPid => (pid, addr),
+                        Layout::ByAddr => (addr, pid),
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+impl FromIterator<(ProcessId, Addr)> for Members {
+    fn from_iter<I: IntoIterator<Item = (ProcessId, Addr)>>(iter: I) -> Self {
+        let mut m = Members::default();
+        for (pid, addr) in iter {
+            m.insert(pid, addr);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(days: u32, su: u32) -> ProcessId {
+        ProcessId::new(days, su)
+    }
+
+    #[test]
+    fn gcd_rules_one_pid_per_su_id_and_per_address() {
+        let mut m = Members::default();
+        m.insert(pid(10, 1_000_001), Addr::new("127.0.0.1", 5001));
+        m.insert(pid(20, 1_000_002), Addr::new("127.0.0.1", 5002));
+        // Same SU ID, new days: replaces the old entry.
+        m.insert(pid(11, 1_000_001), Addr::new("127.0.0.1", 5003));
+        assert_eq!(
+            m.iter().map(|x| x.pid).collect::<Vec<_>>(),
+            [pid(20, 1_000_002), pid(11, 1_000_001)]
+        );
+        // A newcomer on an address someone holds evicts them, even by host name.
+        m.insert(pid(30, 1_000_003), Addr::new("localhost", 5002));
+        assert!(!m.contains(pid(20, 1_000_002)));
+        // Re-registering the same pid moves its address in place.
+        m.insert(pid(11, 1_000_001), Addr::new("127.0.0.1", 6000));
+        assert_eq!(m.iter().next().unwrap().addr.port, 6000);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn reads_both_layouts_and_remembers_which() {
+        let by_pid = Value::Dict(vec![(
+            pid_to_value(pid(5, 1_234_567)),
+            Addr::new("127.0.0.1", 9000).to_value(),
+        )]);
+        let by_addr = Value::Dict(vec![(
+            Addr::new("localhost", 9000).to_value(),
+            pid_to_value(pid(5, 1_234_567)),
+        )]);
+        let a = Members::from_value(&by_pid).unwrap();
+        let b = Members::from_value(&by_addr).unwrap();
+        assert_eq!(a.members.layout(), Layout::ByPid);
+        assert_eq!(b.members.layout(), Layout::ByAddr);
+        assert_eq!(a.members.get(pid(5, 1_234_567)).unwrap().port, 9000);
+        assert_eq!(b.members.get(pid(5, 1_234_567)).unwrap().host, "localhost");
+        assert_eq!(
+            b.members.to_value(),
+            by_addr,
+            "written back in the layout it came in"
+        );
+    }
+
+    #[test]
+    fn junk_entries_are_counted_not_taken_in() {
+        let junk = Value::Dict(vec![
+            (
+                pid_to_value(pid(5, 1_234_567)),
+                Addr::new("127.0.0.1", 9000).to_value(),
+            ),
+            (Value::Int(3), Value::None),
+            (
+                pid_to_value(pid(400, 1_234_568)),
+                Addr::new("127.0.0.1", 9001).to_value(),
+            ),
+            (
+                pid_to_value(pid(6, 1_234_569)),
+                Value::tuple([Value::str("127.0.0.1"), Value::Int(0)]),
+            ),
+            (
+                pid_to_value(pid(7, 1_234_570)),
+                Value::tuple([Value::Bool(true), Value::Int(9003)]),
+            ),
+        ]);
+        let parsed = Members::from_value(&junk).unwrap();
+        assert_eq!(parsed.members.len(), 1);
+        assert_eq!(parsed.rejected, 4);
+        assert!(Members::from_value(&Value::List(vec![])).is_none());
+    }
+
+    #[test]
+    fn merge_learns_only_unknown_members() {
+        let mut ours: Members = [(pid(5, 1_000_001), Addr::new("127.0.0.1", 1))]
+            .into_iter()
+            .collect();
+        let theirs: Members = [
+            (pid(5, 1_000_001), Addr::new("127.0.0.1", 2)),
+            (pid(9, 1_000_002), Addr::new("localhost", 3)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(ours.merge(&theirs), [pid(9, 1_000_002)]);
+        assert_eq!(ours.get(pid(5, 1_000_001)).unwrap().port, 1);
+        assert_eq!(ours.higher_than(pid(5, 1_000_001)).count(), 1);
+    }
+
+    #[test]
+    fn addr_parses_from_the_command_line() {
+        assert_eq!(
+            "127.0.0.1:23600".parse::<Addr>().unwrap(),
+            Addr::new("127.0.0.1", 23600)
+        );
+        assert_eq!("[::1]:80".parse::<Addr>().unwrap(), Addr::new("::1", 80));
+        assert!("nohost".parse::<Addr>().is_err());
+        assert!(":80".parse::<Addr>().is_err());
+        assert!("h:99999".parse::<Addr>().is_err());
+    }
+}

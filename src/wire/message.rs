@@ -1,0 +1,360 @@
+//! The protocol's messages and replies as types, to and from wire values.
+//!
+//! What we send is always the assignment's standard form. What we accept is wider,
+//! because classmates' peers speak dialects (see PROTOCOL.md): the older names
+//! ELECTION / COORDINATOR / OK, ELECT data as `(sender_pid, members)`, I_AM_LEADER data
+//! as `{leader_pid: (host, port)}`, replies as `('GOT_IT', pid)`, and every message
+//! wrapped as `((name, data), (sender_pid, receiver_pid))`. Unknown names become
+//! [`Message::Unknown`] with the name kept, never an error.
+
+use crate::identity::ProcessId;
+use crate::membership::{pid_from_value, pid_to_value, Addr, Members};
+use crate::wire::{pyrepr, Value};
+use std::fmt;
+
+/// The three names the GCD has accepted for registration over the course's years.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegisterName {
+    /// Fall 2025, the assignment's.
+    Howdy,
+    /// Fall 2024.
+    Begin,
+    /// Fall 2019.
+    Join,
+}
+
+impl RegisterName {
+    pub const ALL: [RegisterName; 3] =
+        [RegisterName::Howdy, RegisterName::Begin, RegisterName::Join];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegisterName::Howdy => "HOWDY",
+            RegisterName::Begin => "BEGIN",
+            RegisterName::Join => "JOIN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        RegisterName::ALL.into_iter().find(|n| n.as_str() == s)
+    }
+}
+
+impl fmt::Display for RegisterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message one process sends another (or the GCD), each on its own connection.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// `('HOWDY', ((days, su_id), (host, port)))`, or BEGIN / JOIN.
+    Register {
+        name: RegisterName,
+        pid: ProcessId,
+        addr: Addr,
+    },
+    /// `('ELECT', members)`; `sender` is known only from dialects that say it.
+    /// `rejected` counts member entries dropped as unusable.
+    Elect {
+        members: Members,
+        sender: Option<ProcessId>,
+        rejected: usize,
+    },
+    /// `('I_AM_LEADER', pid)`; `addr` when the dialect includes it.
+    IAmLeader {
+        leader: ProcessId,
+        addr: Option<Addr>,
+    },
+    /// `('PROBE', None)`; any data is ignored.
+    Probe,
+    /// A well-formed `(name, data)` whose name we do not know.
+    Unknown { name: String, data: Value },
+}
+
+/// A value that is not any form of a protocol message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageError(pub String);
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+/// Longest rendering of a bad value quoted in an error, so junk can't flood the log.
+const QUOTE_MAX: usize = 80;
+
+fn quote(v: &Value) -> String {
+    let mut s = pyrepr::repr(v);
+    if s.len() > QUOTE_MAX {
+        let cut = (0..=QUOTE_MAX)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+impl Message {
+    /// The name as it goes on the wire.
+    pub fn name(&self) -> &str {
+        match self {
+            Message::Register { name, .. } => name.as_str(),
+            Message::Elect { .. } => "ELECT",
+            Message::IAmLeader { .. } => "I_AM_LEADER",
+            Message::Probe => "PROBE",
+            Message::Unknown { name, .. } => name,
+        }
+    }
+
+    /// The standard `(name, data)` tuple.
+    pub fn to_value(&self) -> Value {
+        let data = match self {
+            Message::Register { pid, addr, .. } => {
+                Value::tuple([pid_to_value(*pid), addr.to_value()])
+            }
+            Message::Elect { members, .. } => members.to_value(),
+            Message::IAmLeader { leader, .. } => pid_to_value(*leader),
+            Message::Probe => Value::None,
+            Message::Unknown { data, .. } => data.clone(),
+        };
+        Value::tuple([Value::str(self.name()), data])
+    }
+
+    /// Reads any accepted form of a message.
+    pub fn from_value(v: &Value) -> Result<Message, MessageError> {
+        let (head, data) = v.as_pair().ok_or_else(|| {
+            MessageError(format!("expected a (name, data) pair, got {}", quote(v)))
+        })?;
+        // The wrapped dialect: ((name, data), (sender, receiver)).
+        if let Some((name, inner)) = head.as_pair().filter(|(n, _)| n.as_str().is_some()) {
+            let sender = data.as_pair().and_then(|(s, _)| pid_from_value(s));
+            return Self::named(name, inner, sender);
+        }
+        Self::named(head, data, None)
+    }
+
+    fn named(
+        name: &Value,
+        data: &Value,
+        sender: Option<ProcessId>,
+    ) -> Result<Message, MessageError> {
+        let name = name
+            .as_str()
+            .ok_or_else(|| MessageError(format!("message name is not a str: {}", quote(name))))?;
+        let bad = |what: &str| MessageError(format!("{name} with {what}: {}", quote(data)));
+        Ok(match name {
+            "ELECT" | "ELECTION" => {
+                // The bare dict, or (sender_pid, dict).
+                let (sender, dict) = match data.as_pair() {
+                    Some((s, d)) if matches!(d, Value::Dict(_)) => {
+                        (pid_from_value(s).or(sender), d)
+                    }
+                    _ => (sender, data),
+                };
+                let parsed = crate::membership::Members::from_value(dict)
+                    .ok_or_else(|| bad("data that is not a members dict"))?;
+                Message::Elect {
+                    members: parsed.members,
+                    sender,
+                    rejected: parsed.rejected,
+                }
+            }
+            "I_AM_LEADER" | "COORDINATOR" => {
+                if let Some(leader) = pid_from_value(data) {
+                    Message::IAmLeader { leader, addr: None }
+                } else if let Value::Dict(pairs) = data {
+                    match pairs.as_slice() {
+                        [(k, v)] => Message::IAmLeader {
+                            leader: pid_from_value(k).ok_or_else(|| bad("no valid leader id"))?,
+                            addr: Addr::from_value(v),
+                        },
+                        _ => return Err(bad("a dict that does not name one leader")),
+                    }
+                } else {
+                    return Err(bad("no valid leader id"));
+                }
+            }
+            "PROBE" => Message::Probe,
+            other => match RegisterName::parse(other) {
+                Some(reg) => {
+                    let (pid, addr) = data
+                        .as_pair()
+                        .ok_or_else(|| bad("data that is not (pid, address)"))?;
+                    Message::Register {
+                        name: reg,
+                        pid: pid_from_value(pid).ok_or_else(|| bad("an invalid process id"))?,
+                        addr: Addr::from_value(addr).ok_or_else(|| bad("an invalid address"))?,
+                    }
+                }
+                None => Message::Unknown {
+                    name: other.to_owned(),
+                    data: data.clone(),
+                },
+            },
+        })
+    }
+}
+
+/// What comes back on a connection after a message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `'GOT_IT'` (or a dialect's `'OK'`, `('GOT_IT', pid)`).
+    GotIt,
+    /// The GCD's members dict.
+    Members { members: Members, rejected: usize },
+    /// Any other pickled `str`: the GCD's refusals.
+    Text(String),
+    /// Bytes that are not a pickle: the GCD's `Expected a pickled message, got ...`.
+    Raw(Vec<u8>),
+    /// A pickled value of no known reply shape.
+    Other(Value),
+}
+
+impl Reply {
+    pub fn from_value(v: Value) -> Reply {
+        if let Some(members) = Members::from_value(&v) {
+            return Reply::Members {
+                members: members.members,
+                rejected: members.rejected,
+            };
+        }
+        let word = match &v {
+            Value::Str(s) => Some(s.as_str()),
+            Value::Tuple(items) => items.first().and_then(Value::as_str),
+            _ => None,
+        };
+        if matches!(word, Some("GOT_IT" | "OK")) {
+            return Reply::GotIt;
+        }
+        match v {
+            Value::Str(s) => Reply::Text(s),
+            other => Reply::Other(other),
+        }
+    }
+
+    pub fn got_it() -> Value {
+        Value::str("GOT_IT")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members() -> Members {
+        [(ProcessId::new(5, 1_234_567), Addr::new("127.0.0.1", 9000))]
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn standard_messages_round_trip() {
+        let msgs = [
+            Message::Register {
+                name: RegisterName::Begin,
+                pid: ProcessId::new(5, 1_234_567),
+                addr: Addr::new("localhost", 9),
+            },
+            Message::Elect {
+                members: members(),
+                sender: None,
+                rejected: 0,
+            },
+            Message::IAmLeader {
+                leader: ProcessId::new(5, 1_234_567),
+                addr: None,
+            },
+            Message::Probe,
+            Message::Unknown {
+                name: "HELLO".into(),
+                data: Value::Int(3),
+            },
+        ];
+        for m in msgs {
+            assert_eq!(Message::from_value(&m.to_value()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn dialects_are_understood() {
+        let pid = ProcessId::new(5, 1_234_567);
+        let sender = pid_to_value(ProcessId::new(3, 7_654_321));
+        // ELECT as (sender, members), under its older name.
+        let v = Value::tuple([
+            Value::str("ELECTION"),
+            Value::tuple([sender.clone(), members().to_value()]),
+        ]);
+        match Message::from_value(&v).unwrap() {
+            Message::Elect {
+                members: m,
+                sender: s,
+                ..
+            } => {
+                assert_eq!(m, members());
+                assert_eq!(s, Some(ProcessId::new(3, 7_654_321)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Wrapped: ((name, data), (sender, receiver)).
+        let v = Value::tuple([
+            Value::tuple([Value::str("I_AM_LEADER"), pid_to_value(pid)]),
+            Value::tuple([sender, pid_to_value(pid)]),
+        ]);
+        assert_eq!(
+            Message::from_value(&v).unwrap(),
+            Message::IAmLeader {
+                leader: pid,
+                addr: None
+            }
+        );
+        // COORDINATOR with {pid: addr}.
+        let v = Value::tuple([Value::str("COORDINATOR"), members().to_value()]);
+        assert_eq!(
+            Message::from_value(&v).unwrap(),
+            Message::IAmLeader {
+                leader: pid,
+                addr: Some(Addr::new("127.0.0.1", 9000))
+            }
+        );
+    }
+
+    #[test]
+    fn replies() {
+        assert_eq!(Reply::from_value(Value::str("GOT_IT")), Reply::GotIt);
+        assert_eq!(
+            Reply::from_value(Value::tuple([Value::str("GOT_IT"), Value::Int(1)])),
+            Reply::GotIt
+        );
+        assert_eq!(
+            Reply::from_value(Value::str("Invalid port number")),
+            Reply::Text("Invalid port number".into())
+        );
+        assert!(matches!(
+            Reply::from_value(members().to_value()),
+            Reply::Members { .. }
+        ));
+        assert_eq!(
+            Reply::from_value(Value::Int(1)),
+            Reply::Other(Value::Int(1))
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_that_quote_them_briefly() {
+        let long = Value::str("x".repeat(1000));
+        let err = Message::from_value(&long).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
+        let err =
+            Message::from_value(&Value::tuple([Value::str("ELECT"), Value::Int(4)])).unwrap_err();
+        assert!(err.to_string().contains("members dict"));
+        let err = Message::from_value(&Value::tuple([Value::Int(1), Value::None])).unwrap_err();
+        assert!(err.to_string().contains("not a str"));
+    }
+}

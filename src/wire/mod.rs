@@ -1,0 +1,25 @@
+//! The pickle codec: bytes to values and back, message types, and reading exactly one
+//! pickle from a stream. It knows bytes and values, not sockets (a `Read` at most).
+
+mod decode;
+mod encode;
+mod framing;
+mod message;
+mod opcodes;
+pub mod pyrepr;
+mod value;
+
+pub use decode::{
+    decode, DecodeError, DecodeErrorKind, MAX_DEPTH, NODES_PER_INPUT_BYTE, PAYLOAD_PER_INPUT_BYTE,
+};
+pub use encode::{encode, Style};
+pub use framing::{
+    is_timeout, read_pickle, FrameError, Framer, Progress, MAX_LINE_BYTES, MAX_PICKLE_BYTES,
+};
+pub use message::{Message, MessageError, RegisterName, Reply};
+pub use value::Value;
+
+/// Pickles a message in the compact style we send to peers.
+pub fn encode_message(msg: &Message) -> Vec<u8> {
+    encode(&msg.to_value(), Style::Compact)
+}
