@@ -119,7 +119,9 @@ pub fn decode(input: &[u8]) -> Result<Value, DecodeError> {
         nodes: NODES_PER_INPUT_BYTE * input.len() + BUDGET_SLACK,
         payload: PAYLOAD_PER_INPUT_BYTE * input.len() + BUDGET_SLACK,
     };
-    machine.build(root, 1, &mut budget)
+    machine
+        .build(root, &mut budget)
+        .map_err(|kind| DecodeError { offset: 0, kind })
 }
 
 type Id = usize;
@@ -485,49 +487,113 @@ impl<'a> Machine<'a> {
         Ok(self.stack.split_off(height.min(self.stack.len())))
     }
 
-    /// Turns arena object `id` into a tree, within the depth and output budgets.
-    fn build(&self, id: Id, depth: usize, budget: &mut Budget) -> Result<Value, DecodeError> {
-        let limit = |kind| DecodeError { offset: 0, kind };
-        if depth > MAX_DEPTH {
-            return Err(limit(DecodeErrorKind::TooDeep));
-        }
-        budget.nodes = budget
-            .nodes
-            .checked_sub(1)
-            .ok_or(limit(DecodeErrorKind::TooLarge))?;
-        let build_all = |ids: &[Id], budget: &mut Budget| -> Result<Vec<Value>, DecodeError> {
-            ids.iter()
-                .map(|c| self.build(*c, depth + 1, budget))
-                .collect()
-        };
-        Ok(match &self.arena[id] {
-            Obj::Leaf(v) => {
-                let payload = match v {
-                    Value::Str(s) | Value::BigInt(s) => s.len(),
-                    Value::Bytes(b) | Value::ByteArray(b) => b.len(),
-                    _ => 0,
-                };
-                budget.payload = budget
-                    .payload
-                    .checked_sub(payload)
-                    .ok_or(limit(DecodeErrorKind::TooLarge))?;
-                v.clone()
+    /// Turns arena object `root` into a tree, within the depth and output budgets.
+    /// Iterative, with an explicit stack of open containers, so that building uses the
+    /// same small amount of native stack whatever the input's shape.
+    fn build(&self, root: Id, budget: &mut Budget) -> Result<Value, DecodeErrorKind> {
+        let mut open: Vec<Open> = Vec::new();
+        let mut next = root;
+        loop {
+            // Enter `next`: a leaf is finished at once, a container is opened.
+            if open.len() >= MAX_DEPTH {
+                return Err(DecodeErrorKind::TooDeep);
             }
-            Obj::Tuple(ids) => Value::Tuple(build_all(ids, budget)?),
-            Obj::List(ids) => Value::List(build_all(ids, budget)?),
-            Obj::Set(ids) => Value::Set(unique(build_all(ids, budget)?)?),
-            Obj::FrozenSet(ids) => Value::FrozenSet(unique(build_all(ids, budget)?)?),
-            Obj::Dict(pairs) => {
-                let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
-                let mut index: HashMap<Value, usize> = HashMap::with_capacity(pairs.len());
-                for (k, v) in pairs {
-                    let key = self.build(*k, depth + 1, budget)?;
-                    let value = self.build(*v, depth + 1, budget)?;
+            budget.nodes = budget
+                .nodes
+                .checked_sub(1)
+                .ok_or(DecodeErrorKind::TooLarge)?;
+            let mut finished = match &self.arena[next] {
+                Obj::Leaf(v) => {
+                    let payload = match v {
+                        Value::Str(s) | Value::BigInt(s) => s.len(),
+                        Value::Bytes(b) | Value::ByteArray(b) => b.len(),
+                        _ => 0,
+                    };
+                    budget.payload = budget
+                        .payload
+                        .checked_sub(payload)
+                        .ok_or(DecodeErrorKind::TooLarge)?;
+                    Some(v.clone())
+                }
+                container => {
+                    open.push(Open::new(container));
+                    None
+                }
+            };
+            // Hand finished values up, closing containers whose children are all built,
+            // until one has a child left to enter.
+            loop {
+                if let Some(v) = finished.take() {
+                    match open.last_mut() {
+                        None => return Ok(v),
+                        Some(parent) => parent.built.push(v),
+                    }
+                }
+                let top = open.last_mut().expect("a container is open here");
+                if let Some(&child) = top.children.get(top.built.len()) {
+                    next = child;
+                    break;
+                }
+                finished = Some(open.pop().expect("checked above").close()?);
+            }
+        }
+    }
+}
+
+/// A container being built: its children's ids and the values built from them so far.
+struct Open {
+    kind: Kind,
+    /// Children in order; a dict's are flattened as key, value, key, value, ...
+    children: Vec<Id>,
+    built: Vec<Value>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Tuple,
+    List,
+    Dict,
+    Set,
+    FrozenSet,
+}
+
+impl Open {
+    fn new(obj: &Obj) -> Open {
+        let (kind, children) = match obj {
+            Obj::Tuple(ids) => (Kind::Tuple, ids.clone()),
+            Obj::List(ids) => (Kind::List, ids.clone()),
+            Obj::Set(ids) => (Kind::Set, ids.clone()),
+            Obj::FrozenSet(ids) => (Kind::FrozenSet, ids.clone()),
+            Obj::Dict(pairs) => (
+                Kind::Dict,
+                pairs.iter().flat_map(|(k, v)| [*k, *v]).collect(),
+            ),
+            Obj::Leaf(_) => unreachable!("leaves are never opened"),
+        };
+        Open {
+            kind,
+            built: Vec::with_capacity(children.len()),
+            children,
+        }
+    }
+
+    fn close(self) -> Result<Value, DecodeErrorKind> {
+        Ok(match self.kind {
+            Kind::Tuple => Value::Tuple(self.built),
+            Kind::List => Value::List(self.built),
+            Kind::Set => Value::Set(unique(self.built)?),
+            Kind::FrozenSet => Value::FrozenSet(unique(self.built)?),
+            Kind::Dict => {
+                // Python dict semantics: a repeated key keeps its first place, last value.
+                let mut out: Vec<(Value, Value)> = Vec::with_capacity(self.built.len() / 2);
+                let mut index: HashMap<Value, usize> = HashMap::with_capacity(self.built.len() / 2);
+                let mut items = self.built.into_iter();
+                while let (Some(key), Some(value)) = (items.next(), items.next()) {
                     if !key.is_hashable() {
-                        return Err(limit(malformed(format!(
+                        return Err(malformed(format!(
                             "unhashable type: '{}' used as a dict key",
                             key.type_name()
-                        ))));
+                        )));
                     }
                     match index.get(&key) {
                         Some(&i) => out[i].1 = value,
@@ -551,15 +617,15 @@ fn pairs_of(items: Vec<Id>) -> Result<Vec<(Id, Id)>, DecodeErrorKind> {
 }
 
 /// Set semantics: unhashable members refused, duplicates dropped, first order kept.
-fn unique(items: Vec<Value>) -> Result<Vec<Value>, DecodeError> {
+fn unique(items: Vec<Value>) -> Result<Vec<Value>, DecodeErrorKind> {
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         if !item.is_hashable() {
-            return Err(DecodeError {
-                offset: 0,
-                kind: malformed(format!("unhashable type: '{}' in a set", item.type_name())),
-            });
+            return Err(malformed(format!(
+                "unhashable type: '{}' in a set",
+                item.type_name()
+            )));
         }
         if seen.insert(item.clone()) {
             out.push(item);
