@@ -1,6 +1,8 @@
 //! bully-node: a peer for the CPSC 5520 bully leader-election protocol that interoperates
 //! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
 
+pub mod gcd;
 pub mod identity;
 pub mod membership;
+pub mod net;
 pub mod wire;

@@ -180,13 +180,22 @@ fn le_uint(bytes: &[u8]) -> u64 {
 /// than `limit` bytes. Timeouts are the reader's: set them on the socket beforehand.
 pub fn read_pickle<R: Read>(reader: &mut R, limit: usize) -> Result<Vec<u8>, FrameError> {
     let mut buf = Vec::with_capacity(256);
+    read_pickle_into(reader, limit, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`read_pickle`] into a caller's buffer, which holds every byte read even when the
+/// result is an error (to show what arrived, or to read on past a non-pickle).
+pub fn read_pickle_into<R: Read>(
+    reader: &mut R,
+    limit: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    buf.clear();
     let mut framer = Framer::new();
     loop {
-        let need = match framer.advance(&buf)? {
-            Progress::Complete { len } => {
-                debug_assert_eq!(len, buf.len());
-                return Ok(buf);
-            }
+        let need = match framer.advance(buf)? {
+            Progress::Complete { .. } => return Ok(()),
             Progress::NeedMore(n) => n,
         };
         if buf.len() + need > limit {
@@ -196,16 +205,20 @@ pub fn read_pickle<R: Read>(reader: &mut R, limit: usize) -> Result<Vec<u8>, Fra
         buf.resize(old + need, 0);
         let got = loop {
             match reader.read(&mut buf[old..]) {
-                Ok(n) => break n,
+                Ok(n) => break Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(FrameError::Io(e)),
+                Err(e) => break Err(e),
             }
         };
-        buf.truncate(old + got);
-        if got == 0 {
-            return Err(FrameError::Incomplete {
-                received: buf.len(),
-            });
+        buf.truncate(old + *got.as_ref().unwrap_or(&0));
+        match got {
+            Ok(0) => {
+                return Err(FrameError::Incomplete {
+                    received: buf.len(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(FrameError::Io(e)),
         }
     }
 }

@@ -14,7 +14,8 @@ pub use decode::{
 };
 pub use encode::{encode, Style};
 pub use framing::{
-    is_timeout, read_pickle, FrameError, Framer, Progress, MAX_LINE_BYTES, MAX_PICKLE_BYTES,
+    is_timeout, read_pickle, read_pickle_into, FrameError, Framer, Progress, MAX_LINE_BYTES,
+    MAX_PICKLE_BYTES,
 };
 pub use message::{Message, MessageError, RegisterName, Reply};
 pub use value::Value;
