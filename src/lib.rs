@@ -1,8 +1,12 @@
 //! bully-node: a peer for the CPSC 5520 bully leader-election protocol that interoperates
 //! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
 
+pub mod cli;
 pub mod gcd;
 pub mod identity;
+pub mod listener;
+pub mod logging;
 pub mod membership;
 pub mod net;
+pub mod node;
 pub mod wire;

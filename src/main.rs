@@ -1,1 +1,52 @@
-fn main() {}
+//! The `bully-node` binary: parse the command line, set up logging, run, and map
+//! errors to exit codes (0 normal, 1 runtime error, 2 usage error).
+
+use bully_node::cli::{Cli, Command};
+use bully_node::gcd::{server, Coordinator};
+use bully_node::{identity, logging, node};
+use clap::Parser;
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Gcd(args)) => {
+            logging::init("GCD".into(), cli.verbose, cli.quiet);
+            let listen = &args.listen;
+            match TcpListener::bind((listen.host.as_str(), listen.port)) {
+                Ok(listener) => {
+                    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    let config = args.coordinator_config();
+                    log::info!(
+                        "listening on {bound}, accepting {} (like gcd2.py{})",
+                        config.accept,
+                        if config.allow_remote { ", remote members allowed" } else { "" }
+                    );
+                    server::serve(listener, Arc::new(Coordinator::new(config))).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!(
+                    "cannot listen on {listen}: {e}; pick another --listen HOST:PORT (port 0 takes any free one)"
+                )),
+            }
+        }
+        None => match cli.node.into_config(identity::local_today()) {
+            Ok(config) => {
+                logging::init(config.pid.to_string(), cli.verbose, cli.quiet);
+                node::run(config).map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The command line: clap definitions, and their validation into configs whose
+//! invariants are checked once, at start-up.
+
+use crate::gcd::{CoordinatorConfig, NameChoice};
+use crate::identity::{Birthday, IdentityError, ProcessId};
+use crate::membership::Addr;
+use crate::wire::RegisterName;
+use chrono::NaiveDate;
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Join a group run by the course's GCD (python3 gcd2.py 23600) on this machine:
+  bully-node --gcd 127.0.0.1:23600 --birthday 03-14 --su-id 4123456
+
+  # The same with the days given directly, listening on a chosen port:
+  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 --listen 127.0.0.1:40001
+
+  # Run a coordinator that answers like gcd2.py (fall 2025: HOWDY):
+  bully-node gcd --listen 127.0.0.1:23600
+  # ... or like the fall 2019 version:
+  bully-node gcd --listen 127.0.0.1:23600 --accept JOIN
+
+Exit status: 0 normal, 1 runtime error (GCD unreachable or refusing, address in use),
+2 usage error.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bully-node",
+    version,
+    about = "A peer for the CPSC 5520 bully leader election, next to gcd2.py and Python peers",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    /// Show more: -v adds each connection's detail
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Show only leader changes and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a Group Coordinator Daemon that answers exactly as the course's gcd2.py does
+    Gcd(GcdArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("identity").args(["birthday", "days"]).required(true)))]
+pub struct NodeArgs {
+    /// The GCD to register with, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT", required = true)]
+    pub gcd: Option<Addr>,
+
+    /// Your 7-digit Seattle U student id (1000000 to 9999999)
+    #[arg(long, value_name = "N", required = true)]
+    pub su_id: Option<u32>,
+
+    /// Your mother's birthday; the id's days count to its next occurrence (a birthday
+    /// today counts as next year's; 02-29 falls on 02-28 in common years)
+    #[arg(long, value_name = "MM-DD")]
+    pub birthday: Option<Birthday>,
+
+    /// The days until the birthday, given directly (1 to 365)
+    #[arg(long, value_name = "N")]
+    pub days: Option<u32>,
+
+    /// Where to listen for peers [default: the local address that reaches the GCD, any free port]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<Addr>,
+
+    /// The registration message: auto tries HOWDY (2025), then BEGIN (2024), then JOIN (2019)
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    pub gcd_message: NameChoice,
+}
+
+#[derive(Args, Debug)]
+pub struct GcdArgs {
+    /// Where to listen, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:23600")]
+    pub listen: Addr,
+
+    /// The registration name to accept, i.e. which year's gcd2.py to behave as
+    #[arg(long, value_enum, default_value = "howdy", ignore_case = true)]
+    pub accept: AcceptName,
+
+    /// Accept members listening on other hosts (gcd2.py accepts only its own host)
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum AcceptName {
+    Howdy,
+    Begin,
+    Join,
+}
+
+impl From<AcceptName> for RegisterName {
+    fn from(a: AcceptName) -> Self {
+        match a {
+            AcceptName::Howdy => RegisterName::Howdy,
+            AcceptName::Begin => RegisterName::Begin,
+            AcceptName::Join => RegisterName::Join,
+        }
+    }
+}
+
+/// A node's settings, valid by construction.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub gcd: Addr,
+    pub pid: ProcessId,
+    /// Where to bind; `None` picks the local address that reaches the GCD.
+    pub listen: Option<Addr>,
+    pub gcd_message: NameChoice,
+}
+
+impl NodeArgs {
+    /// Checks the node's arguments; `today` is the local date the birthday counts from.
+    pub fn into_config(self, today: NaiveDate) -> Result<NodeConfig, IdentityError> {
+        let su_id = self.su_id.expect("clap requires --su-id");
+        let days = match (self.days, self.birthday) {
+            (Some(days), _) => days,
+            (None, Some(bd)) => bd.days_until_next(today),
+            (None, None) => unreachable!("clap requires --birthday or --days"),
+        };
+        let pid = ProcessId::new(days, su_id);
+        pid.validate()?;
+        Ok(NodeConfig {
+            gcd: self.gcd.expect("clap requires --gcd"),
+            pid,
+            listen: self.listen,
+            gcd_message: self.gcd_message,
+        })
+    }
+}
+
+impl GcdArgs {
+    pub fn coordinator_config(&self) -> CoordinatorConfig {
+        CoordinatorConfig {
+            accept: self.accept.into(),
+            allow_remote: self.allow_remote,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bully-node").chain(args.iter().copied()))
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn node_arguments() {
+        let cli = parse(&[
+            "--gcd",
+            "127.0.0.1:23600",
+            "--birthday",
+            "11-25",
+            "--su-id",
+            "4123456",
+        ])
+        .unwrap();
+        let config = cli.node.into_config(today()).unwrap();
+        assert_eq!(config.pid, ProcessId::new(1, 4123456));
+        assert_eq!(config.gcd_message, NameChoice::Auto);
+        let cli = parse(&[
+            "--gcd",
+            "h:1",
+            "--days",
+            "7",
+            "--su-id",
+            "4123456",
+            "--gcd-message",
+            "join",
+        ])
+        .unwrap();
+        assert_eq!(cli.node.gcd_message, NameChoice::Fixed(RegisterName::Join));
+    }
+
+    #[test]
+    fn usage_errors() {
+        // Missing identity, both identities, a bad birthday, a bad address.
+        assert!(parse(&["--gcd", "h:1", "--su-id", "4123456"]).is_err());
+        assert!(parse(&[
+            "--gcd",
+            "h:1",
+            "--su-id",
+            "4123456",
+            "--days",
+            "3",
+            "--birthday",
+            "01-01"
+        ])
+        .is_err());
+        assert!(parse(&["--gcd", "h:1", "--su-id", "4123456", "--birthday", "02-30"]).is_err());
+        assert!(parse(&["--gcd", "nohost", "--su-id", "4123456", "--days", "3"]).is_err());
+        // Valid syntax, but an id the GCD would refuse: refused at start-up.
+        let cli = parse(&["--gcd", "h:1", "--su-id", "123", "--days", "3"]).unwrap();
+        assert!(cli
+            .node
+            .into_config(today())
+            .unwrap_err()
+            .to_string()
+            .contains("--su-id"));
+    }
+
+    #[test]
+    fn gcd_subcommand_needs_no_node_arguments() {
+        let cli = parse(&["gcd", "--accept", "BEGIN", "--listen", "127.0.0.1:0"]).unwrap();
+        let Some(Command::Gcd(args)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.coordinator_config().accept, RegisterName::Begin);
+        assert_eq!(args.listen.port, 0);
+    }
+}

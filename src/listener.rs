@@ -1,0 +1,86 @@
+//! The node's listening side: one thread per connection. Each connection carries one
+//! message; ELECT and PROBE are answered GOT_IT from the connection's own thread, at
+//! once, so a reply never waits for the main loop. Every message is then handed on.
+
+use crate::wire::{self, decode, read_pickle, Message, Reply, Style};
+use log::{debug, warn};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a peer may take to send its one message. Python peers send it at once;
+/// this only limits what a silent or trickling connection can cost.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A message that arrived, and from where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub from: SocketAddr,
+    pub message: Message,
+}
+
+/// Accepts connections on `listener` until it fails, calling `deliver` with each
+/// protocol message from a connection thread.
+pub fn spawn(
+    listener: TcpListener,
+    deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("listener".into())
+        .spawn(move || loop {
+            match listener.accept() {
+                Ok((stream, from)) => {
+                    let deliver = Arc::clone(&deliver);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("conn-{from}"))
+                        .spawn(move || serve_connection(stream, from, &*deliver));
+                    if let Err(e) = spawned {
+                        warn!("no thread for the connection from {from}: {e}");
+                    }
+                }
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+}
+
+fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(Incoming)) {
+    if let Err(e) = stream.set_read_timeout(Some(READ_TIMEOUT)) {
+        debug!("connection from {from}: {e}");
+        return;
+    }
+    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+    let bytes = match read_pickle(&mut stream, wire::MAX_PICKLE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            warn!("connection from {from}: {e}");
+            return;
+        }
+    };
+    let message = match decode(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|v| Message::from_value(&v).map_err(|e| e.to_string()))
+    {
+        Ok(m) => m,
+        Err(e) => {
+            warn!("connection from {from}: not a protocol message: {e}");
+            return;
+        }
+    };
+    debug!(
+        "connection from {from}: {} ({} bytes)",
+        message.name(),
+        bytes.len()
+    );
+    if matches!(message, Message::Elect { .. } | Message::Probe) {
+        if let Err(e) = stream.write_all(&wire::encode(&Reply::got_it(), Style::Compact)) {
+            debug!("GOT_IT to {from} failed: {e}");
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    deliver(Incoming { from, message });
+}

@@ -1,0 +1,173 @@
+//! A real `bully-node` process registering with a GCD over loopback: the Python
+//! stand-in for each course year (auto fallback HOWDY -> BEGIN -> JOIN), our own
+//! coordinator, and GCDs that refuse, are down, stay silent or answer garbage.
+
+mod common;
+
+use bully_node::wire::{decode, encode_message, Message, Value};
+use common::{bully_node, python_gcd, rust_gcd, send_raw, Proc};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+fn node(gcd_port: u16, days: &str, su_id: &str, extra: &[&str]) -> Proc {
+    let mut cmd = bully_node();
+    cmd.args([
+        "--gcd",
+        &format!("127.0.0.1:{gcd_port}"),
+        "--days",
+        days,
+        "--su-id",
+        su_id,
+    ]);
+    cmd.args(extra);
+    Proc::spawn(&format!("node ({days}, {su_id})"), cmd)
+}
+
+/// The port a node reports listening on.
+fn listening_port(line: &str) -> u16 {
+    let after = line.split("listening at ").nth(1).unwrap();
+    after.rsplit(':').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn registers_with_every_course_year_by_falling_back() {
+    for name in ["HOWDY", "BEGIN", "JOIN"] {
+        let (_gcd, port) = python_gcd(name);
+        let mut n = node(port, "5", "1234567", &["--listen", "127.0.0.1:0"]);
+        let line = n.wait_for("joined", |l| l.contains("joined a group of"));
+        assert!(
+            line.contains(&format!("{name} to the GCD")),
+            "{name}: {line}"
+        );
+        assert!(
+            line.contains("joined a group of 1: (5, 1234567) (us)"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_second_node_sees_the_first_and_both_keep_serving() {
+    let (_gcd, port) = rust_gcd("HOWDY");
+    let mut a = node(port, "5", "1234567", &[]);
+    let a_port = listening_port(&a.wait_for("listening", |l| l.contains("listening at")));
+    a.wait_for("joined", |l| l.contains("joined a group of 1"));
+    let mut b = node(port, "9", "2345678", &[]);
+    let line = b.wait_for("joined", |l| l.contains("joined a group of"));
+    assert!(
+        line.contains("joined a group of 2: (9, 2345678) (us) at 127.0.0.1:"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("(5, 1234567) at 127.0.0.1:{a_port}")),
+        "{line}"
+    );
+    // The first node answers a PROBE with GOT_IT, and says so.
+    let reply = send_raw(a_port, &encode_message(&Message::Probe));
+    assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
+    a.wait_for("PROBE", |l| l.contains("PROBE from"));
+}
+
+#[test]
+fn a_fixed_name_the_gcd_refuses_is_shown_verbatim() {
+    let (_gcd, port) = python_gcd("JOIN");
+    let mut n = node(port, "5", "1234567", &["--gcd-message", "HOWDY"]);
+    let (code, out) = n.wait_exit();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("refused us: 'Unexpected message: HOWDY'"),
+        "{out}"
+    );
+    assert!(out.contains("--gcd-message auto"), "{out}");
+}
+
+#[test]
+fn a_listen_address_off_the_gcds_host_is_refused_with_advice() {
+    let (_gcd, port) = python_gcd("HOWDY");
+    let mut n = node(port, "5", "1234567", &["--listen", "127.0.0.2:0"]);
+    let (code, out) = n.wait_exit();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("refused us: 'Only local group members currently allowed'"),
+        "{out}"
+    );
+    assert!(out.contains("--listen"), "{out}");
+}
+
+#[test]
+fn an_unreachable_gcd_is_one_clear_error() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut n = node(closed, "5", "1234567", &[]);
+    let (code, out) = n.wait_exit();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("cannot reach the GCD at 127.0.0.1:{closed}")),
+        "{out}"
+    );
+}
+
+/// A fake GCD that reads one request and answers with `reply` (or nothing, closing;
+/// or, with `None`, holding the connection open without a word).
+fn fake_gcd(reply: Option<&'static [u8]>) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        match reply {
+            Some(bytes) => {
+                let _ = s.write_all(bytes);
+            }
+            // Silent: keep the connection until the client gives up and closes it.
+            None => {
+                let _ = s.read(&mut buf);
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_gcd_answering_garbage_nothing_or_never_is_an_error_not_a_crash() {
+    let cases: [(Option<&'static [u8]>, &str); 4] = [
+        (
+            Some(b"Expected a pickled message, got b'x'\n"),
+            "could not read our request and said: Expected a pickled message",
+        ),
+        (Some(b""), "closed the connection without answering"),
+        (
+            Some(b"\x80\x04K\x05."),
+            "answered with 5, not a members dict",
+        ),
+        (None, "did not answer in time"),
+    ];
+    for (reply, want) in cases {
+        let (port, server) = fake_gcd(reply);
+        let mut n = node(port, "5", "1234567", &[]);
+        let (code, out) = n.wait_exit();
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(want), "wanted {want:?} in:\n{out}");
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn identities_the_gcd_would_refuse_are_usage_errors() {
+    for (args, want) in [
+        (vec!["--days", "0", "--su-id", "1234567"], "--days"),
+        (vec!["--days", "5", "--su-id", "123"], "--su-id"),
+        (vec!["--birthday", "02-30", "--su-id", "1234567"], "MM-DD"),
+    ] {
+        let mut cmd = bully_node();
+        cmd.args(["--gcd", "127.0.0.1:1"]).args(&args);
+        let mut p = Proc::spawn("bad identity", cmd);
+        let (code, out) = p.wait_exit();
+        assert_eq!(code, Some(2), "{args:?}: {out}");
+        assert!(out.contains(want), "{args:?}: {out}");
+    }
+}
