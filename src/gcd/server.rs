@@ -3,7 +3,7 @@
 
 use super::coordinator::{Answer, Coordinator, REQUEST_LIMIT};
 use crate::wire::{Framer, Progress};
-use log::{info, warn};
+use log::{debug, info, warn};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -53,6 +53,9 @@ fn handle(mut stream: TcpStream, coordinator: &Coordinator, peer: &str) {
             info!("{name} from {pid} listening at {addr}: accepted, the group has {n} member{s}");
         }
         Answer::Refused { reason, .. } => info!("request from {peer} refused: {reason:?}"),
+        Answer::NotAPickle { .. } if raw.is_empty() => {
+            debug!("{peer} closed without sending a request")
+        }
         Answer::NotAPickle { .. } => info!("{} bytes from {peer} are not a pickle", raw.len()),
         Answer::NoReply { reason } => {
             info!("request from {peer} dropped without a reply: {reason}")
