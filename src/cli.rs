@@ -4,17 +4,24 @@
 use crate::gcd::{CoordinatorConfig, NameChoice};
 use crate::identity::{Birthday, IdentityError, ProcessId};
 use crate::membership::Addr;
+use crate::node::Timeouts;
 use crate::wire::RegisterName;
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
   # Join a group run by the course's GCD (python3 gcd2.py 23600) on this machine:
   bully-node --gcd 127.0.0.1:23600 --birthday 03-14 --su-id 4123456
 
-  # The same with the days given directly, listening on a chosen port:
-  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 --listen 127.0.0.1:40001
+  # The same with the days given directly, listening on a chosen port, with the
+  # election's events as JSON lines in a file:
+  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 --listen 127.0.0.1:40001 \\
+      --events node.jsonl
+
+  # Next to classmates' Python peers, which wait longer than the defaults:
+  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 --elect-timeout 3s --leader-timeout 5s
 
   # Run a coordinator that answers like gcd2.py (fall 2025: HOWDY):
   bully-node gcd --listen 127.0.0.1:23600
@@ -82,6 +89,49 @@ pub struct NodeArgs {
     /// The registration message: auto tries HOWDY (2025), then BEGIN (2024), then JOIN (2019)
     #[arg(long, value_name = "NAME", default_value = "auto")]
     pub gcd_message: NameChoice,
+
+    /// How long an election waits for any GOT_IT before declaring victory (e.g. 2s, 1500ms)
+    #[arg(long, value_name = "TIME", default_value = "2s", value_parser = parse_duration)]
+    pub elect_timeout: Duration,
+
+    /// How long to wait for I_AM_LEADER after a GOT_IT before electing again
+    #[arg(long, value_name = "TIME", default_value = "4s", value_parser = parse_duration)]
+    pub leader_timeout: Duration,
+
+    /// How long one connection to a peer may take to connect and to answer
+    #[arg(long, value_name = "TIME", default_value = "1500ms", value_parser = parse_duration)]
+    pub socket_timeout: Duration,
+
+    /// Write one JSON object per event to this file (- for standard output)
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<String>,
+}
+
+/// The longest any timeout may be: past this, a group takes minutes to notice anything.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `1500ms`, `2s`, `2.5s`, or a bare number of milliseconds; more than 0, at most a minute.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (number, unit_ms) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a time like 2s or 1500ms"))?;
+    let ms = value * unit_ms;
+    if ms.is_nan() || ms < 1.0 || ms > MAX_TIMEOUT.as_millis() as f64 {
+        return Err(format!(
+            "{s:?} must be at least 1ms and at most {}s",
+            MAX_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +175,11 @@ pub struct NodeConfig {
     /// Where to bind; `None` picks the local address that reaches the GCD.
     pub listen: Option<Addr>,
     pub gcd_message: NameChoice,
+    pub timeouts: Timeouts,
+    /// Connect and reply timeout of each connection to a peer.
+    pub socket_timeout: Duration,
+    /// Where JSON events go (`-` is stdout), if anywhere.
+    pub events: Option<String>,
 }
 
 impl NodeArgs {
@@ -143,6 +198,12 @@ impl NodeArgs {
             pid,
             listen: self.listen,
             gcd_message: self.gcd_message,
+            timeouts: Timeouts {
+                elect: self.elect_timeout,
+                leader: self.leader_timeout,
+            },
+            socket_timeout: self.socket_timeout,
+            events: self.events,
         })
     }
 }
@@ -227,6 +288,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--su-id"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        for bad in ["0", "-1s", "2m", "", "NaN", "61s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let cli = parse(&[
+            "--gcd",
+            "h:1",
+            "--days",
+            "7",
+            "--su-id",
+            "4123456",
+            "--elect-timeout",
+            "500ms",
+        ])
+        .unwrap();
+        let config = cli.node.into_config(today()).unwrap();
+        assert_eq!(config.timeouts.elect, Duration::from_millis(500));
+        assert_eq!(config.timeouts.leader, Duration::from_secs(4));
+        assert_eq!(config.socket_timeout, Duration::from_millis(1500));
     }
 
     #[test]

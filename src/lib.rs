@@ -2,11 +2,14 @@
 //! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
 
 pub mod cli;
+pub mod events;
 pub mod gcd;
 pub mod identity;
 pub mod listener;
 pub mod logging;
+pub mod mailbox;
 pub mod membership;
 pub mod net;
 pub mod node;
+pub mod runtime;
 pub mod wire;

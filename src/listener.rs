@@ -5,7 +5,8 @@
 use crate::wire::{self, decode, read_pickle, Message, Reply, Style};
 use log::{debug, warn};
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,16 +22,71 @@ pub struct Incoming {
     pub message: Message,
 }
 
-/// Accepts connections on `listener` until it fails, calling `deliver` with each
-/// protocol message from a connection thread.
+/// A running listener; [`ListenerHandle::shutdown`] closes its socket.
+pub struct ListenerHandle {
+    stop: Arc<AtomicBool>,
+    local: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ListenerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Stops accepting and closes the listening socket (peers then get refused
+    /// connections). Connections already accepted finish on their own threads.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        // accept() has no timeout: wake it with a connection of our own.
+        let _ = TcpStream::connect_timeout(&wake_addr(self.local), Duration::from_secs(1));
+        let _ = thread.join();
+    }
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Where to connect to reach a listener bound to `local` (a wildcard means loopback).
+fn wake_addr(local: SocketAddr) -> SocketAddr {
+    let mut a = local;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    a
+}
+
+/// Accepts connections on `listener` until shut down, calling `deliver` with each
+/// protocol message from its connection's thread.
 pub fn spawn(
     listener: TcpListener,
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> std::io::Result<ListenerHandle> {
+    let local = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
         .name("listener".into())
         .spawn(move || loop {
-            match listener.accept() {
+            let accepted = listener.accept();
+            if stopping.load(Ordering::SeqCst) {
+                return; // drops the listener: the port closes
+            }
+            match accepted {
                 Ok((stream, from)) => {
                     let deliver = Arc::clone(&deliver);
                     let spawned = std::thread::Builder::new()
@@ -45,7 +101,12 @@ pub fn spawn(
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
-        })
+        })?;
+    Ok(ListenerHandle {
+        stop,
+        local,
+        thread: Some(thread),
+    })
 }
 
 fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(Incoming)) {

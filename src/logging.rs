@@ -1,11 +1,12 @@
 //! What a person sees: one line per event, `HH:MM:SS.mmm <who> <what>`, in the
-//! protocol's own words. `-q` keeps warnings and errors (leader changes are logged at
-//! warn's neighbour, see `node`), `-v` adds per-connection detail, `RUST_LOG` overrides.
+//! protocol's own words. `-q` keeps leader changes, warnings and errors, `-v` adds
+//! per-connection detail, `RUST_LOG` overrides.
 
 use std::io::Write;
 
 /// Installs the logger. `who` labels every line: the node's id, or `GCD`.
-pub fn init(who: String, verbose: u8, quiet: bool) {
+/// With `to_stderr`, human lines go to stderr (when stdout carries JSON events).
+pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool) {
     let level = match (quiet, verbose) {
         (true, _) => log::LevelFilter::Warn,
         (false, 0) => log::LevelFilter::Info,
@@ -13,6 +14,11 @@ pub fn init(who: String, verbose: u8, quiet: bool) {
     };
     let mut builder = env_logger::Builder::new();
     builder.filter_level(level);
+    // Leader changes show at every level, -q included.
+    builder.filter(
+        Some(crate::events::LEADER_TARGET),
+        level.max(log::LevelFilter::Info),
+    );
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
@@ -27,6 +33,10 @@ pub fn init(who: String, verbose: u8, quiet: bool) {
                 level => writeln!(buf, "{now} {who} {level}: {}", record.args()),
             }
         })
-        .target(env_logger::Target::Stdout)
+        .target(if to_stderr {
+            env_logger::Target::Stderr
+        } else {
+            env_logger::Target::Stdout
+        })
         .init();
 }

@@ -1,9 +1,10 @@
 //! The `bully-node` binary: parse the command line, set up logging, run, and map
 //! errors to exit codes (0 normal, 1 runtime error, 2 usage error).
 
+use bully_node::cli::NodeConfig;
 use bully_node::cli::{Cli, Command};
 use bully_node::gcd::{server, Coordinator};
-use bully_node::{identity, logging, node};
+use bully_node::{identity, logging, runtime};
 use clap::Parser;
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Gcd(args)) => {
-            logging::init("GCD".into(), cli.verbose, cli.quiet);
+            logging::init("GCD".into(), cli.verbose, cli.quiet, false);
             let listen = &args.listen;
             match TcpListener::bind((listen.host.as_str(), listen.port)) {
                 Ok(listener) => {
@@ -33,8 +34,14 @@ fn main() -> ExitCode {
         }
         None => match cli.node.into_config(identity::local_today()) {
             Ok(config) => {
-                logging::init(config.pid.to_string(), cli.verbose, cli.quiet);
-                node::run(config).map_err(|e| e.to_string())
+                let events_on_stdout = config.events.as_deref() == Some("-");
+                logging::init(
+                    config.pid.to_string(),
+                    cli.verbose,
+                    cli.quiet,
+                    events_on_stdout,
+                );
+                run_node(config)
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -49,4 +56,15 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
+fn run_node(config: NodeConfig) -> Result<(), String> {
+    let node = runtime::start(config).map_err(|e| e.to_string())?;
+    let stopper = node.stopper();
+    if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
+        log::warn!("Ctrl-C will end the node without a clean stop: {e}");
+    }
+    node.wait();
+    Ok(())
 }

@@ -1,0 +1,336 @@
+//! Reporting what the node does: a line for a person, in the protocol's words, and with
+//! `--events PATH` one JSON object per line for tools and tests, each with `"t"`
+//! (milliseconds since the Unix epoch), `"node"` (`[days, su_id]`) and `"event"`.
+
+use crate::identity::ProcessId;
+use crate::node::Event;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The log target of leader changes, which `-q` keeps.
+pub const LEADER_TARGET: &str = "leader";
+
+fn pids(list: &[ProcessId]) -> String {
+    list.iter()
+        .map(ProcessId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The line a person reads for `event`, or `None` for events shown otherwise.
+pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
+    Some(match event {
+        Event::Joined { .. } => return None, // the runtime prints the group it joined
+        Event::ElectionStarted {
+            election,
+            reason,
+            asking,
+        } if asking.is_empty() => {
+            format!("election #{election} ({reason}): no member ranks higher")
+        }
+        Event::ElectionStarted {
+            election,
+            reason,
+            asking,
+        } => {
+            format!("election #{election} ({reason}): ELECT to {}", pids(asking))
+        }
+        Event::GotIt { from } => format!("GOT_IT from {from}"),
+        Event::ElectFailed { to, reason } => format!("ELECT to {to} failed: {reason}"),
+        Event::Leader { leader, .. } if *leader == me => "I am the leader now".into(),
+        Event::Leader { leader, .. } => format!("following leader {leader}"),
+        Event::Won {
+            election,
+            announcing_to,
+        } => {
+            format!("won election #{election}: I_AM_LEADER to {announcing_to} members")
+        }
+        Event::NoLeaderAfterGotIt { election } => {
+            format!("election #{election}: no I_AM_LEADER came after GOT_IT")
+        }
+        Event::ElectReceived {
+            from,
+            learned,
+            electing,
+        } => {
+            let from = from.map_or("a peer".into(), |p| p.to_string());
+            let mut s = format!("ELECT from {from}, answered GOT_IT");
+            if !learned.is_empty() {
+                let _ = write!(s, ", learned {}", pids(learned));
+            }
+            if *electing {
+                s.push_str(" (already electing)");
+            }
+            s
+        }
+        Event::IAmLeaderReceived { leader } => format!("I_AM_LEADER from {leader}"),
+        Event::Reregistered { members, learned } if learned.is_empty() => {
+            format!("registered again with the GCD: {members} members")
+        }
+        Event::Reregistered { members, learned } => {
+            format!(
+                "registered again with the GCD: {members} members, new: {}",
+                pids(learned)
+            )
+        }
+        Event::ReregistrationFailed { reason } => {
+            format!("registering again with the GCD failed, keeping the members we have: {reason}")
+        }
+    })
+}
+
+/// A JSON object under construction; keys are ours and need no escaping.
+pub struct JsonLine(String);
+
+impl JsonLine {
+    pub fn new(node: ProcessId, event: &str) -> Self {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let mut line = JsonLine(format!("{{\"t\":{t}"));
+        line.pid("node", node);
+        line.str("event", event);
+        line
+    }
+
+    pub fn num(&mut self, key: &str, n: impl std::fmt::Display) -> &mut Self {
+        let _ = write!(self.0, ",\"{key}\":{n}");
+        self
+    }
+
+    pub fn str(&mut self, key: &str, s: &str) -> &mut Self {
+        let _ = write!(self.0, ",\"{key}\":");
+        json_string(&mut self.0, s);
+        self
+    }
+
+    pub fn pid(&mut self, key: &str, p: ProcessId) -> &mut Self {
+        let _ = write!(self.0, ",\"{key}\":[{},{}]", p.days, p.su_id);
+        self
+    }
+
+    pub fn opt_pid(&mut self, key: &str, p: Option<ProcessId>) -> &mut Self {
+        match p {
+            Some(p) => self.pid(key, p),
+            None => {
+                let _ = write!(self.0, ",\"{key}\":null");
+                self
+            }
+        }
+    }
+
+    pub fn pids(&mut self, key: &str, list: &[ProcessId]) -> &mut Self {
+        let items: Vec<String> = list
+            .iter()
+            .map(|p| format!("[{},{}]", p.days, p.su_id))
+            .collect();
+        let _ = write!(self.0, ",\"{key}\":[{}]", items.join(","));
+        self
+    }
+
+    pub fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The JSON line for `event`.
+pub fn json(event: &Event, me: ProcessId) -> String {
+    let line = |name: &str| JsonLine::new(me, name);
+    let j = match event {
+        Event::Joined { members } => {
+            let mut j = line("joined");
+            j.num("members", members);
+            j
+        }
+        Event::ElectionStarted {
+            election,
+            reason,
+            asking,
+        } => {
+            let mut j = line("election_started");
+            j.num("election", election)
+                .str("reason", reason)
+                .pids("asking", asking);
+            j
+        }
+        Event::GotIt { from } => {
+            let mut j = line("got_it");
+            j.pid("from", *from);
+            j
+        }
+        Event::ElectFailed { to, reason } => {
+            let mut j = line("elect_failed");
+            j.pid("to", *to).str("reason", reason);
+            j
+        }
+        Event::Leader { leader, previous } => {
+            let mut j = line("leader");
+            j.pid("leader", *leader).opt_pid("previous", *previous);
+            j
+        }
+        Event::Won {
+            election,
+            announcing_to,
+        } => {
+            let mut j = line("won");
+            j.num("election", election)
+                .num("announcing_to", announcing_to);
+            j
+        }
+        Event::NoLeaderAfterGotIt { election } => {
+            let mut j = line("no_leader_after_got_it");
+            j.num("election", election);
+            j
+        }
+        Event::ElectReceived {
+            from,
+            learned,
+            electing,
+        } => {
+            let mut j = line("elect_received");
+            j.opt_pid("from", *from)
+                .pids("learned", learned)
+                .num("electing", electing);
+            j
+        }
+        Event::IAmLeaderReceived { leader } => {
+            let mut j = line("i_am_leader_received");
+            j.pid("leader", *leader);
+            j
+        }
+        Event::Reregistered { members, learned } => {
+            let mut j = line("reregistered");
+            j.num("members", members).pids("learned", learned);
+            j
+        }
+        Event::ReregistrationFailed { reason } => {
+            let mut j = line("reregistration_failed");
+            j.str("reason", reason);
+            j
+        }
+    };
+    j.finish()
+}
+
+/// Where JSON events go: nowhere, stdout, or a file; one line per write, flushed.
+pub struct EventSink {
+    out: Option<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl EventSink {
+    pub fn none() -> Self {
+        EventSink { out: None }
+    }
+
+    /// `-` is stdout; anything else a file, created or truncated.
+    pub fn open(path: &str) -> io::Result<Self> {
+        let out: Box<dyn Write + Send> = if path == "-" {
+            Box::new(io::stdout())
+        } else {
+            Box::new(std::fs::File::create(path)?)
+        };
+        Ok(EventSink {
+            out: Some(Mutex::new(out)),
+        })
+    }
+
+    pub fn write(&self, line: &str) {
+        if let Some(out) = &self.out {
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            // An events file that can't be written must not stop the node.
+            let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_carry_time_node_and_event() {
+        let me = ProcessId::new(5, 1234567);
+        let line = json(
+            &Event::ElectionStarted {
+                election: 3,
+                reason: "a \"quoted\"\nreason".into(),
+                asking: vec![ProcessId::new(9, 1000009)],
+            },
+            me,
+        );
+        assert!(line.starts_with("{\"t\":1"), "{line}");
+        assert!(
+            line.contains(r#""node":[5,1234567],"event":"election_started","election":3"#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""reason":"a \"quoted\"\nreason","asking":[[9,1000009]]}"#),
+            "{line}"
+        );
+        let line = json(
+            &Event::Leader {
+                leader: me,
+                previous: None,
+            },
+            me,
+        );
+        assert!(
+            line.ends_with(r#""leader":[5,1234567],"previous":null}"#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn lines_in_the_protocols_words() {
+        let me = ProcessId::new(5, 1234567);
+        let other = ProcessId::new(9, 1000009);
+        assert_eq!(
+            describe(&Event::GotIt { from: other }, me).unwrap(),
+            "GOT_IT from (9, 1000009)"
+        );
+        assert_eq!(
+            describe(
+                &Event::Leader {
+                    leader: me,
+                    previous: None
+                },
+                me
+            )
+            .unwrap(),
+            "I am the leader now"
+        );
+        assert_eq!(
+            describe(
+                &Event::Leader {
+                    leader: other,
+                    previous: None
+                },
+                me
+            )
+            .unwrap(),
+            "following leader (9, 1000009)"
+        );
+    }
+}

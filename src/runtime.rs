@@ -1,0 +1,453 @@
+//! The runtime around the pure [`Node`]: sockets, threads, clocks.
+//!
+//! A thread-per-connection listener and every sender thread push into one monitor
+//! queue ([`Mailbox`]); one main loop takes from it, fires due timers, feeds the node,
+//! and carries out the node's actions. Every outgoing ELECT runs in a thread of its
+//! own, so no reply is ever awaited on the main loop; I_AM_LEADER and re-registration
+//! likewise. Start-up order: bind the listener (so the address we register is real),
+//! register with the GCD, then start the node.
+
+use crate::cli::NodeConfig;
+use crate::events::{self, EventSink, JsonLine, LEADER_TARGET};
+use crate::gcd::{self, GcdError, NameChoice};
+use crate::identity::ProcessId;
+use crate::listener::{self, Incoming, ListenerHandle};
+use crate::mailbox::{Mailbox, Taken};
+use crate::membership::{Addr, Members};
+use crate::net::{self, ExchangeError};
+use crate::node::{Action, ElectOutcome, Event, Input, Node, Time, Timer};
+use crate::wire::{decode, encode_message, is_timeout, FrameError, Message, RegisterName, Reply};
+use log::{debug, info, warn};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the GCD may take to answer a registration.
+pub const GCD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most a Python peer reads of a message (one `recv(1024)`).
+const PYTHON_RECV: usize = 1024;
+
+#[derive(Debug)]
+pub enum NodeError {
+    Bind { addr: Addr, cause: std::io::Error },
+    Events { path: String, cause: std::io::Error },
+    Gcd(GcdError),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Bind { addr, cause } => write!(
+                f,
+                "cannot listen on {addr}: {cause}; pick another --listen HOST:PORT (port 0 takes any free one)"
+            ),
+            NodeError::Events { path, cause } => {
+                write!(f, "cannot write events to {path}: {cause}; pick another --events path")
+            }
+            NodeError::Gcd(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// The local IP this machine uses to reach `gcd` (no packet is sent: connecting a UDP
+/// socket only picks a route), or loopback when there is no route.
+pub fn local_ip_towards(gcd: &Addr) -> IpAddr {
+    let route = || -> std::io::Result<IpAddr> {
+        let target = net::resolve(gcd)?[0];
+        let any: IpAddr = if target.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket = UdpSocket::bind((any, 0))?;
+        socket.connect(target)?;
+        Ok(socket.local_addr()?.ip())
+    };
+    route().unwrap_or(Ipv4Addr::LOCALHOST.into())
+}
+
+/// Binds the listener and works out the address to give the GCD: the host as the user
+/// wrote it (peers resolve names), the IP that reaches the GCD when none was given or
+/// it was a wildcard, and the port actually bound.
+pub fn bind(config: &NodeConfig) -> Result<(TcpListener, Addr), NodeError> {
+    let towards_gcd = || local_ip_towards(&config.gcd).to_string();
+    let wanted = config
+        .listen
+        .clone()
+        .unwrap_or_else(|| Addr::new(towards_gcd(), 0));
+    let listener = TcpListener::bind((wanted.host.as_str(), wanted.port)).map_err(|cause| {
+        NodeError::Bind {
+            addr: wanted.clone(),
+            cause,
+        }
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|cause| NodeError::Bind {
+            addr: wanted.clone(),
+            cause,
+        })?
+        .port();
+    let wildcard = matches!(wanted.host.parse::<IpAddr>(), Ok(ip) if ip.is_unspecified());
+    let host = if wildcard { towards_gcd() } else { wanted.host };
+    Ok((listener, Addr::new(host, port)))
+}
+
+/// Shows the group as a person reads it: highest first, marking ourselves.
+pub fn describe_members(members: &Members, me: ProcessId) -> String {
+    let mut sorted: Vec<_> = members.iter().collect();
+    sorted.sort_by_key(|m| Reverse(m.pid));
+    sorted
+        .iter()
+        .map(|m| {
+            format!(
+                "{}{} at {}",
+                m.pid,
+                if m.pid == me { " (us)" } else { "" },
+                m.addr
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the main loop takes from its mailbox.
+enum Envelope {
+    Input(Input),
+    Message(Incoming),
+    Stop,
+}
+
+/// A handle to stop a running node from any thread (a signal handler, a test, a demo).
+#[derive(Clone)]
+pub struct Stopper(Arc<Mailbox<Envelope>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.push(Envelope::Stop);
+    }
+}
+
+/// A node whose main loop runs on its own thread.
+pub struct RunningNode {
+    pub id: ProcessId,
+    pub addr: Addr,
+    stopper: Stopper,
+    thread: JoinHandle<()>,
+}
+
+impl RunningNode {
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Waits for the node to stop (after [`Stopper::stop`]).
+    pub fn wait(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Binds, registers, and starts the node's main loop. Errors here are fatal start-up
+/// errors (address in use, GCD down or refusing); after this the node runs until
+/// stopped, whatever its peers do.
+pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+    let sink = match &config.events {
+        Some(path) => EventSink::open(path).map_err(|cause| NodeError::Events {
+            path: path.clone(),
+            cause,
+        })?,
+        None => EventSink::none(),
+    };
+    let (listener, addr) = bind(&config)?;
+    info!("listening at {addr}");
+    let registration = gcd::register(
+        &config.gcd,
+        config.gcd_message,
+        config.pid,
+        &addr,
+        GCD_TIMEOUT,
+    )
+    .map_err(NodeError::Gcd)?;
+    info!(
+        "{} to the GCD at {}: joined a group of {}: {}",
+        registration.name,
+        config.gcd,
+        registration.members.len(),
+        describe_members(&registration.members, config.pid)
+    );
+    if registration.rejected > 0 {
+        warn!(
+            "the GCD listed {} entries that are not valid members; ignored them",
+            registration.rejected
+        );
+    }
+    let mailbox: Arc<Mailbox<Envelope>> = Arc::new(Mailbox::new());
+    let deliver = {
+        let mailbox = Arc::clone(&mailbox);
+        Arc::new(move |incoming: Incoming| {
+            mailbox.push(Envelope::Message(incoming));
+        })
+    };
+    let listener = listener::spawn(listener, deliver).map_err(|cause| NodeError::Bind {
+        addr: addr.clone(),
+        cause,
+    })?;
+    let mut runtime = Runtime {
+        node: Node::new(config.pid, addr.clone(), config.timeouts),
+        register_as: registration.name,
+        config,
+        addr: addr.clone(),
+        mailbox: Arc::clone(&mailbox),
+        sink,
+        epoch: Instant::now(),
+        timers: BinaryHeap::new(),
+        listener: Some(listener),
+        warned_size: false,
+    };
+    let id = runtime.node.id();
+    let members = registration.members;
+    let thread = std::thread::Builder::new()
+        .name(format!("node-{}", id.su_id))
+        .spawn(move || {
+            runtime.feed(Input::Registered { members });
+            runtime.main_loop();
+        })
+        .map_err(|cause| NodeError::Bind {
+            addr: addr.clone(),
+            cause,
+        })?;
+    Ok(RunningNode {
+        id,
+        addr,
+        stopper: Stopper(mailbox),
+        thread,
+    })
+}
+
+struct Runtime {
+    node: Node,
+    config: NodeConfig,
+    addr: Addr,
+    /// The registration name the GCD accepted, for registering again.
+    register_as: RegisterName,
+    mailbox: Arc<Mailbox<Envelope>>,
+    sink: EventSink,
+    epoch: Instant,
+    timers: BinaryHeap<Reverse<(Time, Timer)>>,
+    listener: Option<ListenerHandle>,
+    warned_size: bool,
+}
+
+impl Runtime {
+    fn now(&self) -> Time {
+        self.epoch.elapsed()
+    }
+
+    fn main_loop(&mut self) {
+        loop {
+            // Due timers first, so a busy mailbox can't starve them.
+            while let Some(&Reverse((at, timer))) = self.timers.peek() {
+                if at > self.now() {
+                    break;
+                }
+                self.timers.pop();
+                self.feed(Input::Timer(timer));
+            }
+            let deadline = self.timers.peek().map(|Reverse((at, _))| self.epoch + *at);
+            match self.mailbox.take(deadline) {
+                Taken::Item(Envelope::Input(input)) => self.feed(input),
+                Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
+                Taken::Item(Envelope::Stop) | Taken::Closed => break,
+                Taken::TimedOut => {}
+            }
+        }
+        self.mailbox.close();
+        if let Some(listener) = self.listener.take() {
+            listener.shutdown();
+        }
+        info!("stopped");
+        self.sink
+            .write(&JsonLine::new(self.node.id(), "stopped").finish());
+    }
+
+    fn feed(&mut self, input: Input) {
+        let actions = self.node.handle(self.now(), input);
+        for action in actions {
+            self.apply(action);
+        }
+    }
+
+    fn on_message(&mut self, incoming: Incoming) {
+        let from = incoming.from;
+        match incoming.message {
+            Message::Elect {
+                members,
+                sender,
+                rejected,
+            } => {
+                if rejected > 0 {
+                    warn!("ELECT from {from} listed {rejected} entries that are not valid members; ignored them");
+                }
+                self.feed(Input::Elect { members, sender });
+            }
+            Message::IAmLeader { leader, addr } => self.feed(Input::IAmLeader { leader, addr }),
+            Message::Probe => info!("PROBE from {from}: answered GOT_IT"),
+            Message::Register { name, .. } => {
+                warn!("{name} from {from} ignored: that message is for the GCD")
+            }
+            Message::Unknown { name, .. } => warn!("unknown message {name:?} from {from} ignored"),
+        }
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::SendElect {
+                election,
+                to,
+                addr,
+                members,
+            } => self.send_elect(election, to, addr, &members),
+            Action::SendLeader { to, addr } => self.send_leader(to, addr),
+            Action::SetTimer { at, timer } => self.timers.push(Reverse((at, timer))),
+            Action::Register { reason } => self.register_again(reason),
+            Action::Event(event) => self.emit(&event),
+        }
+    }
+
+    fn emit(&self, event: &Event) {
+        let me = self.node.id();
+        if let Some(line) = events::describe(event, me) {
+            match event {
+                Event::Leader { .. } => info!(target: LEADER_TARGET, "{line}"),
+                Event::ElectFailed { .. } | Event::ReregistrationFailed { .. } => warn!("{line}"),
+                _ => info!("{line}"),
+            }
+        }
+        self.sink.write(&events::json(event, me));
+    }
+
+    /// Runs `work` on a thread of its own; false if no thread could be had.
+    fn spawn(name: String, work: impl FnOnce() + Send + 'static) -> bool {
+        std::thread::Builder::new().name(name).spawn(work).is_ok()
+    }
+
+    fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
+        let bytes = encode_message(&Message::Elect {
+            members: members.clone(),
+            sender: None,
+            rejected: 0,
+        });
+        if bytes.len() > PYTHON_RECV && !self.warned_size {
+            self.warned_size = true;
+            warn!(
+                "our ELECT for {} members is {} bytes; Python peers read only {PYTHON_RECV}",
+                members.len(),
+                bytes.len()
+            );
+        }
+        debug!(
+            "ELECT #{election} to {to} at {addr} ({} bytes)",
+            bytes.len()
+        );
+        let mailbox = Arc::clone(&self.mailbox);
+        let timeout = self.config.socket_timeout;
+        let report = Arc::clone(&self.mailbox);
+        let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
+            let outcome = elect_exchange(&addr, &bytes, timeout);
+            mailbox.push(Envelope::Input(Input::ElectReply {
+                election,
+                to,
+                outcome,
+            }));
+        });
+        if !spawned {
+            let outcome = ElectOutcome::Failed("no thread to send it from".into());
+            report.push(Envelope::Input(Input::ElectReply {
+                election,
+                to,
+                outcome,
+            }));
+        }
+    }
+
+    fn send_leader(&self, to: ProcessId, addr: Addr) {
+        let bytes = encode_message(&Message::IAmLeader {
+            leader: self.node.id(),
+            addr: None,
+        });
+        let timeout = self.config.socket_timeout;
+        let spawned = Self::spawn(format!("leader-{}", to.su_id), move || {
+            let sent = net::connect(&addr, timeout).and_then(|mut s| {
+                s.write_all(&bytes)?;
+                let _ = s.shutdown(Shutdown::Write);
+                Ok(())
+            });
+            match sent {
+                Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
+                Err(e) => debug!("I_AM_LEADER to {to} at {addr} failed: {e}"),
+            }
+        });
+        if !spawned {
+            warn!("no thread to send I_AM_LEADER to {to}");
+        }
+    }
+
+    fn register_again(&self, reason: String) {
+        info!("registering with the GCD again: {reason}");
+        let (gcd, name, me, addr) = (
+            self.config.gcd.clone(),
+            self.register_as,
+            self.node.id(),
+            self.addr.clone(),
+        );
+        let mailbox = Arc::clone(&self.mailbox);
+        let spawned = Self::spawn("register".into(), move || {
+            let input = match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
+                Ok(r) => Input::Registered { members: r.members },
+                Err(e) => Input::RegistrationFailed {
+                    reason: e.to_string(),
+                },
+            };
+            mailbox.push(Envelope::Input(input));
+        });
+        if !spawned {
+            let reason = "no thread to register from".to_string();
+            self.mailbox
+                .push(Envelope::Input(Input::RegistrationFailed { reason }));
+        }
+    }
+}
+
+/// Sends one ELECT and says how it ended, in words for the log.
+fn elect_exchange(addr: &Addr, bytes: &[u8], timeout: Duration) -> ElectOutcome {
+    let secs = timeout.as_secs_f64();
+    match net::exchange(addr, bytes, timeout) {
+        Ok((_, reply)) => match decode(&reply).map(Reply::from_value) {
+            Ok(Reply::GotIt) => ElectOutcome::GotIt,
+            Ok(other) => ElectOutcome::Failed(format!("answered {other:?} instead of GOT_IT")),
+            Err(e) => ElectOutcome::Failed(format!("unreadable reply: {e}")),
+        },
+        Err(ExchangeError::Connect(e)) if is_timeout(&e) => {
+            ElectOutcome::Failed(format!("no connection within {secs}s"))
+        }
+        Err(ExchangeError::Connect(e)) => {
+            ElectOutcome::Failed(format!("cannot connect to {addr}: {e}"))
+        }
+        Err(ExchangeError::Send(e)) => ElectOutcome::Failed(format!("sending failed: {e}")),
+        Err(ExchangeError::Reply { error, .. }) => ElectOutcome::Failed(match error {
+            FrameError::Incomplete { received: 0 } => {
+                "closed the connection without a reply".into()
+            }
+            FrameError::Io(e) if is_timeout(&e) => format!("no reply within {secs}s"),
+            other => other.to_string(),
+        }),
+    }
+}
