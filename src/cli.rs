@@ -120,16 +120,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a time like 2s or 1500ms"))?;
+    let value: f64 = number.trim().parse().map_err(|_| format!("{s:?} is not a time like 2s or 1500ms"))?;
     let ms = value * unit_ms;
     if ms.is_nan() || ms < 1.0 || ms > MAX_TIMEOUT.as_millis() as f64 {
-        return Err(format!(
-            "{s:?} must be at least 1ms and at most {}s",
-            MAX_TIMEOUT.as_secs()
-        ));
+        return Err(format!("{s:?} must be at least 1ms and at most {}s", MAX_TIMEOUT.as_secs()));
     }
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }
@@ -198,10 +192,7 @@ impl NodeArgs {
             pid,
             listen: self.listen,
             gcd_message: self.gcd_message,
-            timeouts: Timeouts {
-                elect: self.elect_timeout,
-                leader: self.leader_timeout,
-            },
+            timeouts: Timeouts { elect: self.elect_timeout, leader: self.leader_timeout },
             socket_timeout: self.socket_timeout,
             events: self.events,
         })
@@ -210,10 +201,7 @@ impl NodeArgs {
 
 impl GcdArgs {
     pub fn coordinator_config(&self) -> CoordinatorConfig {
-        CoordinatorConfig {
-            accept: self.accept.into(),
-            allow_remote: self.allow_remote,
-        }
+        CoordinatorConfig { accept: self.accept.into(), allow_remote: self.allow_remote }
     }
 }
 
@@ -237,29 +225,11 @@ mod tests {
 
     #[test]
     fn node_arguments() {
-        let cli = parse(&[
-            "--gcd",
-            "127.0.0.1:23600",
-            "--birthday",
-            "11-25",
-            "--su-id",
-            "4123456",
-        ])
-        .unwrap();
+        let cli = parse(&["--gcd", "127.0.0.1:23600", "--birthday", "11-25", "--su-id", "4123456"]).unwrap();
         let config = cli.node.into_config(today()).unwrap();
         assert_eq!(config.pid, ProcessId::new(1, 4123456));
         assert_eq!(config.gcd_message, NameChoice::Auto);
-        let cli = parse(&[
-            "--gcd",
-            "h:1",
-            "--days",
-            "7",
-            "--su-id",
-            "4123456",
-            "--gcd-message",
-            "join",
-        ])
-        .unwrap();
+        let cli = parse(&["--gcd", "h:1", "--days", "7", "--su-id", "4123456", "--gcd-message", "join"]).unwrap();
         assert_eq!(cli.node.gcd_message, NameChoice::Fixed(RegisterName::Join));
     }
 
@@ -267,27 +237,12 @@ mod tests {
     fn usage_errors() {
         // Missing identity, both identities, a bad birthday, a bad address.
         assert!(parse(&["--gcd", "h:1", "--su-id", "4123456"]).is_err());
-        assert!(parse(&[
-            "--gcd",
-            "h:1",
-            "--su-id",
-            "4123456",
-            "--days",
-            "3",
-            "--birthday",
-            "01-01"
-        ])
-        .is_err());
+        assert!(parse(&["--gcd", "h:1", "--su-id", "4123456", "--days", "3", "--birthday", "01-01"]).is_err());
         assert!(parse(&["--gcd", "h:1", "--su-id", "4123456", "--birthday", "02-30"]).is_err());
         assert!(parse(&["--gcd", "nohost", "--su-id", "4123456", "--days", "3"]).is_err());
         // Valid syntax, but an id the GCD would refuse: refused at start-up.
         let cli = parse(&["--gcd", "h:1", "--su-id", "123", "--days", "3"]).unwrap();
-        assert!(cli
-            .node
-            .into_config(today())
-            .unwrap_err()
-            .to_string()
-            .contains("--su-id"));
+        assert!(cli.node.into_config(today()).unwrap_err().to_string().contains("--su-id"));
     }
 
     #[test]
@@ -299,17 +254,7 @@ mod tests {
         for bad in ["0", "-1s", "2m", "", "NaN", "61s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        let cli = parse(&[
-            "--gcd",
-            "h:1",
-            "--days",
-            "7",
-            "--su-id",
-            "4123456",
-            "--elect-timeout",
-            "500ms",
-        ])
-        .unwrap();
+        let cli = parse(&["--gcd", "h:1", "--days", "7", "--su-id", "4123456", "--elect-timeout", "500ms"]).unwrap();
         let config = cli.node.into_config(today()).unwrap();
         assert_eq!(config.timeouts.elect, Duration::from_millis(500));
         assert_eq!(config.timeouts.leader, Duration::from_secs(4));
@@ -319,9 +264,7 @@ mod tests {
     #[test]
     fn gcd_subcommand_needs_no_node_arguments() {
         let cli = parse(&["gcd", "--accept", "BEGIN", "--listen", "127.0.0.1:0"]).unwrap();
-        let Some(Command::Gcd(args)) = cli.command else {
-            panic!()
-        };
+        let Some(Command::Gcd(args)) = cli.command else { panic!() };
         assert_eq!(args.coordinator_config().accept, RegisterName::Begin);
         assert_eq!(args.listen.port, 0);
     }

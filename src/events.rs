@@ -13,48 +13,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const LEADER_TARGET: &str = "leader";
 
 fn pids(list: &[ProcessId]) -> String {
-    list.iter()
-        .map(ProcessId::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    list.iter().map(ProcessId::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// The line a person reads for `event`, or `None` for events shown otherwise.
 pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
     Some(match event {
         Event::Joined { .. } => return None, // the runtime prints the group it joined
-        Event::ElectionStarted {
-            election,
-            reason,
-            asking,
-        } if asking.is_empty() => {
+        Event::ElectionStarted { election, reason, asking } if asking.is_empty() => {
             format!("election #{election} ({reason}): no member ranks higher")
         }
-        Event::ElectionStarted {
-            election,
-            reason,
-            asking,
-        } => {
+        Event::ElectionStarted { election, reason, asking } => {
             format!("election #{election} ({reason}): ELECT to {}", pids(asking))
         }
         Event::GotIt { from } => format!("GOT_IT from {from}"),
         Event::ElectFailed { to, reason } => format!("ELECT to {to} failed: {reason}"),
         Event::Leader { leader, .. } if *leader == me => "I am the leader now".into(),
         Event::Leader { leader, .. } => format!("following leader {leader}"),
-        Event::Won {
-            election,
-            announcing_to,
-        } => {
+        Event::Won { election, announcing_to } => {
             format!("won election #{election}: I_AM_LEADER to {announcing_to} members")
         }
         Event::NoLeaderAfterGotIt { election } => {
             format!("election #{election}: no I_AM_LEADER came after GOT_IT")
         }
-        Event::ElectReceived {
-            from,
-            learned,
-            electing,
-        } => {
+        Event::ElectReceived { from, learned, electing } => {
             let from = from.map_or("a peer".into(), |p| p.to_string());
             let mut s = format!("ELECT from {from}, answered GOT_IT");
             if !learned.is_empty() {
@@ -70,10 +52,7 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
             format!("registered again with the GCD: {members} members")
         }
         Event::Reregistered { members, learned } => {
-            format!(
-                "registered again with the GCD: {members} members, new: {}",
-                pids(learned)
-            )
+            format!("registered again with the GCD: {members} members, new: {}", pids(learned))
         }
         Event::ReregistrationFailed { reason } => {
             format!("registering again with the GCD failed, keeping the members we have: {reason}")
@@ -86,10 +65,7 @@ pub struct JsonLine(String);
 
 impl JsonLine {
     pub fn new(node: ProcessId, event: &str) -> Self {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let mut line = JsonLine(format!("{{\"t\":{t}"));
         line.pid("node", node);
         line.str("event", event);
@@ -123,10 +99,7 @@ impl JsonLine {
     }
 
     pub fn pids(&mut self, key: &str, list: &[ProcessId]) -> &mut Self {
-        let items: Vec<String> = list
-            .iter()
-            .map(|p| format!("[{},{}]", p.days, p.su_id))
-            .collect();
+        let items: Vec<String> = list.iter().map(|p| format!("[{},{}]", p.days, p.su_id)).collect();
         let _ = write!(self.0, ",\"{key}\":[{}]", items.join(","));
         self
     }
@@ -164,15 +137,9 @@ pub fn json(event: &Event, me: ProcessId) -> String {
             j.num("members", members);
             j
         }
-        Event::ElectionStarted {
-            election,
-            reason,
-            asking,
-        } => {
+        Event::ElectionStarted { election, reason, asking } => {
             let mut j = line("election_started");
-            j.num("election", election)
-                .str("reason", reason)
-                .pids("asking", asking);
+            j.num("election", election).str("reason", reason).pids("asking", asking);
             j
         }
         Event::GotIt { from } => {
@@ -190,13 +157,9 @@ pub fn json(event: &Event, me: ProcessId) -> String {
             j.pid("leader", *leader).opt_pid("previous", *previous);
             j
         }
-        Event::Won {
-            election,
-            announcing_to,
-        } => {
+        Event::Won { election, announcing_to } => {
             let mut j = line("won");
-            j.num("election", election)
-                .num("announcing_to", announcing_to);
+            j.num("election", election).num("announcing_to", announcing_to);
             j
         }
         Event::NoLeaderAfterGotIt { election } => {
@@ -204,15 +167,9 @@ pub fn json(event: &Event, me: ProcessId) -> String {
             j.num("election", election);
             j
         }
-        Event::ElectReceived {
-            from,
-            learned,
-            electing,
-        } => {
+        Event::ElectReceived { from, learned, electing } => {
             let mut j = line("elect_received");
-            j.opt_pid("from", *from)
-                .pids("learned", learned)
-                .num("electing", electing);
+            j.opt_pid("from", *from).pids("learned", learned).num("electing", electing);
             j
         }
         Event::IAmLeaderReceived { leader } => {
@@ -246,14 +203,9 @@ impl EventSink {
 
     /// `-` is stdout; anything else a file, created or truncated.
     pub fn open(path: &str) -> io::Result<Self> {
-        let out: Box<dyn Write + Send> = if path == "-" {
-            Box::new(io::stdout())
-        } else {
-            Box::new(std::fs::File::create(path)?)
-        };
-        Ok(EventSink {
-            out: Some(Mutex::new(out)),
-        })
+        let out: Box<dyn Write + Send> =
+            if path == "-" { Box::new(io::stdout()) } else { Box::new(std::fs::File::create(path)?) };
+        Ok(EventSink { out: Some(Mutex::new(out)) })
     }
 
     pub fn write(&self, line: &str) {
@@ -281,55 +233,20 @@ mod tests {
             me,
         );
         assert!(line.starts_with("{\"t\":1"), "{line}");
-        assert!(
-            line.contains(r#""node":[5,1234567],"event":"election_started","election":3"#),
-            "{line}"
-        );
-        assert!(
-            line.contains(r#""reason":"a \"quoted\"\nreason","asking":[[9,1000009]]}"#),
-            "{line}"
-        );
-        let line = json(
-            &Event::Leader {
-                leader: me,
-                previous: None,
-            },
-            me,
-        );
-        assert!(
-            line.ends_with(r#""leader":[5,1234567],"previous":null}"#),
-            "{line}"
-        );
+        assert!(line.contains(r#""node":[5,1234567],"event":"election_started","election":3"#), "{line}");
+        assert!(line.contains(r#""reason":"a \"quoted\"\nreason","asking":[[9,1000009]]}"#), "{line}");
+        let line = json(&Event::Leader { leader: me, previous: None }, me);
+        assert!(line.ends_with(r#""leader":[5,1234567],"previous":null}"#), "{line}");
     }
 
     #[test]
     fn lines_in_the_protocols_words() {
         let me = ProcessId::new(5, 1234567);
         let other = ProcessId::new(9, 1000009);
+        assert_eq!(describe(&Event::GotIt { from: other }, me).unwrap(), "GOT_IT from (9, 1000009)");
+        assert_eq!(describe(&Event::Leader { leader: me, previous: None }, me).unwrap(), "I am the leader now");
         assert_eq!(
-            describe(&Event::GotIt { from: other }, me).unwrap(),
-            "GOT_IT from (9, 1000009)"
-        );
-        assert_eq!(
-            describe(
-                &Event::Leader {
-                    leader: me,
-                    previous: None
-                },
-                me
-            )
-            .unwrap(),
-            "I am the leader now"
-        );
-        assert_eq!(
-            describe(
-                &Event::Leader {
-                    leader: other,
-                    previous: None
-                },
-                me
-            )
-            .unwrap(),
+            describe(&Event::Leader { leader: other, previous: None }, me).unwrap(),
             "following leader (9, 1000009)"
         );
     }

@@ -82,18 +82,11 @@ impl std::str::FromStr for Birthday {
     type Err = IdentityError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| {
-            IdentityError::BadBirthday(format!(
-                "birthday {s:?} {why}; write it as MM-DD, e.g. 03-14"
-            ))
-        };
+        let bad =
+            |why: &str| IdentityError::BadBirthday(format!("birthday {s:?} {why}; write it as MM-DD, e.g. 03-14"));
         let (m, d) = s.trim().split_once('-').ok_or_else(|| bad("has no '-'"))?;
-        let month: u32 = m
-            .parse()
-            .map_err(|_| bad("has a month that is not a number"))?;
-        let day: u32 = d
-            .parse()
-            .map_err(|_| bad("has a day that is not a number"))?;
+        let month: u32 = m.parse().map_err(|_| bad("has a month that is not a number"))?;
+        let day: u32 = d.parse().map_err(|_| bad("has a day that is not a number"))?;
         // 2024 is a leap year, so this accepts 02-29 and rejects 02-30, 04-31, 13-01.
         if NaiveDate::from_ymd_opt(2024, month, day).is_none() {
             return Err(bad("is not a date"));
@@ -115,11 +108,7 @@ impl Birthday {
     /// counts as next year's (the GCD refuses 0), so the result is 1 to 366.
     pub fn days_until_next(&self, today: NaiveDate) -> u32 {
         let this_year = self.in_year(today.year());
-        let next = if this_year > today {
-            this_year
-        } else {
-            self.in_year(today.year() + 1)
-        };
+        let next = if this_year > today { this_year } else { self.in_year(today.year() + 1) };
         (next - today).num_days() as u32
     }
 }
@@ -174,21 +163,9 @@ mod tests {
             let err = s.parse::<Birthday>().unwrap_err().to_string();
             assert!(err.contains("MM-DD"), "{s}: {err}");
         }
-        assert!(ProcessId::new(0, 1_234_567)
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--days"));
-        assert!(ProcessId::new(366, 1_234_567)
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--days 365"));
-        assert!(ProcessId::new(5, 999_999)
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--su-id"));
+        assert!(ProcessId::new(0, 1_234_567).validate().unwrap_err().to_string().contains("--days"));
+        assert!(ProcessId::new(366, 1_234_567).validate().unwrap_err().to_string().contains("--days 365"));
+        assert!(ProcessId::new(5, 999_999).validate().unwrap_err().to_string().contains("--su-id"));
         assert!(ProcessId::new(365, 9_999_999).validate().is_ok());
     }
 }

@@ -61,52 +61,39 @@ impl Drop for ListenerHandle {
 fn wake_addr(local: SocketAddr) -> SocketAddr {
     let mut a = local;
     if a.ip().is_unspecified() {
-        a.set_ip(if a.is_ipv4() {
-            Ipv4Addr::LOCALHOST.into()
-        } else {
-            Ipv6Addr::LOCALHOST.into()
-        });
+        a.set_ip(if a.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
     }
     a
 }
 
 /// Accepts connections on `listener` until shut down, calling `deliver` with each
 /// protocol message from its connection's thread.
-pub fn spawn(
-    listener: TcpListener,
-    deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
-) -> std::io::Result<ListenerHandle> {
+pub fn spawn(listener: TcpListener, deliver: Arc<dyn Fn(Incoming) + Send + Sync>) -> std::io::Result<ListenerHandle> {
     let local = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("listener".into())
-        .spawn(move || loop {
-            let accepted = listener.accept();
-            if stopping.load(Ordering::SeqCst) {
-                return; // drops the listener: the port closes
-            }
-            match accepted {
-                Ok((stream, from)) => {
-                    let deliver = Arc::clone(&deliver);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("conn-{from}"))
-                        .spawn(move || serve_connection(stream, from, &*deliver));
-                    if let Err(e) = spawned {
-                        warn!("no thread for the connection from {from}: {e}");
-                    }
-                }
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
+    let thread = std::thread::Builder::new().name("listener".into()).spawn(move || loop {
+        let accepted = listener.accept();
+        if stopping.load(Ordering::SeqCst) {
+            return; // drops the listener: the port closes
+        }
+        match accepted {
+            Ok((stream, from)) => {
+                let deliver = Arc::clone(&deliver);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("conn-{from}"))
+                    .spawn(move || serve_connection(stream, from, &*deliver));
+                if let Err(e) = spawned {
+                    warn!("no thread for the connection from {from}: {e}");
                 }
             }
-        })?;
-    Ok(ListenerHandle {
-        stop,
-        local,
-        thread: Some(thread),
-    })
+            Err(e) => {
+                warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    })?;
+    Ok(ListenerHandle { stop, local, thread: Some(thread) })
 }
 
 fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(Incoming)) {
@@ -132,11 +119,7 @@ fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(In
             return;
         }
     };
-    debug!(
-        "connection from {from}: {} ({} bytes)",
-        message.name(),
-        bytes.len()
-    );
+    debug!("connection from {from}: {} ({} bytes)", message.name(), bytes.len());
     if matches!(message, Message::Elect { .. } | Message::Probe) {
         if let Err(e) = stream.write_all(&wire::encode(&Reply::got_it(), Style::Compact)) {
             debug!("GOT_IT to {from} failed: {e}");

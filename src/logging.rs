@@ -15,10 +15,7 @@ pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool) {
     let mut builder = env_logger::Builder::new();
     builder.filter_level(level);
     // Leader changes show at every level, -q included.
-    builder.filter(
-        Some(crate::events::LEADER_TARGET),
-        level.max(log::LevelFilter::Info),
-    );
+    builder.filter(Some(crate::events::LEADER_TARGET), level.max(log::LevelFilter::Info));
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
@@ -33,10 +30,6 @@ pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool) {
                 level => writeln!(buf, "{now} {who} {level}: {}", record.args()),
             }
         })
-        .target(if to_stderr {
-            env_logger::Target::Stderr
-        } else {
-            env_logger::Target::Stdout
-        })
+        .target(if to_stderr { env_logger::Target::Stderr } else { env_logger::Target::Stdout })
         .init();
 }

@@ -28,13 +28,7 @@ pub enum Taken<T> {
 
 impl<T> Default for Mailbox<T> {
     fn default() -> Self {
-        Mailbox {
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
-                closed: false,
-            }),
-            ready: Condvar::new(),
-        }
+        Mailbox { state: Mutex::new(State { queue: VecDeque::new(), closed: false }), ready: Condvar::new() }
     }
 }
 
@@ -76,11 +70,7 @@ impl<T> Mailbox<T> {
                     if now >= deadline {
                         return Taken::TimedOut;
                     }
-                    state = self
-                        .ready
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    state = self.ready.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
                 }
             }
         }

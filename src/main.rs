@@ -35,12 +35,7 @@ fn main() -> ExitCode {
         None => match cli.node.into_config(identity::local_today()) {
             Ok(config) => {
                 let events_on_stdout = config.events.as_deref() == Some("-");
-                logging::init(
-                    config.pid.to_string(),
-                    cli.verbose,
-                    cli.quiet,
-                    events_on_stdout,
-                );
+                logging::init(config.pid.to_string(), cli.verbose, cli.quiet, events_on_stdout);
                 run_node(config)
             }
             Err(e) => {

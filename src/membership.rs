@@ -24,10 +24,7 @@ const MAX_HOST_LEN: usize = 253;
 
 impl Addr {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        Addr {
-            host: host.into(),
-            port,
-        }
+        Addr { host: host.into(), port }
     }
 
     /// Whether two addresses name the same listener: host names compare without case,
@@ -72,12 +69,9 @@ impl std::str::FromStr for Addr {
 
     /// `HOST:PORT`, the form used on the command line.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:23600)"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("{s:?} has a port that is not 0 to 65535"))?;
+        let (host, port) =
+            s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:23600)"))?;
+        let port: u16 = port.parse().map_err(|_| format!("{s:?} has a port that is not 0 to 65535"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(format!("{s:?} has no host (e.g. 127.0.0.1:{port})"));
@@ -89,12 +83,8 @@ impl std::str::FromStr for Addr {
 /// A process id in the range the GCD accepts, from a `(days, su_id)` tuple or list.
 pub fn pid_from_value(v: &Value) -> Option<ProcessId> {
     let (days, su_id) = v.as_pair()?;
-    let days = u32::try_from(days.as_int()?)
-        .ok()
-        .filter(|d| DAYS_RANGE.contains(d))?;
-    let su_id = u32::try_from(su_id.as_int()?)
-        .ok()
-        .filter(|s| SU_ID_RANGE.contains(s))?;
+    let days = u32::try_from(days.as_int()?).ok().filter(|d| DAYS_RANGE.contains(d))?;
+    let su_id = u32::try_from(su_id.as_int()?).ok().filter(|s| SU_ID_RANGE.contains(s))?;
     Some(ProcessId::new(days, su_id))
 }
 
@@ -135,10 +125,7 @@ pub struct Parsed {
 
 impl Members {
     pub fn new(layout: Layout) -> Self {
-        Members {
-            entries: Vec::new(),
-            layout,
-        }
+        Members { entries: Vec::new(), layout }
     }
 
     pub fn layout(&self) -> Layout {
@@ -174,17 +161,12 @@ impl Members {
     /// SU ID goes, an existing `pid` keeps its place with the new address, and any
     /// other entry listening at `addr` goes.
     pub fn insert(&mut self, pid: ProcessId, addr: Addr) {
-        self.entries
-            .retain(|m| m.pid.su_id != pid.su_id || m.pid == pid);
+        self.entries.retain(|m| m.pid.su_id != pid.su_id || m.pid == pid);
         match self.entries.iter_mut().find(|m| m.pid == pid) {
             Some(existing) => existing.addr = addr.clone(),
-            None => self.entries.push(Member {
-                pid,
-                addr: addr.clone(),
-            }),
+            None => self.entries.push(Member { pid, addr: addr.clone() }),
         }
-        self.entries
-            .retain(|m| m.pid == pid || !m.addr.same_listener(&addr));
+        self.entries.retain(|m| m.pid == pid || !m.addr.same_listener(&addr));
     }
 
     /// Takes in every member of `other` that we did not know, by the same rules;
@@ -267,10 +249,7 @@ mod tests {
         m.insert(pid(20, 1_000_002), Addr::new("127.0.0.1", 5002));
         // Same SU ID, new days: replaces the old entry.
         m.insert(pid(11, 1_000_001), Addr::new("127.0.0.1", 5003));
-        assert_eq!(
-            m.iter().map(|x| x.pid).collect::<Vec<_>>(),
-            [pid(20, 1_000_002), pid(11, 1_000_001)]
-        );
+        assert_eq!(m.iter().map(|x| x.pid).collect::<Vec<_>>(), [pid(20, 1_000_002), pid(11, 1_000_001)]);
         // A newcomer on an address someone holds evicts them, even by host name.
         m.insert(pid(30, 1_000_003), Addr::new("localhost", 5002));
         assert!(!m.contains(pid(20, 1_000_002)));
@@ -282,47 +261,25 @@ mod tests {
 
     #[test]
     fn reads_both_layouts_and_remembers_which() {
-        let by_pid = Value::Dict(vec![(
-            pid_to_value(pid(5, 1_234_567)),
-            Addr::new("127.0.0.1", 9000).to_value(),
-        )]);
-        let by_addr = Value::Dict(vec![(
-            Addr::new("localhost", 9000).to_value(),
-            pid_to_value(pid(5, 1_234_567)),
-        )]);
+        let by_pid = Value::Dict(vec![(pid_to_value(pid(5, 1_234_567)), Addr::new("127.0.0.1", 9000).to_value())]);
+        let by_addr = Value::Dict(vec![(Addr::new("localhost", 9000).to_value(), pid_to_value(pid(5, 1_234_567)))]);
         let a = Members::from_value(&by_pid).unwrap();
         let b = Members::from_value(&by_addr).unwrap();
         assert_eq!(a.members.layout(), Layout::ByPid);
         assert_eq!(b.members.layout(), Layout::ByAddr);
         assert_eq!(a.members.get(pid(5, 1_234_567)).unwrap().port, 9000);
         assert_eq!(b.members.get(pid(5, 1_234_567)).unwrap().host, "localhost");
-        assert_eq!(
-            b.members.to_value(),
-            by_addr,
-            "written back in the layout it came in"
-        );
+        assert_eq!(b.members.to_value(), by_addr, "written back in the layout it came in");
     }
 
     #[test]
     fn junk_entries_are_counted_not_taken_in() {
         let junk = Value::Dict(vec![
-            (
-                pid_to_value(pid(5, 1_234_567)),
-                Addr::new("127.0.0.1", 9000).to_value(),
-            ),
+            (pid_to_value(pid(5, 1_234_567)), Addr::new("127.0.0.1", 9000).to_value()),
             (Value::Int(3), Value::None),
-            (
-                pid_to_value(pid(400, 1_234_568)),
-                Addr::new("127.0.0.1", 9001).to_value(),
-            ),
-            (
-                pid_to_value(pid(6, 1_234_569)),
-                Value::tuple([Value::str("127.0.0.1"), Value::Int(0)]),
-            ),
-            (
-                pid_to_value(pid(7, 1_234_570)),
-                Value::tuple([Value::Bool(true), Value::Int(9003)]),
-            ),
+            (pid_to_value(pid(400, 1_234_568)), Addr::new("127.0.0.1", 9001).to_value()),
+            (pid_to_value(pid(6, 1_234_569)), Value::tuple([Value::str("127.0.0.1"), Value::Int(0)])),
+            (pid_to_value(pid(7, 1_234_570)), Value::tuple([Value::Bool(true), Value::Int(9003)])),
         ]);
         let parsed = Members::from_value(&junk).unwrap();
         assert_eq!(parsed.members.len(), 1);
@@ -332,15 +289,11 @@ mod tests {
 
     #[test]
     fn merge_learns_only_unknown_members() {
-        let mut ours: Members = [(pid(5, 1_000_001), Addr::new("127.0.0.1", 1))]
-            .into_iter()
-            .collect();
-        let theirs: Members = [
-            (pid(5, 1_000_001), Addr::new("127.0.0.1", 2)),
-            (pid(9, 1_000_002), Addr::new("localhost", 3)),
-        ]
-        .into_iter()
-        .collect();
+        let mut ours: Members = [(pid(5, 1_000_001), Addr::new("127.0.0.1", 1))].into_iter().collect();
+        let theirs: Members =
+            [(pid(5, 1_000_001), Addr::new("127.0.0.1", 2)), (pid(9, 1_000_002), Addr::new("localhost", 3))]
+                .into_iter()
+                .collect();
         assert_eq!(ours.merge(&theirs), [pid(9, 1_000_002)]);
         assert_eq!(ours.get(pid(5, 1_000_001)).unwrap().port, 1);
         assert_eq!(ours.higher_than(pid(5, 1_000_001)).count(), 1);
@@ -348,10 +301,7 @@ mod tests {
 
     #[test]
     fn addr_parses_from_the_command_line() {
-        assert_eq!(
-            "127.0.0.1:23600".parse::<Addr>().unwrap(),
-            Addr::new("127.0.0.1", 23600)
-        );
+        assert_eq!("127.0.0.1:23600".parse::<Addr>().unwrap(), Addr::new("127.0.0.1", 23600));
         assert_eq!("[::1]:80".parse::<Addr>().unwrap(), Addr::new("::1", 80));
         assert!("nohost".parse::<Addr>().is_err());
         assert!(":80".parse::<Addr>().is_err());

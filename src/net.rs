@@ -14,10 +14,7 @@ pub fn resolve(addr: &Addr) -> io::Result<Vec<SocketAddr>> {
     let mut all: Vec<SocketAddr> = (addr.host.as_str(), addr.port).to_socket_addrs()?.collect();
     all.sort_by_key(|a| a.is_ipv6());
     if all.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{} has no address", addr.host),
-        ));
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} has no address", addr.host)));
     }
     Ok(all)
 }
@@ -49,11 +46,7 @@ pub enum ExchangeError {
     Send(io::Error),
     /// The reply did not come or was not one pickle. `received` holds what came, and
     /// the stream is still open to read on.
-    Reply {
-        error: FrameError,
-        received: Vec<u8>,
-        stream: TcpStream,
-    },
+    Reply { error: FrameError, received: Vec<u8>, stream: TcpStream },
 }
 
 impl std::fmt::Display for ExchangeError {
@@ -67,20 +60,12 @@ impl std::fmt::Display for ExchangeError {
 }
 
 /// Sends `message` (one pickle) in a single write and reads one pickled reply.
-pub fn exchange(
-    addr: &Addr,
-    message: &[u8],
-    timeout: Duration,
-) -> Result<(TcpStream, Vec<u8>), ExchangeError> {
+pub fn exchange(addr: &Addr, message: &[u8], timeout: Duration) -> Result<(TcpStream, Vec<u8>), ExchangeError> {
     let mut stream = connect(addr, timeout).map_err(ExchangeError::Connect)?;
     stream.write_all(message).map_err(ExchangeError::Send)?;
     let mut received = Vec::new();
     match read_pickle_into(&mut stream, MAX_PICKLE_BYTES, &mut received) {
         Ok(()) => Ok((stream, received)),
-        Err(error) => Err(ExchangeError::Reply {
-            error,
-            received,
-            stream,
-        }),
+        Err(error) => Err(ExchangeError::Reply { error, received, stream }),
     }
 }

@@ -38,10 +38,7 @@ impl Default for Timeouts {
     /// Close to what classmates' peers use (PROTOCOL.md): 2 s for GOT_IT, 4 s for
     /// I_AM_LEADER.
     fn default() -> Self {
-        Timeouts {
-            elect: Duration::from_secs(2),
-            leader: Duration::from_secs(4),
-        }
+        Timeouts { elect: Duration::from_secs(2), leader: Duration::from_secs(4) }
     }
 }
 
@@ -97,12 +94,7 @@ pub enum Input {
 pub enum Action {
     /// Send ELECT with `members` to `to` at `addr`, from a thread of its own, and report
     /// how it ended as [`Input::ElectReply`] with this election number.
-    SendElect {
-        election: u64,
-        to: ProcessId,
-        addr: Addr,
-        members: Members,
-    },
+    SendElect { election: u64, to: ProcessId, addr: Addr, members: Members },
     /// Send I_AM_LEADER (our id) to `to` at `addr`, without waiting on anything.
     SendLeader { to: ProcessId, addr: Addr },
     /// Deliver `timer` as an input once the time is `at`.
@@ -167,10 +159,7 @@ pub enum Phase {
     /// Not electing: following `Node::leader` (or nobody yet).
     Idle,
     /// Election `election` is waiting for the higher members in `pending`.
-    Electing {
-        election: u64,
-        pending: Vec<ProcessId>,
-    },
+    Electing { election: u64, pending: Vec<ProcessId> },
     /// Election `election` got a GOT_IT and waits for I_AM_LEADER.
     AwaitingLeader { election: u64 },
 }
@@ -192,15 +181,7 @@ impl Node {
     pub fn new(me: ProcessId, my_addr: Addr, timeouts: Timeouts) -> Self {
         let mut members = Members::default();
         members.insert(me, my_addr.clone());
-        Node {
-            me,
-            my_addr,
-            timeouts,
-            members,
-            leader: None,
-            phase: Phase::Idle,
-            election: 0,
-        }
+        Node { me, my_addr, timeouts, members, leader: None, phase: Phase::Idle, election: 0 }
     }
 
     pub fn id(&self) -> ProcessId {
@@ -234,22 +215,14 @@ impl Node {
             Input::Elect { members, sender } => {
                 let learned = self.members.merge(&members);
                 let electing = self.is_electing();
-                out.push(Action::Event(Event::ElectReceived {
-                    from: sender,
-                    learned,
-                    electing,
-                }));
+                out.push(Action::Event(Event::ElectReceived { from: sender, learned, electing }));
                 if !electing {
                     let from = sender.map_or("a peer".to_string(), |s| s.to_string());
                     self.start_election(now, format!("ELECT from {from}"), &mut out);
                 }
             }
             Input::IAmLeader { leader, addr } => self.on_leader(now, leader, addr, &mut out),
-            Input::ElectReply {
-                election,
-                to,
-                outcome,
-            } => self.on_reply(now, election, to, outcome, &mut out),
+            Input::ElectReply { election, to, outcome } => self.on_reply(now, election, to, outcome, &mut out),
             Input::Timer(timer) => self.on_timer(now, timer, &mut out),
         }
         out
@@ -264,21 +237,11 @@ impl Node {
             self.members.insert(self.me, self.my_addr.clone());
         }
         if first {
-            out.push(Action::Event(Event::Joined {
-                members: self.members.len(),
-            }));
+            out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.start_election(now, "joined the group".into(), out);
         } else {
-            let learned = self
-                .members
-                .iter()
-                .map(|m| m.pid)
-                .filter(|p| !before.contains(*p))
-                .collect();
-            out.push(Action::Event(Event::Reregistered {
-                members: self.members.len(),
-                learned,
-            }));
+            let learned = self.members.iter().map(|m| m.pid).filter(|p| !before.contains(*p)).collect();
+            out.push(Action::Event(Event::Reregistered { members: self.members.len(), learned }));
         }
     }
 
@@ -295,42 +258,20 @@ impl Node {
             self.win(out);
             return;
         }
-        self.phase = Phase::Electing {
-            election,
-            pending: higher.iter().map(|m| m.pid).collect(),
-        };
+        self.phase = Phase::Electing { election, pending: higher.iter().map(|m| m.pid).collect() };
         for m in higher {
-            out.push(Action::SendElect {
-                election,
-                to: m.pid,
-                addr: m.addr,
-                members: self.members.clone(),
-            });
+            out.push(Action::SendElect { election, to: m.pid, addr: m.addr, members: self.members.clone() });
         }
-        out.push(Action::SetTimer {
-            at: now + self.timeouts.elect,
-            timer: Timer::Election(election),
-        });
+        out.push(Action::SetTimer { at: now + self.timeouts.elect, timer: Timer::Election(election) });
     }
 
     fn win(&mut self, out: &mut Vec<Action>) {
         self.phase = Phase::Idle;
         self.follow(self.me, out);
-        let others: Vec<_> = self
-            .members
-            .iter()
-            .filter(|m| m.pid != self.me)
-            .cloned()
-            .collect();
-        out.push(Action::Event(Event::Won {
-            election: self.election,
-            announcing_to: others.len(),
-        }));
+        let others: Vec<_> = self.members.iter().filter(|m| m.pid != self.me).cloned().collect();
+        out.push(Action::Event(Event::Won { election: self.election, announcing_to: others.len() }));
         for m in others {
-            out.push(Action::SendLeader {
-                to: m.pid,
-                addr: m.addr,
-            });
+            out.push(Action::SendLeader { to: m.pid, addr: m.addr });
         }
     }
 
@@ -341,27 +282,13 @@ impl Node {
         }
     }
 
-    fn on_reply(
-        &mut self,
-        now: Time,
-        election: u64,
-        to: ProcessId,
-        outcome: ElectOutcome,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_reply(&mut self, now: Time, election: u64, to: ProcessId, outcome: ElectOutcome, out: &mut Vec<Action>) {
         // Report every outcome, but let only the current election's count.
         match &outcome {
             ElectOutcome::GotIt => out.push(Action::Event(Event::GotIt { from: to })),
-            ElectOutcome::Failed(reason) => out.push(Action::Event(Event::ElectFailed {
-                to,
-                reason: reason.clone(),
-            })),
+            ElectOutcome::Failed(reason) => out.push(Action::Event(Event::ElectFailed { to, reason: reason.clone() })),
         }
-        let Phase::Electing {
-            election: current,
-            pending,
-        } = &mut self.phase
-        else {
+        let Phase::Electing { election: current, pending } = &mut self.phase else {
             return;
         };
         if *current != election {
@@ -371,10 +298,7 @@ impl Node {
         match outcome {
             ElectOutcome::GotIt => {
                 self.phase = Phase::AwaitingLeader { election };
-                out.push(Action::SetTimer {
-                    at: now + self.timeouts.leader,
-                    timer: Timer::Leader(election),
-                });
+                out.push(Action::SetTimer { at: now + self.timeouts.leader, timer: Timer::Leader(election) });
             }
             ElectOutcome::Failed(_) if pending.is_empty() => self.win(out),
             ElectOutcome::Failed(_) => {}
@@ -383,9 +307,7 @@ impl Node {
 
     fn on_timer(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
         match (timer, &self.phase) {
-            (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => {
-                self.win(out)
-            }
+            (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(out),
             (Timer::Leader(n), Phase::AwaitingLeader { election }) if n == *election => {
                 out.push(Action::Event(Event::NoLeaderAfterGotIt { election: n }));
                 self.start_election(now, "no I_AM_LEADER came after GOT_IT".into(), out);
@@ -394,13 +316,7 @@ impl Node {
         }
     }
 
-    fn on_leader(
-        &mut self,
-        now: Time,
-        leader: ProcessId,
-        addr: Option<Addr>,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_leader(&mut self, now: Time, leader: ProcessId, addr: Option<Addr>, out: &mut Vec<Action>) {
         out.push(Action::Event(Event::IAmLeaderReceived { leader }));
         if let (Some(addr), false) = (addr, self.members.contains(leader)) {
             self.members.insert(leader, addr);
@@ -408,15 +324,9 @@ impl Node {
         self.phase = Phase::Idle;
         self.follow(leader, out);
         if leader < self.me {
-            self.start_election(
-                now,
-                format!("{leader} announced itself but ranks below us"),
-                out,
-            );
+            self.start_election(now, format!("{leader} announced itself but ranks below us"), out);
         } else if !self.members.contains(leader) {
-            out.push(Action::Register {
-                reason: format!("leader {leader} is not in our members"),
-            });
+            out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
         }
     }
 }
@@ -442,12 +352,7 @@ mod tests {
     /// A node with id `me` that has registered into a group of `days`.
     fn joined(me: u32, days: &[u32]) -> (Node, Vec<Action>) {
         let mut n = Node::new(pid(me), addr(me), Timeouts::default());
-        let out = n.handle(
-            Duration::ZERO,
-            Input::Registered {
-                members: group(days),
-            },
-        );
+        let out = n.handle(Duration::ZERO, Input::Registered { members: group(days) });
         (n, out)
     }
 
@@ -470,19 +375,8 @@ mod tests {
     }
 
     fn reply(n: &mut Node, at: Duration, election: u64, to: u32, ok: bool) -> Vec<Action> {
-        let outcome = if ok {
-            ElectOutcome::GotIt
-        } else {
-            ElectOutcome::Failed("refused".into())
-        };
-        n.handle(
-            at,
-            Input::ElectReply {
-                election,
-                to: pid(to),
-                outcome,
-            },
-        )
+        let outcome = if ok { ElectOutcome::GotIt } else { ElectOutcome::Failed("refused".into()) };
+        n.handle(at, Input::ElectReply { election, to: pid(to), outcome })
     }
 
     #[test]
@@ -492,30 +386,18 @@ mod tests {
         assert_eq!(n.phase(), &Phase::Idle);
         assert!(elects(&out).is_empty());
         assert_eq!(leaders_sent(&out), [pid(1), pid(5)]);
-        assert!(out.contains(&Action::Event(Event::Leader {
-            leader: pid(9),
-            previous: None
-        })));
+        assert!(out.contains(&Action::Event(Event::Leader { leader: pid(9), previous: None })));
     }
 
     #[test]
     fn an_election_asks_only_higher_members_with_all_members() {
         let (n, out) = joined(5, &[1, 5, 7, 9]);
         assert_eq!(elects(&out), [(1, pid(7)), (1, pid(9))]);
-        let Some(Action::SendElect { members, .. }) =
-            out.iter().find(|a| matches!(a, Action::SendElect { .. }))
-        else {
+        let Some(Action::SendElect { members, .. }) = out.iter().find(|a| matches!(a, Action::SendElect { .. })) else {
             panic!()
         };
-        assert_eq!(
-            members.len(),
-            4,
-            "ELECT carries every member, ourselves included"
-        );
-        assert!(out.contains(&Action::SetTimer {
-            at: 2 * S,
-            timer: Timer::Election(1)
-        }));
+        assert_eq!(members.len(), 4, "ELECT carries every member, ourselves included");
+        assert!(out.contains(&Action::SetTimer { at: 2 * S, timer: Timer::Election(1) }));
         assert!(n.is_electing());
     }
 
@@ -526,11 +408,7 @@ mod tests {
             .iter()
             .all(|a| !matches!(a, Action::SendLeader { .. })));
         let out = reply(&mut n, Duration::from_millis(4), 1, 9, false);
-        assert_eq!(
-            n.leader(),
-            Some(pid(5)),
-            "won at 4 ms, not at the 2 s timeout"
-        );
+        assert_eq!(n.leader(), Some(pid(5)), "won at 4 ms, not at the 2 s timeout");
         assert_eq!(leaders_sent(&out), [pid(1), pid(7), pid(9)]);
         // The election timer, when it fires later, changes nothing.
         assert!(n.handle(2 * S, Input::Timer(Timer::Election(1))).is_empty());
@@ -550,10 +428,7 @@ mod tests {
         let out = reply(&mut n, S / 10, 1, 9, true);
         assert_eq!(n.phase(), &Phase::AwaitingLeader { election: 1 });
         let leader_deadline = S / 10 + 4 * S;
-        assert!(out.contains(&Action::SetTimer {
-            at: leader_deadline,
-            timer: Timer::Leader(1)
-        }));
+        assert!(out.contains(&Action::SetTimer { at: leader_deadline, timer: Timer::Leader(1) }));
         // The election timer of election 1 no longer declares victory.
         assert!(n.handle(2 * S, Input::Timer(Timer::Election(1))).is_empty());
         assert_eq!(n.leader(), None);
@@ -569,13 +444,7 @@ mod tests {
         n.handle(5 * S, Input::Timer(Timer::Leader(1))); // election 2 starts
                                                          // Election 1's late failure must not make us win election 2.
         reply(&mut n, 5 * S, 1, 9, false);
-        assert_eq!(
-            n.phase(),
-            &Phase::Electing {
-                election: 2,
-                pending: vec![pid(9)]
-            }
-        );
+        assert_eq!(n.phase(), &Phase::Electing { election: 2, pending: vec![pid(9)] });
         assert_eq!(n.leader(), None);
         // Election 1's timers are stale too.
         assert!(n.handle(6 * S, Input::Timer(Timer::Election(1))).is_empty());
@@ -588,67 +457,32 @@ mod tests {
     fn i_am_leader_ends_the_election() {
         let (mut n, _) = joined(5, &[5, 9]);
         reply(&mut n, S / 10, 1, 9, true);
-        let out = n.handle(
-            S / 5,
-            Input::IAmLeader {
-                leader: pid(9),
-                addr: None,
-            },
-        );
+        let out = n.handle(S / 5, Input::IAmLeader { leader: pid(9), addr: None });
         assert_eq!(n.leader(), Some(pid(9)));
         assert_eq!(n.phase(), &Phase::Idle);
-        assert!(out.contains(&Action::Event(Event::Leader {
-            leader: pid(9),
-            previous: None
-        })));
+        assert!(out.contains(&Action::Event(Event::Leader { leader: pid(9), previous: None })));
         // Its leader timer is now stale.
         assert!(n.handle(5 * S, Input::Timer(Timer::Leader(1))).is_empty());
         // The same announcement again is not a change of leader.
-        let out = n.handle(
-            6 * S,
-            Input::IAmLeader {
-                leader: pid(9),
-                addr: None,
-            },
-        );
-        assert!(!out
-            .iter()
-            .any(|a| matches!(a, Action::Event(Event::Leader { .. }))));
+        let out = n.handle(6 * S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::Leader { .. }))));
     }
 
     #[test]
     fn a_lower_node_announcing_itself_is_bullied() {
         let (mut n, _) = joined(9, &[1, 5, 9]);
-        let out = n.handle(
-            S,
-            Input::IAmLeader {
-                leader: pid(5),
-                addr: None,
-            },
-        );
+        let out = n.handle(S, Input::IAmLeader { leader: pid(5), addr: None });
         // Noted, then overruled: we are the highest, so we win at once and announce.
         assert_eq!(n.leader(), Some(pid(9)));
-        assert!(out.contains(&Action::Event(Event::Leader {
-            leader: pid(5),
-            previous: Some(pid(9))
-        })));
-        assert!(out.contains(&Action::Event(Event::Leader {
-            leader: pid(9),
-            previous: Some(pid(5))
-        })));
+        assert!(out.contains(&Action::Event(Event::Leader { leader: pid(5), previous: Some(pid(9)) })));
+        assert!(out.contains(&Action::Event(Event::Leader { leader: pid(9), previous: Some(pid(5)) })));
         assert_eq!(leaders_sent(&out), [pid(1), pid(5)]);
     }
 
     #[test]
     fn elect_while_electing_only_learns_members() {
         let (mut n, _) = joined(5, &[5, 9]);
-        let out = n.handle(
-            S / 10,
-            Input::Elect {
-                members: group(&[1, 5, 9, 3]),
-                sender: Some(pid(1)),
-            },
-        );
+        let out = n.handle(S / 10, Input::Elect { members: group(&[1, 5, 9, 3]), sender: Some(pid(1)) });
         assert!(elects(&out).is_empty(), "already electing: no new election");
         assert!(n.members().contains(pid(3)));
         assert!(out.contains(&Action::Event(Event::ElectReceived {
@@ -658,48 +492,22 @@ mod tests {
         })));
         // When idle, ELECT starts an election, which asks the members just learned.
         let (mut idle, _) = joined(5, &[5]);
-        let out = idle.handle(
-            S,
-            Input::Elect {
-                members: group(&[1, 5, 7]),
-                sender: Some(pid(1)),
-            },
-        );
+        let out = idle.handle(S, Input::Elect { members: group(&[1, 5, 7]), sender: Some(pid(1)) });
         assert_eq!(elects(&out), [(2, pid(7))]);
     }
 
     #[test]
     fn an_unknown_leader_address_sends_us_to_the_gcd() {
         let (mut n, _) = joined(5, &[5, 9]);
-        let out = n.handle(
-            S,
-            Input::IAmLeader {
-                leader: pid(12),
-                addr: None,
-            },
-        );
+        let out = n.handle(S, Input::IAmLeader { leader: pid(12), addr: None });
         assert_eq!(n.leader(), Some(pid(12)));
         assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
-        let out = n.handle(
-            2 * S,
-            Input::Registered {
-                members: group(&[5, 9, 12]),
-            },
-        );
+        let out = n.handle(2 * S, Input::Registered { members: group(&[5, 9, 12]) });
         assert!(n.members().contains(pid(12)));
-        assert!(out.contains(&Action::Event(Event::Reregistered {
-            members: 3,
-            learned: vec![pid(12)]
-        })));
+        assert!(out.contains(&Action::Event(Event::Reregistered { members: 3, learned: vec![pid(12)] })));
         // A dialect that names the address needs no GCD.
         let (mut m, _) = joined(5, &[5]);
-        let out = m.handle(
-            S,
-            Input::IAmLeader {
-                leader: pid(12),
-                addr: Some(addr(12)),
-            },
-        );
+        let out = m.handle(S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
         assert!(!out.iter().any(|a| matches!(a, Action::Register { .. })));
         assert_eq!(m.members().get(pid(12)), Some(&addr(12)));
     }
@@ -707,25 +515,10 @@ mod tests {
     #[test]
     fn a_gcd_list_without_us_still_keeps_us() {
         let mut n = Node::new(pid(5), addr(5), Timeouts::default());
-        n.handle(
-            Duration::ZERO,
-            Input::Registered {
-                members: group(&[9]),
-            },
-        );
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[9]) });
         assert!(n.members().contains(pid(5)));
-        let failed = n.handle(
-            S,
-            Input::RegistrationFailed {
-                reason: "down".into(),
-            },
-        );
-        assert_eq!(
-            failed,
-            [Action::Event(Event::ReregistrationFailed {
-                reason: "down".into()
-            })]
-        );
+        let failed = n.handle(S, Input::RegistrationFailed { reason: "down".into() });
+        assert_eq!(failed, [Action::Event(Event::ReregistrationFailed { reason: "down".into() })]);
         assert_eq!(n.members().len(), 2);
     }
 }

@@ -62,11 +62,8 @@ impl std::error::Error for NodeError {}
 pub fn local_ip_towards(gcd: &Addr) -> IpAddr {
     let route = || -> std::io::Result<IpAddr> {
         let target = net::resolve(gcd)?[0];
-        let any: IpAddr = if target.is_ipv4() {
-            Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        };
+        let any: IpAddr =
+            if target.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() };
         let socket = UdpSocket::bind((any, 0))?;
         socket.connect(target)?;
         Ok(socket.local_addr()?.ip())
@@ -79,23 +76,10 @@ pub fn local_ip_towards(gcd: &Addr) -> IpAddr {
 /// it was a wildcard, and the port actually bound.
 pub fn bind(config: &NodeConfig) -> Result<(TcpListener, Addr), NodeError> {
     let towards_gcd = || local_ip_towards(&config.gcd).to_string();
-    let wanted = config
-        .listen
-        .clone()
-        .unwrap_or_else(|| Addr::new(towards_gcd(), 0));
-    let listener = TcpListener::bind((wanted.host.as_str(), wanted.port)).map_err(|cause| {
-        NodeError::Bind {
-            addr: wanted.clone(),
-            cause,
-        }
-    })?;
-    let port = listener
-        .local_addr()
-        .map_err(|cause| NodeError::Bind {
-            addr: wanted.clone(),
-            cause,
-        })?
-        .port();
+    let wanted = config.listen.clone().unwrap_or_else(|| Addr::new(towards_gcd(), 0));
+    let listener = TcpListener::bind((wanted.host.as_str(), wanted.port))
+        .map_err(|cause| NodeError::Bind { addr: wanted.clone(), cause })?;
+    let port = listener.local_addr().map_err(|cause| NodeError::Bind { addr: wanted.clone(), cause })?.port();
     let wildcard = matches!(wanted.host.parse::<IpAddr>(), Ok(ip) if ip.is_unspecified());
     let host = if wildcard { towards_gcd() } else { wanted.host };
     Ok((listener, Addr::new(host, port)))
@@ -107,14 +91,7 @@ pub fn describe_members(members: &Members, me: ProcessId) -> String {
     sorted.sort_by_key(|m| Reverse(m.pid));
     sorted
         .iter()
-        .map(|m| {
-            format!(
-                "{}{} at {}",
-                m.pid,
-                if m.pid == me { " (us)" } else { "" },
-                m.addr
-            )
-        })
+        .map(|m| format!("{}{} at {}", m.pid, if m.pid == me { " (us)" } else { "" }, m.addr))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -160,22 +137,13 @@ impl RunningNode {
 /// stopped, whatever its peers do.
 pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let sink = match &config.events {
-        Some(path) => EventSink::open(path).map_err(|cause| NodeError::Events {
-            path: path.clone(),
-            cause,
-        })?,
+        Some(path) => EventSink::open(path).map_err(|cause| NodeError::Events { path: path.clone(), cause })?,
         None => EventSink::none(),
     };
     let (listener, addr) = bind(&config)?;
     info!("listening at {addr}");
-    let registration = gcd::register(
-        &config.gcd,
-        config.gcd_message,
-        config.pid,
-        &addr,
-        GCD_TIMEOUT,
-    )
-    .map_err(NodeError::Gcd)?;
+    let registration =
+        gcd::register(&config.gcd, config.gcd_message, config.pid, &addr, GCD_TIMEOUT).map_err(NodeError::Gcd)?;
     info!(
         "{} to the GCD at {}: joined a group of {}: {}",
         registration.name,
@@ -184,10 +152,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         describe_members(&registration.members, config.pid)
     );
     if registration.rejected > 0 {
-        warn!(
-            "the GCD listed {} entries that are not valid members; ignored them",
-            registration.rejected
-        );
+        warn!("the GCD listed {} entries that are not valid members; ignored them", registration.rejected);
     }
     let mailbox: Arc<Mailbox<Envelope>> = Arc::new(Mailbox::new());
     let deliver = {
@@ -196,10 +161,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
             mailbox.push(Envelope::Message(incoming));
         })
     };
-    let listener = listener::spawn(listener, deliver).map_err(|cause| NodeError::Bind {
-        addr: addr.clone(),
-        cause,
-    })?;
+    let listener = listener::spawn(listener, deliver).map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     let mut runtime = Runtime {
         node: Node::new(config.pid, addr.clone(), config.timeouts),
         register_as: registration.name,
@@ -220,16 +182,8 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
             runtime.feed(Input::Registered { members });
             runtime.main_loop();
         })
-        .map_err(|cause| NodeError::Bind {
-            addr: addr.clone(),
-            cause,
-        })?;
-    Ok(RunningNode {
-        id,
-        addr,
-        stopper: Stopper(mailbox),
-        thread,
-    })
+        .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
+    Ok(RunningNode { id, addr, stopper: Stopper(mailbox), thread })
 }
 
 struct Runtime {
@@ -274,8 +228,7 @@ impl Runtime {
             listener.shutdown();
         }
         info!("stopped");
-        self.sink
-            .write(&JsonLine::new(self.node.id(), "stopped").finish());
+        self.sink.write(&JsonLine::new(self.node.id(), "stopped").finish());
     }
 
     fn feed(&mut self, input: Input) {
@@ -288,11 +241,7 @@ impl Runtime {
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
         match incoming.message {
-            Message::Elect {
-                members,
-                sender,
-                rejected,
-            } => {
+            Message::Elect { members, sender, rejected } => {
                 if rejected > 0 {
                     warn!("ELECT from {from} listed {rejected} entries that are not valid members; ignored them");
                 }
@@ -309,12 +258,7 @@ impl Runtime {
 
     fn apply(&mut self, action: Action) {
         match action {
-            Action::SendElect {
-                election,
-                to,
-                addr,
-                members,
-            } => self.send_elect(election, to, addr, &members),
+            Action::SendElect { election, to, addr, members } => self.send_elect(election, to, addr, &members),
             Action::SendLeader { to, addr } => self.send_leader(to, addr),
             Action::SetTimer { at, timer } => self.timers.push(Reverse((at, timer))),
             Action::Register { reason } => self.register_again(reason),
@@ -340,11 +284,7 @@ impl Runtime {
     }
 
     fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
-        let bytes = encode_message(&Message::Elect {
-            members: members.clone(),
-            sender: None,
-            rejected: 0,
-        });
+        let bytes = encode_message(&Message::Elect { members: members.clone(), sender: None, rejected: 0 });
         if bytes.len() > PYTHON_RECV && !self.warned_size {
             self.warned_size = true;
             warn!(
@@ -353,36 +293,22 @@ impl Runtime {
                 bytes.len()
             );
         }
-        debug!(
-            "ELECT #{election} to {to} at {addr} ({} bytes)",
-            bytes.len()
-        );
+        debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
         let mailbox = Arc::clone(&self.mailbox);
         let timeout = self.config.socket_timeout;
         let report = Arc::clone(&self.mailbox);
         let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
             let outcome = elect_exchange(&addr, &bytes, timeout);
-            mailbox.push(Envelope::Input(Input::ElectReply {
-                election,
-                to,
-                outcome,
-            }));
+            mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         });
         if !spawned {
             let outcome = ElectOutcome::Failed("no thread to send it from".into());
-            report.push(Envelope::Input(Input::ElectReply {
-                election,
-                to,
-                outcome,
-            }));
+            report.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         }
     }
 
     fn send_leader(&self, to: ProcessId, addr: Addr) {
-        let bytes = encode_message(&Message::IAmLeader {
-            leader: self.node.id(),
-            addr: None,
-        });
+        let bytes = encode_message(&Message::IAmLeader { leader: self.node.id(), addr: None });
         let timeout = self.config.socket_timeout;
         let spawned = Self::spawn(format!("leader-{}", to.su_id), move || {
             let sent = net::connect(&addr, timeout).and_then(|mut s| {
@@ -402,26 +328,18 @@ impl Runtime {
 
     fn register_again(&self, reason: String) {
         info!("registering with the GCD again: {reason}");
-        let (gcd, name, me, addr) = (
-            self.config.gcd.clone(),
-            self.register_as,
-            self.node.id(),
-            self.addr.clone(),
-        );
+        let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
         let mailbox = Arc::clone(&self.mailbox);
         let spawned = Self::spawn("register".into(), move || {
             let input = match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
                 Ok(r) => Input::Registered { members: r.members },
-                Err(e) => Input::RegistrationFailed {
-                    reason: e.to_string(),
-                },
+                Err(e) => Input::RegistrationFailed { reason: e.to_string() },
             };
             mailbox.push(Envelope::Input(input));
         });
         if !spawned {
             let reason = "no thread to register from".to_string();
-            self.mailbox
-                .push(Envelope::Input(Input::RegistrationFailed { reason }));
+            self.mailbox.push(Envelope::Input(Input::RegistrationFailed { reason }));
         }
     }
 }
@@ -438,14 +356,10 @@ fn elect_exchange(addr: &Addr, bytes: &[u8], timeout: Duration) -> ElectOutcome 
         Err(ExchangeError::Connect(e)) if is_timeout(&e) => {
             ElectOutcome::Failed(format!("no connection within {secs}s"))
         }
-        Err(ExchangeError::Connect(e)) => {
-            ElectOutcome::Failed(format!("cannot connect to {addr}: {e}"))
-        }
+        Err(ExchangeError::Connect(e)) => ElectOutcome::Failed(format!("cannot connect to {addr}: {e}")),
         Err(ExchangeError::Send(e)) => ElectOutcome::Failed(format!("sending failed: {e}")),
         Err(ExchangeError::Reply { error, .. }) => ElectOutcome::Failed(match error {
-            FrameError::Incomplete { received: 0 } => {
-                "closed the connection without a reply".into()
-            }
+            FrameError::Incomplete { received: 0 } => "closed the connection without a reply".into(),
             FrameError::Io(e) if is_timeout(&e) => format!("no reply within {secs}s"),
             other => other.to_string(),
         }),

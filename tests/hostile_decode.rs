@@ -97,10 +97,7 @@ fn dup_bomb_is_refused_without_expanding() {
     let (result, peak) = decode_measured(p);
     // Depth 41 is reached before the size budget: either limit is a refusal.
     let kind = result.unwrap_err().kind;
-    assert!(
-        matches!(kind, DecodeErrorKind::TooLarge | DecodeErrorKind::TooDeep),
-        "{kind:?}"
-    );
+    assert!(matches!(kind, DecodeErrorKind::TooLarge | DecodeErrorKind::TooDeep), "{kind:?}");
     assert_bounded("DUP bomb", len, peak);
 }
 
@@ -179,11 +176,7 @@ fn random_bytes_never_panic() {
     let mut decoded = 0;
     for n in 0..20_000 {
         let len = (next() % 65) as usize;
-        let mut p: Vec<u8> = if n % 2 == 0 {
-            vec![0x80, (next() % 6) as u8]
-        } else {
-            vec![]
-        };
+        let mut p: Vec<u8> = if n % 2 == 0 { vec![0x80, (next() % 6) as u8] } else { vec![] };
         p.extend((0..len).map(|_| next() as u8));
         if decode(&p).is_ok() {
             decoded += 1;

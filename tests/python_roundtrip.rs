@@ -42,11 +42,7 @@ fn check_in_python(cases: &[(Vec<u8>, String)]) -> Vec<Outcome> {
             let fields: Vec<&str> = line.split(' ').collect();
             assert_eq!(fields[0], "ok", "CPython disagrees on {literal}: {line}");
             let n = |i: usize| fields[i].parse::<usize>().unwrap();
-            Outcome {
-                ours: n(1),
-                cpython: n(2),
-                cpython_shared: n(3),
-            }
+            Outcome { ours: n(1), cpython: n(2), cpython_shared: n(3) }
         })
         .collect()
 }
@@ -54,10 +50,7 @@ fn check_in_python(cases: &[(Vec<u8>, String)]) -> Vec<Outcome> {
 fn members(n: u32, host: &str, layout: Layout) -> Members {
     let mut m = Members::new(layout);
     for d in 1..=n {
-        m.insert(
-            ProcessId::new(d.min(365), 1_000_000 + d),
-            Addr::new(host, 40_000 + d as u16),
-        );
+        m.insert(ProcessId::new(d.min(365), 1_000_000 + d), Addr::new(host, 40_000 + d as u16));
     }
     m
 }
@@ -83,21 +76,14 @@ fn cpython_loads_our_messages_as_the_objects_a_peer_builds() {
             "('JOIN', ((42, 1234567), ('localhost', 65535)))".into(),
         ),
         (encode_message(&Message::Probe), "('PROBE', None)".into()),
-        (
-            encode_message(&Message::IAmLeader {
-                leader: me,
-                addr: None,
-            }),
-            "('I_AM_LEADER', (42, 1234567))".into(),
-        ),
+        (encode_message(&Message::IAmLeader { leader: me, addr: None }), "('I_AM_LEADER', (42, 1234567))".into()),
         (
             encode_message(&Message::Elect {
                 members: members(2, "127.0.0.1", Layout::ByPid),
                 sender: None,
                 rejected: 0,
             }),
-            "('ELECT', {(1, 1000001): ('127.0.0.1', 40001), (2, 1000002): ('127.0.0.1', 40002)})"
-                .into(),
+            "('ELECT', {(1, 1000001): ('127.0.0.1', 40001), (2, 1000002): ('127.0.0.1', 40002)})".into(),
         ),
         (
             encode_message(&Message::Elect {
@@ -105,17 +91,10 @@ fn cpython_loads_our_messages_as_the_objects_a_peer_builds() {
                 sender: None,
                 rejected: 0,
             }),
-            "('ELECT', {('localhost', 40001): (1, 1000001), ('localhost', 40002): (2, 1000002)})"
-                .into(),
+            "('ELECT', {('localhost', 40001): (1, 1000001), ('localhost', 40002): (2, 1000002)})".into(),
         ),
-        (
-            encode(&Value::str("GOT_IT"), Style::Compact),
-            "'GOT_IT'".into(),
-        ),
-        (
-            encode(&Value::str("Malformed message"), Style::CPython),
-            "'Malformed message'".into(),
-        ),
+        (encode(&Value::str("GOT_IT"), Style::Compact), "'GOT_IT'".into()),
+        (encode(&Value::str("Malformed message"), Style::CPython), "'Malformed message'".into()),
         (
             encode(
                 &Value::List(vec![
@@ -145,32 +124,16 @@ fn elects_are_no_larger_than_cpythons_own() {
     let cases: Vec<(Vec<u8>, String)> = sizes
         .iter()
         .map(|&n| {
-            let msg = Message::Elect {
-                members: members(n, "127.0.0.1", Layout::ByPid),
-                sender: None,
-                rejected: 0,
-            };
+            let msg = Message::Elect { members: members(n, "127.0.0.1", Layout::ByPid), sender: None, rejected: 0 };
             (encode_message(&msg), pyrepr::repr(&msg.to_value()))
         })
         .collect();
     let outcomes = check_in_python(&cases);
     println!("members  ours  cpython-p4-shared-host  cpython-p4");
     for (n, o) in sizes.iter().zip(&outcomes) {
-        println!(
-            "{n:>7} {:>5} {:>23} {:>11}",
-            o.ours, o.cpython_shared, o.cpython
-        );
-        assert!(
-            o.ours <= o.cpython_shared,
-            "{n} members: ours {} > CPython's {}",
-            o.ours,
-            o.cpython_shared
-        );
+        println!("{n:>7} {:>5} {:>23} {:>11}", o.ours, o.cpython_shared, o.cpython);
+        assert!(o.ours <= o.cpython_shared, "{n} members: ours {} > CPython's {}", o.ours, o.cpython_shared);
     }
     // 60 members still fit the single recv(1024) that Python peers read with.
-    assert!(
-        outcomes[3].ours <= 1024,
-        "60 members take {} bytes",
-        outcomes[3].ours
-    );
+    assert!(outcomes[3].ours <= 1024, "60 members take {} bytes", outcomes[3].ours);
 }

@@ -11,14 +11,7 @@ use std::net::TcpListener;
 
 fn node(gcd_port: u16, days: &str, su_id: &str, extra: &[&str]) -> Proc {
     let mut cmd = bully_node();
-    cmd.args([
-        "--gcd",
-        &format!("127.0.0.1:{gcd_port}"),
-        "--days",
-        days,
-        "--su-id",
-        su_id,
-    ]);
+    cmd.args(["--gcd", &format!("127.0.0.1:{gcd_port}"), "--days", days, "--su-id", su_id]);
     cmd.args(extra);
     Proc::spawn(&format!("node ({days}, {su_id})"), cmd)
 }
@@ -35,14 +28,8 @@ fn registers_with_every_course_year_by_falling_back() {
         let (_gcd, port) = python_gcd(name);
         let mut n = node(port, "5", "1234567", &["--listen", "127.0.0.1:0"]);
         let line = n.wait_for("joined", |l| l.contains("joined a group of"));
-        assert!(
-            line.contains(&format!("{name} to the GCD")),
-            "{name}: {line}"
-        );
-        assert!(
-            line.contains("joined a group of 1: (5, 1234567) (us)"),
-            "{line}"
-        );
+        assert!(line.contains(&format!("{name} to the GCD")), "{name}: {line}");
+        assert!(line.contains("joined a group of 1: (5, 1234567) (us)"), "{line}");
     }
 }
 
@@ -54,14 +41,8 @@ fn a_second_node_sees_the_first_and_both_keep_serving() {
     a.wait_for("joined", |l| l.contains("joined a group of 1"));
     let mut b = node(port, "9", "2345678", &[]);
     let line = b.wait_for("joined", |l| l.contains("joined a group of"));
-    assert!(
-        line.contains("joined a group of 2: (9, 2345678) (us) at 127.0.0.1:"),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!("(5, 1234567) at 127.0.0.1:{a_port}")),
-        "{line}"
-    );
+    assert!(line.contains("joined a group of 2: (9, 2345678) (us) at 127.0.0.1:"), "{line}");
+    assert!(line.contains(&format!("(5, 1234567) at 127.0.0.1:{a_port}")), "{line}");
     // The first node answers a PROBE with GOT_IT, and says so.
     let reply = send_raw(a_port, &encode_message(&Message::Probe));
     assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
@@ -74,10 +55,7 @@ fn a_fixed_name_the_gcd_refuses_is_shown_verbatim() {
     let mut n = node(port, "5", "1234567", &["--gcd-message", "HOWDY"]);
     let (code, out) = n.wait_exit();
     assert_eq!(code, Some(1), "{out}");
-    assert!(
-        out.contains("refused us: 'Unexpected message: HOWDY'"),
-        "{out}"
-    );
+    assert!(out.contains("refused us: 'Unexpected message: HOWDY'"), "{out}");
     assert!(out.contains("--gcd-message auto"), "{out}");
 }
 
@@ -87,27 +65,17 @@ fn a_listen_address_off_the_gcds_host_is_refused_with_advice() {
     let mut n = node(port, "5", "1234567", &["--listen", "127.0.0.2:0"]);
     let (code, out) = n.wait_exit();
     assert_eq!(code, Some(1), "{out}");
-    assert!(
-        out.contains("refused us: 'Only local group members currently allowed'"),
-        "{out}"
-    );
+    assert!(out.contains("refused us: 'Only local group members currently allowed'"), "{out}");
     assert!(out.contains("--listen"), "{out}");
 }
 
 #[test]
 fn an_unreachable_gcd_is_one_clear_error() {
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut n = node(closed, "5", "1234567", &[]);
     let (code, out) = n.wait_exit();
     assert_eq!(code, Some(1), "{out}");
-    assert!(
-        out.contains(&format!("cannot reach the GCD at 127.0.0.1:{closed}")),
-        "{out}"
-    );
+    assert!(out.contains(&format!("cannot reach the GCD at 127.0.0.1:{closed}")), "{out}");
 }
 
 /// A fake GCD that reads one request and answers with `reply` (or nothing, closing;
@@ -140,10 +108,7 @@ fn a_gcd_answering_garbage_nothing_or_never_is_an_error_not_a_crash() {
             "could not read our request and said: Expected a pickled message",
         ),
         (Some(b""), "closed the connection without answering"),
-        (
-            Some(b"\x80\x04K\x05."),
-            "answered with 5, not a members dict",
-        ),
+        (Some(b"\x80\x04K\x05."), "answered with 5, not a members dict"),
         (None, "did not answer in time"),
     ];
     for (reply, want) in cases {

@@ -122,59 +122,29 @@ pub fn register(
     };
     let mut last = String::new();
     for name in names {
-        let message = Message::Register {
-            name,
-            pid,
-            addr: listen.clone(),
-        };
+        let message = Message::Register { name, pid, addr: listen.clone() };
         match request(gcd, &message, timeout)? {
-            Reply::Members { members, rejected } => {
-                return Ok(Registration {
-                    members,
-                    name,
-                    rejected,
-                })
-            }
-            Reply::Text(reason)
-                if choice == NameChoice::Auto
-                    && reason == format!("Unexpected message: {name}") =>
-            {
+            Reply::Members { members, rejected } => return Ok(Registration { members, name, rejected }),
+            Reply::Text(reason) if choice == NameChoice::Auto && reason == format!("Unexpected message: {name}") => {
                 debug!("GCD at {gcd} does not take {name}: {reason:?}");
                 last = reason;
             }
-            Reply::Text(reason) => {
-                return Err(GcdError::Refused {
-                    gcd: gcd.clone(),
-                    reason,
-                })
-            }
+            Reply::Text(reason) => return Err(GcdError::Refused { gcd: gcd.clone(), reason }),
             Reply::Raw(bytes) => {
                 let text = String::from_utf8_lossy(&bytes).trim_end().to_owned();
-                return Err(GcdError::NotAPickle {
-                    gcd: gcd.clone(),
-                    text,
-                });
+                return Err(GcdError::NotAPickle { gcd: gcd.clone(), text });
             }
             Reply::GotIt => {
-                return Err(GcdError::BadReply {
-                    gcd: gcd.clone(),
-                    what: "GOT_IT: it is a peer, not a GCD".into(),
-                })
+                return Err(GcdError::BadReply { gcd: gcd.clone(), what: "GOT_IT: it is a peer, not a GCD".into() })
             }
             Reply::Other(v) => {
                 let mut shown = v.to_string();
                 shown.truncate(80);
-                return Err(GcdError::BadReply {
-                    gcd: gcd.clone(),
-                    what: format!("{shown}, not a members dict"),
-                });
+                return Err(GcdError::BadReply { gcd: gcd.clone(), what: format!("{shown}, not a members dict") });
             }
         }
     }
-    Err(GcdError::NoNameAccepted {
-        gcd: gcd.clone(),
-        last,
-    })
+    Err(GcdError::NoNameAccepted { gcd: gcd.clone(), last })
 }
 
 /// Most of a raw (unpickled) answer we read to show it: gcd2.py's is under 140 bytes.
@@ -185,35 +155,19 @@ fn request(gcd: &Addr, message: &Message, timeout: Duration) -> Result<Reply, Gc
     match exchange(gcd, &encode_message(message), timeout) {
         Ok((_, bytes)) => decode(&bytes)
             .map(Reply::from_value)
-            .map_err(|e| GcdError::BadReply {
-                gcd: g(),
-                what: format!("an unreadable pickle ({e})"),
-            }),
+            .map_err(|e| GcdError::BadReply { gcd: g(), what: format!("an unreadable pickle ({e})") }),
         Err(ExchangeError::Connect(cause)) => Err(GcdError::Unreachable { gcd: g(), cause }),
-        Err(ExchangeError::Send(cause)) => Err(GcdError::Broken {
-            gcd: g(),
-            cause: cause.to_string(),
-        }),
-        Err(ExchangeError::Reply {
-            error,
-            mut received,
-            stream,
-        }) => match error {
+        Err(ExchangeError::Send(cause)) => Err(GcdError::Broken { gcd: g(), cause: cause.to_string() }),
+        Err(ExchangeError::Reply { error, mut received, stream }) => match error {
             FrameError::Incomplete { received: 0 } => Err(GcdError::NoReply { gcd: g() }),
             FrameError::Io(e) if is_timeout(&e) => Err(GcdError::Timeout { gcd: g() }),
-            FrameError::Io(e) => Err(GcdError::Broken {
-                gcd: g(),
-                cause: e.to_string(),
-            }),
+            FrameError::Io(e) => Err(GcdError::Broken { gcd: g(), cause: e.to_string() }),
             // Not a pickle: gcd2.py's raw text. It closes after sending, so read to EOF.
             FrameError::Invalid { .. } => {
                 let _ = stream.take(RAW_REPLY_MAX as u64).read_to_end(&mut received);
                 Ok(Reply::Raw(received))
             }
-            other => Err(GcdError::BadReply {
-                gcd: g(),
-                what: other.to_string(),
-            }),
+            other => Err(GcdError::BadReply { gcd: g(), what: other.to_string() }),
         },
     }
 }

@@ -13,10 +13,8 @@ use std::sync::Mutex;
 pub const REQUEST_LIMIT: usize = 1024;
 
 pub const MALFORMED_MESSAGE: &str = "Malformed message";
-pub const MALFORMED_DATA: &str =
-    "Malformed message data, expected ((days_to_bd, su_id), (host, port))";
-pub const MALFORMED_PID: &str =
-    "Malformed process id, expected (days_to_next_birthday, student_id)";
+pub const MALFORMED_DATA: &str = "Malformed message data, expected ((days_to_bd, su_id), (host, port))";
+pub const MALFORMED_PID: &str = "Malformed process id, expected (days_to_next_birthday, student_id)";
 pub const INVALID_PORT: &str = "Invalid port number";
 pub const ONLY_LOCAL: &str = "Only local group members currently allowed";
 
@@ -24,11 +22,7 @@ pub const ONLY_LOCAL: &str = "Only local group members currently allowed";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// The members dict: the request was a valid registration.
-    Joined {
-        pid: ProcessId,
-        addr: Addr,
-        reply: Vec<u8>,
-    },
+    Joined { pid: ProcessId, addr: Addr, reply: Vec<u8> },
     /// A pickled `str` saying why not.
     Refused { reason: String, reply: Vec<u8> },
     /// Bytes that were not a pickle get raw text back, as gcd2.py sends it.
@@ -41,9 +35,7 @@ pub enum Answer {
 impl Answer {
     pub fn reply_bytes(&self) -> Option<&[u8]> {
         match self {
-            Answer::Joined { reply, .. }
-            | Answer::Refused { reply, .. }
-            | Answer::NotAPickle { reply } => Some(reply),
+            Answer::Joined { reply, .. } | Answer::Refused { reply, .. } | Answer::NotAPickle { reply } => Some(reply),
             Answer::NoReply { .. } => None,
         }
     }
@@ -60,10 +52,7 @@ pub struct CoordinatorConfig {
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
-        CoordinatorConfig {
-            accept: RegisterName::Howdy,
-            allow_remote: false,
-        }
+        CoordinatorConfig { accept: RegisterName::Howdy, allow_remote: false }
     }
 }
 
@@ -76,10 +65,7 @@ pub struct Coordinator {
 
 impl Coordinator {
     pub fn new(config: CoordinatorConfig) -> Self {
-        Coordinator {
-            config,
-            members: Mutex::new(Members::default()),
-        }
+        Coordinator { config, members: Mutex::new(Members::default()) }
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -103,21 +89,13 @@ impl Coordinator {
         let raw = &raw[..raw.len().min(REQUEST_LIMIT)];
         let message = match wire::decode(raw) {
             Ok(v) => v,
-            Err(_) => {
-                return Answer::NotAPickle {
-                    reply: not_a_pickle_reply(raw),
-                }
-            }
+            Err(_) => return Answer::NotAPickle { reply: not_a_pickle_reply(raw) },
         };
         match self.register(&message) {
-            Ok(Some((pid, addr, members))) => Answer::Joined {
-                pid,
-                addr,
-                reply: wire::encode(&members.to_value(), Style::CPython),
-            },
-            Ok(None) => Answer::NoReply {
-                reason: "process id sent as a list (unhashable in Python)",
-            },
+            Ok(Some((pid, addr, members))) => {
+                Answer::Joined { pid, addr, reply: wire::encode(&members.to_value(), Style::CPython) }
+            }
+            Ok(None) => Answer::NoReply { reason: "process id sent as a list (unhashable in Python)" },
             Err(reason) => {
                 let reply = wire::encode(&Value::str(reason.clone()), Style::CPython);
                 Answer::Refused { reason, reply }
@@ -135,21 +113,13 @@ impl Coordinator {
         let (host, port) = unpack2(&listener).ok_or(MALFORMED_DATA)?;
         let (days, su_id) = unpack2(&pid).ok_or(MALFORMED_DATA)?;
         let in_range = |v: &Value, range: &std::ops::RangeInclusive<u32>| {
-            v.as_int()
-                .and_then(|i| u32::try_from(i).ok())
-                .filter(|i| range.contains(i))
+            v.as_int().and_then(|i| u32::try_from(i).ok()).filter(|i| range.contains(i))
         };
-        let (Some(days), Some(su_id)) =
-            (in_range(&days, &DAYS_RANGE), in_range(&su_id, &SU_ID_RANGE))
-        else {
+        let (Some(days), Some(su_id)) = (in_range(&days, &DAYS_RANGE), in_range(&su_id, &SU_ID_RANGE)) else {
             return Err(MALFORMED_PID.into());
         };
         let ip = gethostbyname(&host)?;
-        let port = port
-            .as_int()
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-            .ok_or(INVALID_PORT)?;
+        let port = port.as_int().and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0).ok_or(INVALID_PORT)?;
         if !self.config.allow_remote && ip != localhost_ip() {
             return Err(ONLY_LOCAL.into());
         }
@@ -172,14 +142,10 @@ fn unpack2(v: &Value) -> Option<(Value, Value)> {
         Some((a, b))
     };
     match v {
-        Value::Tuple(items) | Value::List(items) | Value::Set(items) | Value::FrozenSet(items) => {
-            two(items.clone())
-        }
+        Value::Tuple(items) | Value::List(items) | Value::Set(items) | Value::FrozenSet(items) => two(items.clone()),
         Value::Dict(pairs) => two(pairs.iter().map(|(k, _)| k.clone()).collect()),
         Value::Str(s) => two(s.chars().map(|c| Value::Str(c.to_string())).collect()),
-        Value::Bytes(b) | Value::ByteArray(b) => {
-            two(b.iter().map(|x| Value::Int((*x).into())).collect())
-        }
+        Value::Bytes(b) | Value::ByteArray(b) => two(b.iter().map(|x| Value::Int((*x).into())).collect()),
         _ => None,
     }
 }
@@ -209,9 +175,7 @@ fn gethostbyname(host: &Value) -> Result<Ipv4Addr, String> {
         }
     };
     if host.contains('\0') {
-        return Err(
-            "gethostbyname() argument 1 must be encoded string without null bytes, not str".into(),
-        );
+        return Err("gethostbyname() argument 1 must be encoded string without null bytes, not str".into());
     }
     if host.is_empty() {
         return Ok(Ipv4Addr::UNSPECIFIED); // Python's gethostbyname('') is '0.0.0.0'
@@ -279,20 +243,11 @@ mod tests {
         let gcd = Coordinator::default();
         gcd.answer(&request("HOWDY", 5, 1_234_567, "localhost", 40001));
         let answer = gcd.answer(&request("HOWDY", 9, 2_345_678, "127.0.0.1", 40002));
-        let Answer::Joined { reply, .. } = answer else {
-            panic!("{answer:?}")
-        };
+        let Answer::Joined { reply, .. } = answer else { panic!("{answer:?}") };
         match Reply::from_value(decode(&reply).unwrap()) {
-            Reply::Members {
-                members,
-                rejected: 0,
-            } => {
+            Reply::Members { members, rejected: 0 } => {
                 let hosts: Vec<_> = members.iter().map(|m| m.addr.to_string()).collect();
-                assert_eq!(
-                    hosts,
-                    ["127.0.0.1:40001", "127.0.0.1:40002"],
-                    "localhost resolved to its IP"
-                );
+                assert_eq!(hosts, ["127.0.0.1:40001", "127.0.0.1:40002"], "localhost resolved to its IP");
             }
             other => panic!("{other:?}"),
         }
@@ -301,61 +256,29 @@ mod tests {
     #[test]
     fn refuses_in_gcd2s_order_with_its_words() {
         let gcd = Coordinator::default();
-        assert_eq!(
-            refusal(gcd.answer(&encode(&Value::Int(3), Style::Compact))),
-            MALFORMED_MESSAGE
-        );
-        assert_eq!(
-            refusal(gcd.answer(&request("JOIN", 5, 1_234_567, "localhost", 1))),
-            "Unexpected message: JOIN"
-        );
-        assert_eq!(
-            refusal(gcd.answer(&request("HOWDY", 0, 1_234_567, "localhost", 1))),
-            MALFORMED_PID
-        );
-        assert_eq!(
-            refusal(gcd.answer(&request("HOWDY", 5, 999_999, "localhost", 1))),
-            MALFORMED_PID
-        );
+        assert_eq!(refusal(gcd.answer(&encode(&Value::Int(3), Style::Compact))), MALFORMED_MESSAGE);
+        assert_eq!(refusal(gcd.answer(&request("JOIN", 5, 1_234_567, "localhost", 1))), "Unexpected message: JOIN");
+        assert_eq!(refusal(gcd.answer(&request("HOWDY", 0, 1_234_567, "localhost", 1))), MALFORMED_PID);
+        assert_eq!(refusal(gcd.answer(&request("HOWDY", 5, 999_999, "localhost", 1))), MALFORMED_PID);
         // The host is resolved before the port is checked.
-        assert_eq!(
-            refusal(gcd.answer(&request("HOWDY", 5, 1_234_567, "", 0))),
-            INVALID_PORT
-        );
-        assert_eq!(
-            refusal(gcd.answer(&request("HOWDY", 5, 1_234_567, "localhost", 65536))),
-            INVALID_PORT
-        );
-        assert_eq!(
-            refusal(gcd.answer(&request("HOWDY", 5, 1_234_567, "8.8.8.8", 80))),
-            ONLY_LOCAL
-        );
+        assert_eq!(refusal(gcd.answer(&request("HOWDY", 5, 1_234_567, "", 0))), INVALID_PORT);
+        assert_eq!(refusal(gcd.answer(&request("HOWDY", 5, 1_234_567, "localhost", 65536))), INVALID_PORT);
+        assert_eq!(refusal(gcd.answer(&request("HOWDY", 5, 1_234_567, "8.8.8.8", 80))), ONLY_LOCAL);
         assert!(gcd.members().is_empty());
     }
 
     #[test]
     fn garbage_gets_gcd2s_raw_text() {
         let gcd = Coordinator::default();
-        let Answer::NotAPickle { reply } = gcd.answer(b"hello") else {
-            panic!()
-        };
+        let Answer::NotAPickle { reply } = gcd.answer(b"hello") else { panic!() };
         assert_eq!(reply, b"Expected a pickled message, got b'hello'\n");
         let long = not_a_pickle_reply(&[0x80; 300]);
-        assert_eq!(
-            long.len(),
-            "Expected a pickled message, got ".len() + 100 + 1
-        );
+        assert_eq!(long.len(), "Expected a pickled message, got ".len() + 100 + 1);
     }
 
     #[test]
     fn remote_members_only_when_allowed() {
-        let gcd = Coordinator::new(CoordinatorConfig {
-            accept: RegisterName::Begin,
-            allow_remote: true,
-        });
-        assert!(matches!(
-            gcd.answer(&request("BEGIN", 5, 1_234_567, "10.1.2.3", 80)),
-            Answer::Joined { .. }
-        ));
+        let gcd = Coordinator::new(CoordinatorConfig { accept: RegisterName::Begin, allow_remote: true });
+        assert!(matches!(gcd.answer(&request("BEGIN", 5, 1_234_567, "10.1.2.3", 80)), Answer::Joined { .. }));
     }
 }

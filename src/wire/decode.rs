@@ -75,20 +75,15 @@ impl fmt::Display for DecodeError {
             DecodeErrorKind::UnknownOpcode(b) => {
                 write!(f, "unknown pickle opcode 0x{b:02x} at byte {}", self.offset)
             }
-            DecodeErrorKind::Refused(name) => write!(
-                f,
-                "refused pickle opcode {name} at byte {} (it would construct an object)",
-                self.offset
-            ),
+            DecodeErrorKind::Refused(name) => {
+                write!(f, "refused pickle opcode {name} at byte {} (it would construct an object)", self.offset)
+            }
             DecodeErrorKind::Malformed(why) => {
                 write!(f, "malformed pickle at byte {}: {why}", self.offset)
             }
             DecodeErrorKind::TooDeep => write!(f, "pickle nested deeper than {MAX_DEPTH} levels"),
             DecodeErrorKind::TooLarge => {
-                write!(
-                    f,
-                    "pickle expands to more than its size justifies (memo or DUP bomb)"
-                )
+                write!(f, "pickle expands to more than its size justifies (memo or DUP bomb)")
             }
         }
     }
@@ -106,22 +101,14 @@ impl DecodeError {
 /// Decodes one pickle from the start of `input`; bytes after its STOP are ignored, as
 /// `pickle.loads` ignores them.
 pub fn decode(input: &[u8]) -> Result<Value, DecodeError> {
-    let mut machine = Machine {
-        input,
-        pos: 0,
-        arena: Vec::new(),
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: HashMap::new(),
-    };
+    let mut machine =
+        Machine { input, pos: 0, arena: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
     let root = machine.run()?;
     let mut budget = Budget {
         nodes: NODES_PER_INPUT_BYTE * input.len() + BUDGET_SLACK,
         payload: PAYLOAD_PER_INPUT_BYTE * input.len() + BUDGET_SLACK,
     };
-    machine
-        .build(root, &mut budget)
-        .map_err(|kind| DecodeError { offset: 0, kind })
+    machine.build(root, &mut budget).map_err(|kind| DecodeError { offset: 0, kind })
 }
 
 type Id = usize;
@@ -160,20 +147,16 @@ impl<'a> Machine<'a> {
     fn run(&mut self) -> Result<Id, DecodeError> {
         loop {
             let at = self.pos;
-            let code = *self.input.get(at).ok_or(DecodeError {
-                offset: self.input.len(),
-                kind: DecodeErrorKind::Truncated,
-            })?;
+            let code = *self
+                .input
+                .get(at)
+                .ok_or(DecodeError { offset: self.input.len(), kind: DecodeErrorKind::Truncated })?;
             self.pos += 1;
             match self.step(code) {
                 Ok(Some(root)) => return Ok(root),
                 Ok(None) => {}
                 Err(kind) => {
-                    let offset = if kind == DecodeErrorKind::Truncated {
-                        self.input.len()
-                    } else {
-                        at
-                    };
+                    let offset = if kind == DecodeErrorKind::Truncated { self.input.len() } else { at };
                     return Err(DecodeError { offset, kind });
                 }
             }
@@ -226,9 +209,7 @@ impl<'a> Machine<'a> {
             }
             op::BININT => {
                 let b = self.take(4)?;
-                self.push_leaf(Value::Int(
-                    i32::from_le_bytes([b[0], b[1], b[2], b[3]]).into(),
-                ));
+                self.push_leaf(Value::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]).into()));
             }
             op::BININT1 => {
                 let b = self.take(1)?;
@@ -286,11 +267,7 @@ impl<'a> Machine<'a> {
                     _ => 8,
                 };
                 let raw = self.counted(width)?.to_vec();
-                self.push_leaf(if code == op::BYTEARRAY8 {
-                    Value::ByteArray(raw)
-                } else {
-                    Value::Bytes(raw)
-                });
+                self.push_leaf(if code == op::BYTEARRAY8 { Value::ByteArray(raw) } else { Value::Bytes(raw) });
             }
             op::EMPTY_TUPLE => self.push(Obj::Tuple(Vec::new())),
             op::EMPTY_LIST => self.push(Obj::List(Vec::new())),
@@ -365,10 +342,7 @@ impl<'a> Machine<'a> {
             }
             op::GET | op::BINGET | op::LONG_BINGET => {
                 let index = self.memo_index(code)?;
-                let id = *self
-                    .memo
-                    .get(&index)
-                    .ok_or_else(|| malformed(format!("memo entry {index} not found")))?;
+                let id = *self.memo.get(&index).ok_or_else(|| malformed(format!("memo entry {index} not found")))?;
                 self.stack.push(id);
             }
             op::PUT | op::BINPUT | op::LONG_BINPUT => {
@@ -390,19 +364,14 @@ impl<'a> Machine<'a> {
             op::NEWOBJ_EX => return Err(DecodeErrorKind::Refused("NEWOBJ_EX")),
             op::EXT1 | op::EXT2 | op::EXT4 => return Err(DecodeErrorKind::Refused("EXT")),
             op::PERSID | op::BINPERSID => return Err(DecodeErrorKind::Refused("PERSID")),
-            op::NEXT_BUFFER | op::READONLY_BUFFER => {
-                return Err(DecodeErrorKind::Refused("out-of-band buffer"))
-            }
+            op::NEXT_BUFFER | op::READONLY_BUFFER => return Err(DecodeErrorKind::Refused("out-of-band buffer")),
             other => return Err(DecodeErrorKind::UnknownOpcode(other)),
         }
         Ok(None)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeErrorKind> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|end| *end <= self.input.len());
+        let end = self.pos.checked_add(n).filter(|end| *end <= self.input.len());
         let end = end.ok_or(DecodeErrorKind::Truncated)?;
         let input: &'a [u8] = self.input;
         let bytes = &input[self.pos..end];
@@ -414,10 +383,7 @@ impl<'a> Machine<'a> {
     /// checked against what is left before anything is allocated.
     fn counted(&mut self, width: usize) -> Result<&'a [u8], DecodeErrorKind> {
         let len_bytes = self.take(width)?;
-        let len = len_bytes
-            .iter()
-            .rev()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let len = len_bytes.iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         if width == 4 && len > i32::MAX as u64 {
             // BINSTRING's length is signed in CPython; the others can't reach this.
             return Err(malformed("negative length"));
@@ -430,10 +396,7 @@ impl<'a> Machine<'a> {
     fn line(&mut self) -> Result<&'a [u8], DecodeErrorKind> {
         let input: &'a [u8] = self.input;
         let rest = &input[self.pos..];
-        let n = rest
-            .iter()
-            .position(|b| *b == b'\n')
-            .ok_or(DecodeErrorKind::Truncated)?;
+        let n = rest.iter().position(|b| *b == b'\n').ok_or(DecodeErrorKind::Truncated)?;
         self.pos += n + 1;
         Ok(&rest[..n])
     }
@@ -473,17 +436,11 @@ impl<'a> Machine<'a> {
     }
 
     fn top(&self) -> Result<Id, DecodeErrorKind> {
-        self.stack
-            .last()
-            .copied()
-            .ok_or_else(|| malformed("stack underflow"))
+        self.stack.last().copied().ok_or_else(|| malformed("stack underflow"))
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Id>, DecodeErrorKind> {
-        let height = self
-            .marks
-            .pop()
-            .ok_or_else(|| malformed("no MARK on the stack"))?;
+        let height = self.marks.pop().ok_or_else(|| malformed("no MARK on the stack"))?;
         Ok(self.stack.split_off(height.min(self.stack.len())))
     }
 
@@ -498,10 +455,7 @@ impl<'a> Machine<'a> {
             if open.len() >= MAX_DEPTH {
                 return Err(DecodeErrorKind::TooDeep);
             }
-            budget.nodes = budget
-                .nodes
-                .checked_sub(1)
-                .ok_or(DecodeErrorKind::TooLarge)?;
+            budget.nodes = budget.nodes.checked_sub(1).ok_or(DecodeErrorKind::TooLarge)?;
             let mut finished = match &self.arena[next] {
                 Obj::Leaf(v) => {
                     let payload = match v {
@@ -509,10 +463,7 @@ impl<'a> Machine<'a> {
                         Value::Bytes(b) | Value::ByteArray(b) => b.len(),
                         _ => 0,
                     };
-                    budget.payload = budget
-                        .payload
-                        .checked_sub(payload)
-                        .ok_or(DecodeErrorKind::TooLarge)?;
+                    budget.payload = budget.payload.checked_sub(payload).ok_or(DecodeErrorKind::TooLarge)?;
                     Some(v.clone())
                 }
                 container => {
@@ -564,17 +515,10 @@ impl Open {
             Obj::List(ids) => (Kind::List, ids.clone()),
             Obj::Set(ids) => (Kind::Set, ids.clone()),
             Obj::FrozenSet(ids) => (Kind::FrozenSet, ids.clone()),
-            Obj::Dict(pairs) => (
-                Kind::Dict,
-                pairs.iter().flat_map(|(k, v)| [*k, *v]).collect(),
-            ),
+            Obj::Dict(pairs) => (Kind::Dict, pairs.iter().flat_map(|(k, v)| [*k, *v]).collect()),
             Obj::Leaf(_) => unreachable!("leaves are never opened"),
         };
-        Open {
-            kind,
-            built: Vec::with_capacity(children.len()),
-            children,
-        }
+        Open { kind, built: Vec::with_capacity(children.len()), children }
     }
 
     fn close(self) -> Result<Value, DecodeErrorKind> {
@@ -590,10 +534,7 @@ impl Open {
                 let mut items = self.built.into_iter();
                 while let (Some(key), Some(value)) = (items.next(), items.next()) {
                     if !key.is_hashable() {
-                        return Err(malformed(format!(
-                            "unhashable type: '{}' used as a dict key",
-                            key.type_name()
-                        )));
+                        return Err(malformed(format!("unhashable type: '{}' used as a dict key", key.type_name())));
                     }
                     match index.get(&key) {
                         Some(&i) => out[i].1 = value,
@@ -622,10 +563,7 @@ fn unique(items: Vec<Value>) -> Result<Vec<Value>, DecodeErrorKind> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         if !item.is_hashable() {
-            return Err(malformed(format!(
-                "unhashable type: '{}' in a set",
-                item.type_name()
-            )));
+            return Err(malformed(format!("unhashable type: '{}' in a set", item.type_name())));
         }
         if seen.insert(item.clone()) {
             out.push(item);
@@ -635,9 +573,7 @@ fn unique(items: Vec<Value>) -> Result<Vec<Value>, DecodeErrorKind> {
 }
 
 fn parse_int(text: &[u8]) -> Result<Value, DecodeErrorKind> {
-    let t = std::str::from_utf8(text)
-        .map_err(|_| malformed("bad INT text"))?
-        .trim();
+    let t = std::str::from_utf8(text).map_err(|_| malformed("bad INT text"))?.trim();
     let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed(format!("bad INT text {t:?}")));
@@ -744,9 +680,7 @@ fn raw_unicode_escape(text: &[u8]) -> Result<String, DecodeErrorKind> {
                 continue;
             }
         };
-        let hex = text
-            .get(i + 2..i + 2 + width)
-            .ok_or_else(|| malformed("truncated \\u escape"))?;
+        let hex = text.get(i + 2..i + 2 + width).ok_or_else(|| malformed("truncated \\u escape"))?;
         let code = std::str::from_utf8(hex)
             .ok()
             .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -813,10 +747,7 @@ mod tests {
     fn protocol_zero_scalars() {
         assert_eq!(ok(b"I01\n."), Value::Bool(true));
         assert_eq!(ok(b"I-42\n."), Value::Int(-42));
-        assert_eq!(
-            ok(b"L123456789012345678901234567890L\n."),
-            Value::BigInt("123456789012345678901234567890".into())
-        );
+        assert_eq!(ok(b"L123456789012345678901234567890L\n."), Value::BigInt("123456789012345678901234567890".into()));
         assert_eq!(ok(b"S'a\\'b\\x41'\np0\n."), Value::str("a'bA"));
         assert_eq!(ok(b"Vcaf\xe9 \\u263a\n."), Value::str("café ☺"));
         assert_eq!(ok(b"F1.5\n."), Value::Float(1.5));

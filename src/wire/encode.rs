@@ -30,20 +30,11 @@ const FRAME_MIN: usize = 4;
 
 /// Pickles `value` in the given style.
 pub fn encode(value: &Value, style: Style) -> Vec<u8> {
-    let mut w = Writer {
-        out: Vec::with_capacity(128),
-        style,
-        memo_len: 0,
-        shared: HashMap::new(),
-    };
+    let mut w = Writer { out: Vec::with_capacity(128), style, memo_len: 0, shared: HashMap::new() };
     if style == Style::Compact {
         let mut counts = HashMap::new();
         count_strings(value, &mut counts);
-        w.shared = counts
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(s, _)| (s, None))
-            .collect();
+        w.shared = counts.into_iter().filter(|(_, n)| *n > 1).map(|(s, _)| (s, None)).collect();
     }
     w.out.extend_from_slice(&[op::PROTO, 4]);
     let body_start = w.out.len();
@@ -102,8 +93,7 @@ impl<'a> Writer<'a> {
             self.out.extend_from_slice(&n.to_le_bytes());
         } else {
             self.out.push(huge);
-            self.out
-                .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            self.out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         }
         self.out.extend_from_slice(bytes);
     }
@@ -144,31 +134,16 @@ impl<'a> Writer<'a> {
                 match slot {
                     Some(index) => self.get(index),
                     None => {
-                        self.counted(
-                            op::SHORT_BINUNICODE,
-                            op::BINUNICODE,
-                            op::BINUNICODE8,
-                            s.as_bytes(),
-                        );
+                        self.counted(op::SHORT_BINUNICODE, op::BINUNICODE, op::BINUNICODE8, s.as_bytes());
                         let index = self.memoize();
                         self.shared.insert(s, Some(index));
                     }
                 }
                 return;
             }
-            self.counted(
-                op::SHORT_BINUNICODE,
-                op::BINUNICODE,
-                op::BINUNICODE8,
-                s.as_bytes(),
-            );
+            self.counted(op::SHORT_BINUNICODE, op::BINUNICODE, op::BINUNICODE8, s.as_bytes());
         } else {
-            self.counted(
-                op::SHORT_BINUNICODE,
-                op::BINUNICODE,
-                op::BINUNICODE8,
-                s.as_bytes(),
-            );
+            self.counted(op::SHORT_BINUNICODE, op::BINUNICODE, op::BINUNICODE8, s.as_bytes());
             self.memoize();
         }
     }
@@ -184,13 +159,7 @@ impl<'a> Writer<'a> {
 
     /// Items in CPython's batches: one item alone uses `single`, more go as
     /// MARK ... `batch` in groups of [`BATCH`].
-    fn batched<T>(
-        &mut self,
-        items: &'a [T],
-        single: Option<u8>,
-        batch: u8,
-        each: impl Fn(&mut Self, &'a T),
-    ) {
+    fn batched<T>(&mut self, items: &'a [T], single: Option<u8>, batch: u8, each: impl Fn(&mut Self, &'a T)) {
         if let (Some(single), [only]) = (single, items) {
             each(self, only);
             self.out.push(single);

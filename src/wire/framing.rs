@@ -38,10 +38,7 @@ impl fmt::Display for FrameError {
         match self {
             FrameError::Incomplete { received: 0 } => write!(f, "connection closed with no data"),
             FrameError::Incomplete { received } => {
-                write!(
-                    f,
-                    "incomplete pickle: stream ended after {received} bytes, before STOP"
-                )
+                write!(f, "incomplete pickle: stream ended after {received} bytes, before STOP")
             }
             FrameError::Invalid { offset, reason } => {
                 write!(f, "not a pickle: {reason} at byte {offset}")
@@ -57,10 +54,7 @@ impl std::error::Error for FrameError {}
 
 /// Whether an I/O error is a socket read/write timeout (Linux reports `WouldBlock`).
 pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
+    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
 }
 
 /// What the bytes seen so far amount to.
@@ -126,16 +120,9 @@ impl Framer {
                             reason: "negative BINSTRING length".into(),
                         });
                     }
-                    match usize::try_from(len)
-                        .ok()
-                        .and_then(|l| (start + width).checked_add(l))
-                    {
+                    match usize::try_from(len).ok().and_then(|l| (start + width).checked_add(l)) {
                         Some(end) => end,
-                        None => {
-                            return Err(FrameError::TooLarge {
-                                limit: MAX_PICKLE_BYTES,
-                            })
-                        }
+                        None => return Err(FrameError::TooLarge { limit: MAX_PICKLE_BYTES }),
                     }
                 }
             };
@@ -161,19 +148,11 @@ impl Framer {
 }
 
 fn nth_newline(bytes: &[u8], n: usize) -> Option<usize> {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(n - 1)
-        .map(|(i, _)| i)
+    bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(n - 1).map(|(i, _)| i)
 }
 
 fn le_uint(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    bytes.iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 /// Reads exactly one pickle from `reader`, never past its STOP opcode, refusing more
@@ -186,11 +165,7 @@ pub fn read_pickle<R: Read>(reader: &mut R, limit: usize) -> Result<Vec<u8>, Fra
 
 /// [`read_pickle`] into a caller's buffer, which holds every byte read even when the
 /// result is an error (to show what arrived, or to read on past a non-pickle).
-pub fn read_pickle_into<R: Read>(
-    reader: &mut R,
-    limit: usize,
-    buf: &mut Vec<u8>,
-) -> Result<(), FrameError> {
+pub fn read_pickle_into<R: Read>(reader: &mut R, limit: usize, buf: &mut Vec<u8>) -> Result<(), FrameError> {
     buf.clear();
     let mut framer = Framer::new();
     loop {
@@ -212,11 +187,7 @@ pub fn read_pickle_into<R: Read>(
         };
         buf.truncate(old + *got.as_ref().unwrap_or(&0));
         match got {
-            Ok(0) => {
-                return Err(FrameError::Incomplete {
-                    received: buf.len(),
-                })
-            }
+            Ok(0) => return Err(FrameError::Incomplete { received: buf.len() }),
             Ok(_) => {}
             Err(e) => return Err(FrameError::Io(e)),
         }
@@ -245,17 +216,13 @@ mod tests {
     }
 
     // pickle.dumps(('PROBE', None), 4) followed by bytes that must stay unread.
-    const PROBE_P4: &[u8] =
-        b"\x80\x04\x95\x0c\x00\x00\x00\x00\x00\x00\x00\x8c\x05PROBE\x94N\x86\x94.";
+    const PROBE_P4: &[u8] = b"\x80\x04\x95\x0c\x00\x00\x00\x00\x00\x00\x00\x8c\x05PROBE\x94N\x86\x94.";
 
     #[test]
     fn stops_at_stop_without_reading_further() {
         let mut data = PROBE_P4.to_vec();
         data.extend_from_slice(b"EXTRA");
-        let mut r = Trickle {
-            data: &data,
-            taken: 0,
-        };
+        let mut r = Trickle { data: &data, taken: 0 };
         let got = read_pickle(&mut r, MAX_PICKLE_BYTES).unwrap();
         assert_eq!(got, PROBE_P4);
         assert_eq!(r.taken, PROBE_P4.len(), "read past STOP");
@@ -265,59 +232,33 @@ mod tests {
     fn reads_a_frame_in_one_request() {
         let mut framer = Framer::new();
         // After PROTO and the FRAME header, the framer asks for the whole frame.
-        assert_eq!(
-            framer.advance(&PROBE_P4[..11]).unwrap(),
-            Progress::NeedMore(12)
-        );
-        assert_eq!(
-            framer.advance(PROBE_P4).unwrap(),
-            Progress::Complete {
-                len: PROBE_P4.len()
-            }
-        );
+        assert_eq!(framer.advance(&PROBE_P4[..11]).unwrap(), Progress::NeedMore(12));
+        assert_eq!(framer.advance(PROBE_P4).unwrap(), Progress::Complete { len: PROBE_P4.len() });
     }
 
     #[test]
     fn truncation_is_incomplete_and_garbage_is_invalid() {
         let mut r = &PROBE_P4[..10];
-        assert!(matches!(
-            read_pickle(&mut r, MAX_PICKLE_BYTES),
-            Err(FrameError::Incomplete { received: 10 })
-        ));
+        assert!(matches!(read_pickle(&mut r, MAX_PICKLE_BYTES), Err(FrameError::Incomplete { received: 10 })));
         let mut r: &[u8] = b"\x00garbage";
-        assert!(matches!(
-            read_pickle(&mut r, MAX_PICKLE_BYTES),
-            Err(FrameError::Invalid { offset: 0, .. })
-        ));
+        assert!(matches!(read_pickle(&mut r, MAX_PICKLE_BYTES), Err(FrameError::Invalid { offset: 0, .. })));
         let mut r: &[u8] = b"";
-        assert!(matches!(
-            read_pickle(&mut r, MAX_PICKLE_BYTES),
-            Err(FrameError::Incomplete { received: 0 })
-        ));
+        assert!(matches!(read_pickle(&mut r, MAX_PICKLE_BYTES), Err(FrameError::Incomplete { received: 0 })));
     }
 
     #[test]
     fn lying_lengths_and_oversize_are_refused_without_allocating() {
         // BINUNICODE claiming 4 GiB.
         let mut r: &[u8] = b"\x80\x02X\xff\xff\xff\xffabc";
-        assert!(matches!(
-            read_pickle(&mut r, 1024),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(read_pickle(&mut r, 1024), Err(FrameError::TooLarge { .. })));
         // BINUNICODE8 claiming 2^64-1 bytes.
         let mut r: &[u8] = b"\x80\x04\x8d\xff\xff\xff\xff\xff\xff\xff\xff";
-        assert!(matches!(
-            read_pickle(&mut r, 1024),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(read_pickle(&mut r, 1024), Err(FrameError::TooLarge { .. })));
         // A real pickle that is simply longer than the cap.
         let mut long = b"\x80\x02X\x00\x08\x00\x00".to_vec();
         long.extend(std::iter::repeat_n(b'a', 2048));
         long.extend_from_slice(b".");
-        assert!(matches!(
-            read_pickle(&mut &long[..], 1024),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(read_pickle(&mut &long[..], 1024), Err(FrameError::TooLarge { .. })));
         assert!(read_pickle(&mut &long[..], 4096).is_ok());
     }
 

@@ -24,8 +24,7 @@ pub enum RegisterName {
 }
 
 impl RegisterName {
-    pub const ALL: [RegisterName; 3] =
-        [RegisterName::Howdy, RegisterName::Begin, RegisterName::Join];
+    pub const ALL: [RegisterName; 3] = [RegisterName::Howdy, RegisterName::Begin, RegisterName::Join];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,23 +49,12 @@ impl fmt::Display for RegisterName {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     /// `('HOWDY', ((days, su_id), (host, port)))`, or BEGIN / JOIN.
-    Register {
-        name: RegisterName,
-        pid: ProcessId,
-        addr: Addr,
-    },
+    Register { name: RegisterName, pid: ProcessId, addr: Addr },
     /// `('ELECT', members)`; `sender` is known only from dialects that say it.
     /// `rejected` counts member entries dropped as unusable.
-    Elect {
-        members: Members,
-        sender: Option<ProcessId>,
-        rejected: usize,
-    },
+    Elect { members: Members, sender: Option<ProcessId>, rejected: usize },
     /// `('I_AM_LEADER', pid)`; `addr` when the dialect includes it.
-    IAmLeader {
-        leader: ProcessId,
-        addr: Option<Addr>,
-    },
+    IAmLeader { leader: ProcessId, addr: Option<Addr> },
     /// `('PROBE', None)`; any data is ignored.
     Probe,
     /// A well-formed `(name, data)` whose name we do not know.
@@ -91,10 +79,7 @@ const QUOTE_MAX: usize = 80;
 fn quote(v: &Value) -> String {
     let mut s = pyrepr::repr(v);
     if s.len() > QUOTE_MAX {
-        let cut = (0..=QUOTE_MAX)
-            .rev()
-            .find(|i| s.is_char_boundary(*i))
-            .unwrap_or(0);
+        let cut = (0..=QUOTE_MAX).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
         s.truncate(cut);
         s.push_str("...");
     }
@@ -116,9 +101,7 @@ impl Message {
     /// The standard `(name, data)` tuple.
     pub fn to_value(&self) -> Value {
         let data = match self {
-            Message::Register { pid, addr, .. } => {
-                Value::tuple([pid_to_value(*pid), addr.to_value()])
-            }
+            Message::Register { pid, addr, .. } => Value::tuple([pid_to_value(*pid), addr.to_value()]),
             Message::Elect { members, .. } => members.to_value(),
             Message::IAmLeader { leader, .. } => pid_to_value(*leader),
             Message::Probe => Value::None,
@@ -129,9 +112,8 @@ impl Message {
 
     /// Reads any accepted form of a message.
     pub fn from_value(v: &Value) -> Result<Message, MessageError> {
-        let (head, data) = v.as_pair().ok_or_else(|| {
-            MessageError(format!("expected a (name, data) pair, got {}", quote(v)))
-        })?;
+        let (head, data) =
+            v.as_pair().ok_or_else(|| MessageError(format!("expected a (name, data) pair, got {}", quote(v))))?;
         // The wrapped dialect: ((name, data), (sender, receiver)).
         if let Some((name, inner)) = head.as_pair().filter(|(n, _)| n.as_str().is_some()) {
             let sender = data.as_pair().and_then(|(s, _)| pid_from_value(s));
@@ -140,31 +122,19 @@ impl Message {
         Self::named(head, data, None)
     }
 
-    fn named(
-        name: &Value,
-        data: &Value,
-        sender: Option<ProcessId>,
-    ) -> Result<Message, MessageError> {
-        let name = name
-            .as_str()
-            .ok_or_else(|| MessageError(format!("message name is not a str: {}", quote(name))))?;
+    fn named(name: &Value, data: &Value, sender: Option<ProcessId>) -> Result<Message, MessageError> {
+        let name = name.as_str().ok_or_else(|| MessageError(format!("message name is not a str: {}", quote(name))))?;
         let bad = |what: &str| MessageError(format!("{name} with {what}: {}", quote(data)));
         Ok(match name {
             "ELECT" | "ELECTION" => {
                 // The bare dict, or (sender_pid, dict).
                 let (sender, dict) = match data.as_pair() {
-                    Some((s, d)) if matches!(d, Value::Dict(_)) => {
-                        (pid_from_value(s).or(sender), d)
-                    }
+                    Some((s, d)) if matches!(d, Value::Dict(_)) => (pid_from_value(s).or(sender), d),
                     _ => (sender, data),
                 };
                 let parsed = crate::membership::Members::from_value(dict)
                     .ok_or_else(|| bad("data that is not a members dict"))?;
-                Message::Elect {
-                    members: parsed.members,
-                    sender,
-                    rejected: parsed.rejected,
-                }
+                Message::Elect { members: parsed.members, sender, rejected: parsed.rejected }
             }
             "I_AM_LEADER" | "COORDINATOR" => {
                 if let Some(leader) = pid_from_value(data) {
@@ -184,19 +154,14 @@ impl Message {
             "PROBE" => Message::Probe,
             other => match RegisterName::parse(other) {
                 Some(reg) => {
-                    let (pid, addr) = data
-                        .as_pair()
-                        .ok_or_else(|| bad("data that is not (pid, address)"))?;
+                    let (pid, addr) = data.as_pair().ok_or_else(|| bad("data that is not (pid, address)"))?;
                     Message::Register {
                         name: reg,
                         pid: pid_from_value(pid).ok_or_else(|| bad("an invalid process id"))?,
                         addr: Addr::from_value(addr).ok_or_else(|| bad("an invalid address"))?,
                     }
                 }
-                None => Message::Unknown {
-                    name: other.to_owned(),
-                    data: data.clone(),
-                },
+                None => Message::Unknown { name: other.to_owned(), data: data.clone() },
             },
         })
     }
@@ -220,10 +185,7 @@ pub enum Reply {
 impl Reply {
     pub fn from_value(v: Value) -> Reply {
         if let Some(members) = Members::from_value(&v) {
-            return Reply::Members {
-                members: members.members,
-                rejected: members.rejected,
-            };
+            return Reply::Members { members: members.members, rejected: members.rejected };
         }
         let word = match &v {
             Value::Str(s) => Some(s.as_str()),
@@ -249,9 +211,7 @@ mod tests {
     use super::*;
 
     fn members() -> Members {
-        [(ProcessId::new(5, 1_234_567), Addr::new("127.0.0.1", 9000))]
-            .into_iter()
-            .collect()
+        [(ProcessId::new(5, 1_234_567), Addr::new("127.0.0.1", 9000))].into_iter().collect()
     }
 
     #[test]
@@ -262,20 +222,10 @@ mod tests {
                 pid: ProcessId::new(5, 1_234_567),
                 addr: Addr::new("localhost", 9),
             },
-            Message::Elect {
-                members: members(),
-                sender: None,
-                rejected: 0,
-            },
-            Message::IAmLeader {
-                leader: ProcessId::new(5, 1_234_567),
-                addr: None,
-            },
+            Message::Elect { members: members(), sender: None, rejected: 0 },
+            Message::IAmLeader { leader: ProcessId::new(5, 1_234_567), addr: None },
             Message::Probe,
-            Message::Unknown {
-                name: "HELLO".into(),
-                data: Value::Int(3),
-            },
+            Message::Unknown { name: "HELLO".into(), data: Value::Int(3) },
         ];
         for m in msgs {
             assert_eq!(Message::from_value(&m.to_value()).unwrap(), m);
@@ -287,16 +237,9 @@ mod tests {
         let pid = ProcessId::new(5, 1_234_567);
         let sender = pid_to_value(ProcessId::new(3, 7_654_321));
         // ELECT as (sender, members), under its older name.
-        let v = Value::tuple([
-            Value::str("ELECTION"),
-            Value::tuple([sender.clone(), members().to_value()]),
-        ]);
+        let v = Value::tuple([Value::str("ELECTION"), Value::tuple([sender.clone(), members().to_value()])]);
         match Message::from_value(&v).unwrap() {
-            Message::Elect {
-                members: m,
-                sender: s,
-                ..
-            } => {
+            Message::Elect { members: m, sender: s, .. } => {
                 assert_eq!(m, members());
                 assert_eq!(s, Some(ProcessId::new(3, 7_654_321)));
             }
@@ -307,43 +250,22 @@ mod tests {
             Value::tuple([Value::str("I_AM_LEADER"), pid_to_value(pid)]),
             Value::tuple([sender, pid_to_value(pid)]),
         ]);
-        assert_eq!(
-            Message::from_value(&v).unwrap(),
-            Message::IAmLeader {
-                leader: pid,
-                addr: None
-            }
-        );
+        assert_eq!(Message::from_value(&v).unwrap(), Message::IAmLeader { leader: pid, addr: None });
         // COORDINATOR with {pid: addr}.
         let v = Value::tuple([Value::str("COORDINATOR"), members().to_value()]);
         assert_eq!(
             Message::from_value(&v).unwrap(),
-            Message::IAmLeader {
-                leader: pid,
-                addr: Some(Addr::new("127.0.0.1", 9000))
-            }
+            Message::IAmLeader { leader: pid, addr: Some(Addr::new("127.0.0.1", 9000)) }
         );
     }
 
     #[test]
     fn replies() {
         assert_eq!(Reply::from_value(Value::str("GOT_IT")), Reply::GotIt);
-        assert_eq!(
-            Reply::from_value(Value::tuple([Value::str("GOT_IT"), Value::Int(1)])),
-            Reply::GotIt
-        );
-        assert_eq!(
-            Reply::from_value(Value::str("Invalid port number")),
-            Reply::Text("Invalid port number".into())
-        );
-        assert!(matches!(
-            Reply::from_value(members().to_value()),
-            Reply::Members { .. }
-        ));
-        assert_eq!(
-            Reply::from_value(Value::Int(1)),
-            Reply::Other(Value::Int(1))
-        );
+        assert_eq!(Reply::from_value(Value::tuple([Value::str("GOT_IT"), Value::Int(1)])), Reply::GotIt);
+        assert_eq!(Reply::from_value(Value::str("Invalid port number")), Reply::Text("Invalid port number".into()));
+        assert!(matches!(Reply::from_value(members().to_value()), Reply::Members { .. }));
+        assert_eq!(Reply::from_value(Value::Int(1)), Reply::Other(Value::Int(1)));
     }
 
     #[test]
@@ -351,8 +273,7 @@ mod tests {
         let long = Value::str("x".repeat(1000));
         let err = Message::from_value(&long).unwrap_err().to_string();
         assert!(err.len() < 200, "{err}");
-        let err =
-            Message::from_value(&Value::tuple([Value::str("ELECT"), Value::Int(4)])).unwrap_err();
+        let err = Message::from_value(&Value::tuple([Value::str("ELECT"), Value::Int(4)])).unwrap_err();
         assert!(err.to_string().contains("members dict"));
         let err = Message::from_value(&Value::tuple([Value::Int(1), Value::None])).unwrap_err();
         assert!(err.to_string().contains("not a str"));

@@ -9,13 +9,10 @@ mod opcodes;
 pub mod pyrepr;
 mod value;
 
-pub use decode::{
-    decode, DecodeError, DecodeErrorKind, MAX_DEPTH, NODES_PER_INPUT_BYTE, PAYLOAD_PER_INPUT_BYTE,
-};
+pub use decode::{decode, DecodeError, DecodeErrorKind, MAX_DEPTH, NODES_PER_INPUT_BYTE, PAYLOAD_PER_INPUT_BYTE};
 pub use encode::{encode, Style};
 pub use framing::{
-    is_timeout, read_pickle, read_pickle_into, FrameError, Framer, Progress, MAX_LINE_BYTES,
-    MAX_PICKLE_BYTES,
+    is_timeout, read_pickle, read_pickle_into, FrameError, Framer, Progress, MAX_LINE_BYTES, MAX_PICKLE_BYTES,
 };
 pub use message::{Message, MessageError, RegisterName, Reply};
 pub use value::Value;

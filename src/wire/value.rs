@@ -112,13 +112,9 @@ impl PartialEq for Value {
             (Str(a), Str(b)) => a == b,
             (Bytes(a), Bytes(b)) | (ByteArray(a), ByteArray(b)) => a == b,
             (Tuple(a), Tuple(b)) | (List(a), List(b)) => a == b,
-            (Set(a), Set(b)) | (FrozenSet(a), FrozenSet(b)) => {
-                a.len() == b.len() && a.iter().all(|x| b.contains(x))
-            }
+            (Set(a), Set(b)) | (FrozenSet(a), FrozenSet(b)) => a.len() == b.len() && a.iter().all(|x| b.contains(x)),
             (Dict(a), Dict(b)) => {
-                a.len() == b.len()
-                    && a.iter()
-                        .all(|(k, v)| b.iter().any(|(k2, v2)| k == k2 && v == v2))
+                a.len() == b.len() && a.iter().all(|(k, v)| b.iter().any(|(k2, v2)| k == k2 && v == v2))
             }
             _ => false,
         }

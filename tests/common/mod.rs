@@ -40,12 +40,7 @@ impl Proc {
                 }
             });
         }
-        Proc {
-            name: name.into(),
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+        Proc { name: name.into(), child, lines, seen: Vec::new() }
     }
 
     /// Waits until a line satisfies `pred` and returns it; panics with everything seen
@@ -64,17 +59,11 @@ impl Proc {
                         return line;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: no line {what} within {DEADLINE:?}; saw:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: no line {what} within {DEADLINE:?}; saw:\n{}", self.name, self.seen.join("\n"))
+                }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "{}: ended before a line {what}; saw:\n{}",
-                        self.name,
-                        self.seen.join("\n")
-                    )
+                    panic!("{}: ended before a line {what}; saw:\n{}", self.name, self.seen.join("\n"))
                 }
             }
         }
@@ -90,11 +79,7 @@ impl Proc {
                 }
                 return (status.code(), self.seen.join("\n"));
             }
-            assert!(
-                Instant::now() < end,
-                "{} did not exit within {DEADLINE:?}",
-                self.name
-            );
+            assert!(Instant::now() < end, "{} did not exit within {DEADLINE:?}", self.name);
             while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(20)) {
                 self.seen.push(line);
             }
@@ -128,13 +113,7 @@ pub fn fixture(name: &str) -> String {
 /// The Python stand-in for gcd2.py, accepting `accept`; returns it and its port.
 pub fn python_gcd(accept: &str) -> (Proc, u16) {
     let mut cmd = Command::new("python3");
-    cmd.args([
-        fixture("gcd_standin.py").as_str(),
-        "--port",
-        "0",
-        "--accept",
-        accept,
-    ]);
+    cmd.args([fixture("gcd_standin.py").as_str(), "--port", "0", "--accept", accept]);
     let mut p = Proc::spawn(&format!("python gcd ({accept})"), cmd);
     let line = p.wait_for("LISTENING", |l| l.starts_with("LISTENING "));
     let port = line["LISTENING ".len()..].trim().parse().unwrap();
@@ -147,13 +126,7 @@ pub fn rust_gcd(accept: &str) -> (Proc, u16) {
     cmd.args(["gcd", "--listen", "127.0.0.1:0", "--accept", accept]);
     let mut p = Proc::spawn(&format!("bully-node gcd ({accept})"), cmd);
     let line = p.wait_for("listening on", |l| l.contains("listening on 127.0.0.1:"));
-    let port = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .unwrap()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap();
+    let port = line.split("127.0.0.1:").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap();
     (p, port.parse().unwrap())
 }
 
