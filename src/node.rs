@@ -15,8 +15,12 @@
 //! - Each election has a number; a reply for an older one changes nothing.
 //! - ELECT: learn its members, (the runtime already answered GOT_IT), and start an
 //!   election unless one is in progress.
-//! - I_AM_LEADER: follow the new leader; if it ranks below us, elect (a live higher
-//!   process takes over); if we don't know where it listens, ask the GCD.
+//! - Membership news (an ELECT's members, the GCD's list): higher members learned
+//!   mid-election are asked in it; a member above our leader learned while idle starts
+//!   an election (otherwise a node that missed an announcement could lead alone).
+//! - I_AM_LEADER: follow the new leader; if it ranks below us, or below the leader we
+//!   followed (a late announcement overtaken by a newer one), elect to find out who is
+//!   alive; if we don't know where it listens, ask the GCD.
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
@@ -215,8 +219,10 @@ impl Node {
             Input::Elect { members, sender } => {
                 let learned = self.members.merge(&members);
                 let electing = self.is_electing();
-                out.push(Action::Event(Event::ElectReceived { from: sender, learned, electing }));
-                if !electing {
+                out.push(Action::Event(Event::ElectReceived { from: sender, learned: learned.clone(), electing }));
+                if electing {
+                    self.ask_newcomers(&learned, &mut out);
+                } else {
                     let from = sender.map_or("a peer".to_string(), |s| s.to_string());
                     self.start_election(now, format!("ELECT from {from}"), &mut out);
                 }
@@ -240,8 +246,33 @@ impl Node {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.start_election(now, "joined the group".into(), out);
         } else {
-            let learned = self.members.iter().map(|m| m.pid).filter(|p| !before.contains(*p)).collect();
-            out.push(Action::Event(Event::Reregistered { members: self.members.len(), learned }));
+            let learned: Vec<_> = self.members.iter().map(|m| m.pid).filter(|p| !before.contains(*p)).collect();
+            out.push(Action::Event(Event::Reregistered { members: self.members.len(), learned: learned.clone() }));
+            match self.phase {
+                Phase::Electing { .. } => self.ask_newcomers(&learned, out),
+                Phase::Idle => {
+                    // A member ranking above the leader we follow should lead, if alive.
+                    let bar = self.leader.unwrap_or(self.me).max(self.me);
+                    if let Some(top) = learned.iter().copied().filter(|p| *p > bar).max() {
+                        self.start_election(now, format!("the GCD lists {top}, above our leader {bar}"), out);
+                    }
+                }
+                // Someone higher answered GOT_IT and will announce, or the leader timer fires.
+                Phase::AwaitingLeader { .. } => {}
+            }
+        }
+    }
+
+    /// Members learned while an election waits are asked in that same election, so
+    /// that it can't be won past a higher member it did not know of when it began.
+    fn ask_newcomers(&mut self, learned: &[ProcessId], out: &mut Vec<Action>) {
+        let Phase::Electing { election, pending } = &mut self.phase else { return };
+        let election = *election;
+        for pid in learned.iter().copied().filter(|p| *p > self.me) {
+            if let Some(addr) = self.members.get(pid) {
+                pending.push(pid);
+                out.push(Action::SendElect { election, to: pid, addr: addr.clone(), members: self.members.clone() });
+            }
         }
     }
 
@@ -321,10 +352,16 @@ impl Node {
         if let (Some(addr), false) = (addr, self.members.contains(leader)) {
             self.members.insert(leader, addr);
         }
+        let previous = self.leader;
         self.phase = Phase::Idle;
         self.follow(leader, out);
         if leader < self.me {
             self.start_election(now, format!("{leader} announced itself but ranks below us"), out);
+        } else if let Some(higher) = previous.filter(|p| leader < *p) {
+            // Announcements travel on separate connections and can arrive out of
+            // order: a late one from a lower winner must not demote a higher leader
+            // that may still be alive. An election finds out which of them is.
+            self.start_election(now, format!("{leader} announced itself but {higher} ranks higher"), out);
         } else if !self.members.contains(leader) {
             out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
         }
@@ -477,6 +514,58 @@ mod tests {
         assert!(out.contains(&Action::Event(Event::Leader { leader: pid(5), previous: Some(pid(9)) })));
         assert!(out.contains(&Action::Event(Event::Leader { leader: pid(9), previous: Some(pid(5)) })));
         assert_eq!(leaders_sent(&out), [pid(1), pid(5)]);
+    }
+
+    #[test]
+    fn a_late_announcement_from_a_lower_winner_is_checked_by_an_election() {
+        let (mut n, _) = joined(3, &[3, 6, 9]);
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        // 6's announcement, sent before 9's, arrives after it.
+        let out = n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
+        assert_eq!(elects(&out), [(2, pid(6)), (2, pid(9))]);
+        // If 9 is alive it answers and announces again; we follow it.
+        reply(&mut n, S, 2, 9, true);
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert_eq!(n.leader(), Some(pid(9)));
+        assert_eq!(n.phase(), &Phase::Idle);
+        // Announcements from a higher node than the one we follow are simply taken.
+        let out = n.handle(2 * S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
+        assert!(elects(&out).is_empty());
+    }
+
+    #[test]
+    fn learning_of_higher_members_from_the_gcd_reopens_the_question() {
+        // Seen on loopback: we registered alone, then two announcements arrived from
+        // members whose addresses we did not know yet.
+        let (mut n, _) = joined(3, &[3]);
+        let out = n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        let out = n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
+        assert!(elects(&out).is_empty(), "nobody known to ask");
+        assert_eq!(n.leader(), Some(pid(3)));
+        // The GCD's answer reveals both: an election asks them.
+        let out = n.handle(2 * S, Input::Registered { members: group(&[3, 6, 9]) });
+        assert_eq!(elects(&out), [(3, pid(6)), (3, pid(9))]);
+        // Learning only lower members changes nothing.
+        let (mut m, _) = joined(5, &[5]);
+        let out = m.handle(S, Input::Registered { members: group(&[1, 5]) });
+        assert!(elects(&out).is_empty());
+    }
+
+    #[test]
+    fn members_learned_mid_election_are_asked_in_it() {
+        let (mut n, _) = joined(5, &[5, 7]);
+        let out = n.handle(S / 10, Input::Elect { members: group(&[1, 5, 7, 9]), sender: None });
+        assert_eq!(elects(&out), [(1, pid(9))]);
+        // 7 failing no longer wins the election: 9 is still pending.
+        reply(&mut n, S / 5, 1, 7, false);
+        assert_eq!(n.leader(), None);
+        reply(&mut n, S / 5, 1, 9, false);
+        assert_eq!(n.leader(), Some(pid(5)));
+        // Newcomers from the GCD join an election in progress the same way.
+        let (mut m, _) = joined(5, &[5, 7]);
+        let out = m.handle(S / 10, Input::Registered { members: group(&[5, 7, 8]) });
+        assert_eq!(elects(&out), [(1, pid(8))]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub struct Proc {
     pub name: String,
     child: Child,
-    lines: Receiver<String>,
+    pub lines: Receiver<String>,
     pub seen: Vec<String>,
 }
 
@@ -143,4 +143,136 @@ pub fn send_raw(port: u16, bytes: &[u8]) -> Vec<u8> {
         Err(e) => panic!("reading the reply from port {port}: {e}"),
     }
     reply
+}
+
+/// A process id as the events write it: `[days, su_id]`.
+pub type Pid = (u32, u32);
+
+/// The leader in a JSON event line `..."leader":[d,s]...`, if it is a leader event.
+pub fn leader_in(line: &str) -> Option<Pid> {
+    if !line.contains("\"event\":\"leader\"") && !line.contains("\"event\": \"leader\"") {
+        return None;
+    }
+    let rest = &line[line.find("\"leader\":")? + "\"leader\":".len()..];
+    let inner = rest.trim_start().strip_prefix('[')?;
+    let inner = &inner[..inner.find(']')?];
+    let (d, s) = inner.split_once(',')?;
+    Some((d.trim().parse().ok()?, s.trim().parse().ok()?))
+}
+
+/// A scratch directory removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("bully-{name}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A bully-node process with its events file.
+pub struct Node {
+    pub pid: Pid,
+    pub events: String,
+    pub proc: Proc,
+}
+
+impl Node {
+    /// Starts `bully-node` as `pid` against the GCD on `gcd_port`, events in `dir`.
+    pub fn start(dir: &Scratch, gcd_port: u16, pid: Pid, extra: &[&str]) -> Node {
+        let events = dir.file(&format!("{}-{}.jsonl", pid.0, pid.1));
+        let mut cmd = bully_node();
+        cmd.args(["--gcd", &format!("127.0.0.1:{gcd_port}"), "--days", &pid.0.to_string()])
+            .args(["--su-id", &pid.1.to_string(), "--listen", "127.0.0.1:0", "--events", &events])
+            .args(extra);
+        Node { pid, events, proc: Proc::spawn(&format!("node {pid:?}"), cmd) }
+    }
+
+    /// Every event line written so far.
+    pub fn event_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.events).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+
+    /// The leader this node follows now, per its latest leader event.
+    pub fn leader(&self) -> Option<Pid> {
+        self.event_lines().iter().rev().find_map(|l| leader_in(l))
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds; panics with `describe()` after DEADLINE.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool, describe: impl Fn() -> String) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "{what}: not within {DEADLINE:?}\n{}", describe());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every node follows `leader`.
+pub fn wait_all_follow(nodes: &[&Node], leader: Pid) {
+    wait_until(
+        &format!("all follow {leader:?}"),
+        || nodes.iter().all(|n| n.leader() == Some(leader)),
+        || {
+            let mut report = String::new();
+            for n in nodes {
+                report.push_str(&format!("{:?} follows {:?}\n", n.pid, n.leader()));
+                if n.leader() != Some(leader) {
+                    report.push_str(&format!("  its events:\n    {}\n", n.event_lines().join("\n    ")));
+                }
+            }
+            report
+        },
+    );
+}
+
+/// A Python reference peer (tests/fixtures/bully_peer.py).
+pub struct PyPeer {
+    pub pid: Pid,
+    pub proc: Proc,
+}
+
+impl PyPeer {
+    pub fn start(gcd_port: u16, pid: Pid, name: &str) -> PyPeer {
+        let mut cmd = Command::new("python3");
+        cmd.arg(fixture("bully_peer.py"))
+            .args(["--gcd", &format!("127.0.0.1:{gcd_port}"), "--days", &pid.0.to_string()])
+            .args(["--su-id", &pid.1.to_string(), "--name", name]);
+        let mut proc = Proc::spawn(&format!("python peer {pid:?}"), cmd);
+        proc.wait_for("listening", |l| l.contains("\"listening\""));
+        PyPeer { pid, proc }
+    }
+
+    /// Waits until this peer's latest leader line names `leader`.
+    pub fn wait_follows(&mut self, leader: Pid) {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            // Take every line that has arrived, then judge by the latest leader line.
+            while let Ok(line) = self.proc.lines.recv_timeout(Duration::from_millis(50)) {
+                self.proc.seen.push(line);
+            }
+            if self.proc.seen.iter().rev().find_map(|l| leader_in(l)) == Some(leader) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "python peer {:?} never followed {leader:?}:\n{}",
+                self.pid,
+                self.proc.seen.join("\n")
+            );
+        }
+    }
 }
