@@ -4,7 +4,7 @@
 use crate::gcd::{CoordinatorConfig, NameChoice};
 use crate::identity::{Birthday, IdentityError, ProcessId};
 use crate::membership::Addr;
-use crate::node::Timeouts;
+use crate::node::{Feign, FeignMode, Settings, Span, Timeouts};
 use crate::wire::RegisterName;
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -105,6 +105,62 @@ pub struct NodeArgs {
     /// Write one JSON object per event to this file (- for standard output)
     #[arg(long, value_name = "PATH")]
     pub events: Option<String>,
+
+    /// The random wait before each PROBE of the leader
+    #[arg(long, value_name = "MIN..MAX", default_value = "500ms..3s", value_parser = parse_span)]
+    pub probe_interval: Span,
+
+    /// Never PROBE the leader
+    #[arg(long)]
+    pub no_probe: bool,
+
+    /// Time from start-up or recovery to the next feigned failure, drawn at random
+    #[arg(long, value_name = "MIN..MAX", default_value = "0s..10s", value_parser = parse_span)]
+    pub feign_after: Span,
+
+    /// How long each feigned failure lasts, drawn at random
+    #[arg(long, value_name = "MIN..MAX", default_value = "1s..4s", value_parser = parse_span)]
+    pub feign_for: Span,
+
+    /// close: close the listening socket (peers are refused); ignore: accept and drop
+    /// every message without a reply (peers time out)
+    #[arg(long, value_enum, default_value = "close")]
+    pub feign_mode: FeignModeArg,
+
+    /// Never feign failure
+    #[arg(long)]
+    pub no_feign: bool,
+
+    /// Seed for every random choice (probe waits, failures), to replay a run
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FeignModeArg {
+    Close,
+    Ignore,
+}
+
+/// The longest span: an hour between feigned failures is already "never" for a demo.
+pub const MAX_SPAN: Duration = Duration::from_secs(3600);
+
+/// `MIN..MAX`, each a time as for the timeouts (0 allowed), e.g. `500ms..3s`.
+pub fn parse_span(s: &str) -> Result<Span, String> {
+    let (lo, hi) = s.split_once("..").ok_or_else(|| format!("{s:?} is not MIN..MAX, e.g. 500ms..3s"))?;
+    let one = |t: &str| -> Result<Duration, String> {
+        let t = t.trim();
+        if matches!(t, "0" | "0s" | "0ms") {
+            return Ok(Duration::ZERO);
+        }
+        let d = parse_time(t, MAX_SPAN)?;
+        Ok(d)
+    };
+    let span = Span::new(one(lo)?, one(hi)?);
+    if span.min > span.max {
+        return Err(format!("{s:?} has MIN above MAX"));
+    }
+    Ok(span)
 }
 
 /// The longest any timeout may be: past this, a group takes minutes to notice anything.
@@ -112,6 +168,10 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `1500ms`, `2s`, `2.5s`, or a bare number of milliseconds; more than 0, at most a minute.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_time(s, MAX_TIMEOUT)
+}
+
+fn parse_time(s: &str, max: Duration) -> Result<Duration, String> {
     let t = s.trim();
     let (number, unit_ms) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1.0)
@@ -122,8 +182,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let value: f64 = number.trim().parse().map_err(|_| format!("{s:?} is not a time like 2s or 1500ms"))?;
     let ms = value * unit_ms;
-    if ms.is_nan() || ms < 1.0 || ms > MAX_TIMEOUT.as_millis() as f64 {
-        return Err(format!("{s:?} must be at least 1ms and at most {}s", MAX_TIMEOUT.as_secs()));
+    if ms.is_nan() || ms < 1.0 || ms > max.as_millis() as f64 {
+        return Err(format!("{s:?} must be at least 1ms and at most {}s", max.as_secs()));
     }
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }
@@ -169,7 +229,9 @@ pub struct NodeConfig {
     /// Where to bind; `None` picks the local address that reaches the GCD.
     pub listen: Option<Addr>,
     pub gcd_message: NameChoice,
-    pub timeouts: Timeouts,
+    pub settings: Settings,
+    /// Seed of the node's random choices.
+    pub seed: u64,
     /// Connect and reply timeout of each connection to a peer.
     pub socket_timeout: Duration,
     /// Where JSON events go (`-` is stdout), if anywhere.
@@ -192,7 +254,19 @@ impl NodeArgs {
             pid,
             listen: self.listen,
             gcd_message: self.gcd_message,
-            timeouts: Timeouts { elect: self.elect_timeout, leader: self.leader_timeout },
+            settings: Settings {
+                timeouts: Timeouts { elect: self.elect_timeout, leader: self.leader_timeout },
+                probe: (!self.no_probe).then_some(self.probe_interval),
+                feign: (!self.no_feign).then_some(Feign {
+                    after: self.feign_after,
+                    lasting: self.feign_for,
+                    mode: match self.feign_mode {
+                        FeignModeArg::Close => FeignMode::Close,
+                        FeignModeArg::Ignore => FeignMode::Ignore,
+                    },
+                }),
+            },
+            seed: self.seed.unwrap_or_else(rand::random),
             socket_timeout: self.socket_timeout,
             events: self.events,
         })
@@ -256,9 +330,28 @@ mod tests {
         }
         let cli = parse(&["--gcd", "h:1", "--days", "7", "--su-id", "4123456", "--elect-timeout", "500ms"]).unwrap();
         let config = cli.node.into_config(today()).unwrap();
-        assert_eq!(config.timeouts.elect, Duration::from_millis(500));
-        assert_eq!(config.timeouts.leader, Duration::from_secs(4));
+        assert_eq!(config.settings.timeouts.elect, Duration::from_millis(500));
+        assert_eq!(config.settings.timeouts.leader, Duration::from_secs(4));
         assert_eq!(config.socket_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn probe_and_feign_flags() {
+        let base = ["--gcd", "h:1", "--days", "7", "--su-id", "4123456"];
+        let config = parse(&base).unwrap().node.into_config(today()).unwrap();
+        assert_eq!(config.settings, Settings::default(), "the defaults are the assignment's");
+        let mut args = base.to_vec();
+        args.extend(["--no-probe", "--feign-mode", "ignore", "--feign-for", "2s..2s", "--seed", "7"]);
+        let config = parse(&args).unwrap().node.into_config(today()).unwrap();
+        assert_eq!(config.settings.probe, None);
+        let feign = config.settings.feign.unwrap();
+        assert_eq!(feign.mode, FeignMode::Ignore);
+        assert_eq!(feign.lasting, Span::new(Duration::from_secs(2), Duration::from_secs(2)));
+        assert_eq!(config.seed, 7);
+        assert_eq!(parse_span("0..10s"), Ok(Span::new(Duration::ZERO, Duration::from_secs(10))));
+        for bad in ["3s..1s", "1s", "a..b", "1s..2h"] {
+            assert!(parse_span(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! (milliseconds since the Unix epoch), `"node"` (`[days, su_id]`) and `"event"`.
 
 use crate::identity::ProcessId;
-use crate::node::Event;
+use crate::node::{Event, FeignMode};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -57,6 +57,17 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
         Event::ReregistrationFailed { reason } => {
             format!("registering again with the GCD failed, keeping the members we have: {reason}")
         }
+        Event::ProbeOk { leader } => format!("PROBE to leader {leader}: GOT_IT"),
+        Event::ProbeFailed { leader, reason } => {
+            format!("PROBE to leader {leader} failed: {reason}; asking the GCD for the members, then electing")
+        }
+        Event::Failed { mode: FeignMode::Close, lasting } => {
+            format!("feigning failure for {} ms: listener closed", lasting.as_millis())
+        }
+        Event::Failed { mode: FeignMode::Ignore, lasting } => {
+            format!("feigning failure for {} ms: ignoring every message", lasting.as_millis())
+        }
+        Event::Recovered => "recovered: listening again, registering, then electing".into(),
     })
 }
 
@@ -187,6 +198,26 @@ pub fn json(event: &Event, me: ProcessId) -> String {
             j.str("reason", reason);
             j
         }
+        Event::ProbeOk { leader } => {
+            let mut j = line("probe_ok");
+            j.pid("leader", *leader);
+            j
+        }
+        Event::ProbeFailed { leader, reason } => {
+            let mut j = line("probe_failed");
+            j.pid("leader", *leader).str("reason", reason);
+            j
+        }
+        Event::Failed { mode, lasting } => {
+            let mut j = line("failed");
+            let mode = match mode {
+                FeignMode::Close => "close",
+                FeignMode::Ignore => "ignore",
+            };
+            j.str("mode", mode).num("ms", lasting.as_millis());
+            j
+        }
+        Event::Recovered => line("recovered"),
     };
     j.finish()
 }

@@ -67,8 +67,13 @@ fn wake_addr(local: SocketAddr) -> SocketAddr {
 }
 
 /// Accepts connections on `listener` until shut down, calling `deliver` with each
-/// protocol message from its connection's thread.
-pub fn spawn(listener: TcpListener, deliver: Arc<dyn Fn(Incoming) + Send + Sync>) -> std::io::Result<ListenerHandle> {
+/// protocol message from its connection's thread. While `ignoring` is set, messages are
+/// read and dropped without a reply (a feigned failure that keeps the port open).
+pub fn spawn(
+    listener: TcpListener,
+    deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
+    ignoring: Arc<AtomicBool>,
+) -> std::io::Result<ListenerHandle> {
     let local = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
@@ -80,9 +85,10 @@ pub fn spawn(listener: TcpListener, deliver: Arc<dyn Fn(Incoming) + Send + Sync>
         match accepted {
             Ok((stream, from)) => {
                 let deliver = Arc::clone(&deliver);
+                let ignoring = Arc::clone(&ignoring);
                 let spawned = std::thread::Builder::new()
                     .name(format!("conn-{from}"))
-                    .spawn(move || serve_connection(stream, from, &*deliver));
+                    .spawn(move || serve_connection(stream, from, &*deliver, &ignoring));
                 if let Err(e) = spawned {
                     warn!("no thread for the connection from {from}: {e}");
                 }
@@ -96,7 +102,7 @@ pub fn spawn(listener: TcpListener, deliver: Arc<dyn Fn(Incoming) + Send + Sync>
     Ok(ListenerHandle { stop, local, thread: Some(thread) })
 }
 
-fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(Incoming)) {
+fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(Incoming), ignoring: &AtomicBool) {
     if let Err(e) = stream.set_read_timeout(Some(READ_TIMEOUT)) {
         debug!("connection from {from}: {e}");
         return;
@@ -119,6 +125,10 @@ fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(In
             return;
         }
     };
+    if ignoring.load(Ordering::SeqCst) {
+        debug!("connection from {from}: {} dropped without a reply (feigning failure)", message.name());
+        return;
+    }
     debug!("connection from {from}: {} ({} bytes)", message.name(), bytes.len());
     if matches!(message, Message::Elect { .. } | Message::Probe) {
         if let Err(e) = stream.write_all(&wire::encode(&Reply::got_it(), Style::Compact)) {

@@ -1,4 +1,5 @@
-//! The bully algorithm as a pure state machine: no I/O, no clock, no randomness.
+//! The bully algorithm as a pure state machine: no I/O, no clock, and randomness only
+//! from a generator seeded by the caller, so every run can be replayed.
 //!
 //! [`Node::handle`] takes the time and one fact (a message arrived, an ELECT we sent was
 //! answered or failed, a timer fired, the GCD answered) and returns requests for the
@@ -21,9 +22,16 @@
 //! - I_AM_LEADER: follow the new leader; if it ranks below us, or below the leader we
 //!   followed (a late announcement overtaken by a newer one), elect to find out who is
 //!   alive; if we don't know where it listens, ask the GCD.
+//! - PROBE (when following another node and not electing): after a random wait, ask
+//!   the leader; a failed probe re-registers with the GCD, then elects.
+//! - Feigned failure: after a random time the node goes deaf for a random time
+//!   (listener closed, or open but ignoring), abandoning whatever it was doing; on
+//!   recovery it listens again, re-registers, and elects.
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::time::Duration;
 
 /// Time as the runtime measures it: elapsed since an epoch of its choosing.
@@ -46,9 +54,82 @@ impl Default for Timeouts {
     }
 }
 
-/// How an ELECT we sent ended.
+/// A range of durations to draw from uniformly, `min..=max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Span {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Span { min, max }
+    }
+
+    fn draw(&self, rng: &mut StdRng) -> Duration {
+        let (lo, hi) = (self.min.as_millis() as u64, self.max.as_millis() as u64);
+        Duration::from_millis(if lo >= hi { lo } else { rng.random_range(lo..=hi) })
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}ms", self.min.as_millis(), self.max.as_millis())
+    }
+}
+
+/// How a node feigns failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeignMode {
+    /// Close the listening socket: peers get refused connections.
+    Close,
+    /// Keep accepting, but drop every message without a reply: peers time out.
+    Ignore,
+}
+
+/// When and how to feign failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feign {
+    /// Time from start-up or recovery to the next failure (assignment: 0 to 10 s).
+    pub after: Span,
+    /// How long each failure lasts (assignment: 1 to 4 s).
+    pub lasting: Span,
+    pub mode: FeignMode,
+}
+
+impl Default for Feign {
+    fn default() -> Self {
+        Feign {
+            after: Span::new(Duration::ZERO, Duration::from_secs(10)),
+            lasting: Span::new(Duration::from_secs(1), Duration::from_secs(4)),
+            mode: FeignMode::Close,
+        }
+    }
+}
+
+/// Everything about a node's behaviour that is chosen, not learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub timeouts: Timeouts,
+    /// The wait before each PROBE (assignment: 500 to 3000 ms); `None` never probes.
+    pub probe: Option<Span>,
+    /// `None` never feigns failure.
+    pub feign: Option<Feign>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timeouts: Timeouts::default(),
+            probe: Some(Span::new(Duration::from_millis(500), Duration::from_millis(3000))),
+            feign: Some(Feign::default()),
+        }
+    }
+}
+
+/// How an ELECT or PROBE we sent ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ElectOutcome {
+pub enum Outcome {
     GotIt,
     /// Refused, unreachable, silent past the socket timeout, an empty or wrong reply.
     Failed(String),
@@ -61,6 +142,12 @@ pub enum Timer {
     Election(u64),
     /// Election `n` got a GOT_IT and has waited long enough for I_AM_LEADER.
     Leader(u64),
+    /// Time for probe `n`.
+    Probe(u64),
+    /// Time to feign failure number `n`.
+    Fail(u64),
+    /// Failure number `n` is over.
+    Recover(u64),
 }
 
 /// A fact for the node.
@@ -88,9 +175,17 @@ pub enum Input {
     ElectReply {
         election: u64,
         to: ProcessId,
-        outcome: ElectOutcome,
+        outcome: Outcome,
+    },
+    /// The PROBE numbered `probe` ended.
+    ProbeReply {
+        probe: u64,
+        outcome: Outcome,
     },
     Timer(Timer),
+    /// Feign failures from now on as given, or stop feigning (a failure under way
+    /// still recovers).
+    SetFeign(Option<Feign>),
 }
 
 /// A request to the runtime.
@@ -103,11 +198,27 @@ pub enum Action {
     SendLeader { to: ProcessId, addr: Addr },
     /// Deliver `timer` as an input once the time is `at`.
     SetTimer { at: Time, timer: Timer },
+    /// Send PROBE to `to` at `addr` from a thread of its own and report how it ended
+    /// as [`Input::ProbeReply`] with this number.
+    SendProbe { probe: u64, to: ProcessId, addr: Addr },
     /// Register with the GCD again and report [`Input::Registered`] or
     /// [`Input::RegistrationFailed`].
     Register { reason: String },
+    /// Change what the listener does.
+    Listen(Listening),
     /// Something a person or a tool should know about.
     Event(Event),
+}
+
+/// What the listener should do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listening {
+    /// Accept and answer (on the same address as before).
+    Open,
+    /// Closed: connections are refused.
+    Closed,
+    /// Accept connections but drop their messages without a reply.
+    Ignoring,
 }
 
 /// What happened, in the protocol's words.
@@ -155,6 +266,19 @@ pub enum Event {
     ReregistrationFailed {
         reason: String,
     },
+    ProbeOk {
+        leader: ProcessId,
+    },
+    ProbeFailed {
+        leader: ProcessId,
+        reason: String,
+    },
+    /// Feigning failure now, for `lasting`.
+    Failed {
+        mode: FeignMode,
+        lasting: Duration,
+    },
+    Recovered,
 }
 
 /// Where the node is in the algorithm.
@@ -173,19 +297,55 @@ pub enum Phase {
 pub struct Node {
     me: ProcessId,
     my_addr: Addr,
-    timeouts: Timeouts,
+    settings: Settings,
+    rng: StdRng,
     members: Members,
     leader: Option<ProcessId>,
     phase: Phase,
     /// Number of the latest election we started.
     election: u64,
+    /// Feigning failure: deaf to everything but the recovery timer.
+    down: bool,
+    /// Number of the latest failure timer armed (a lower one is stale).
+    failure: u64,
+    /// Number of the latest probe timer armed, and whether it is still pending.
+    probe_timer: u64,
+    probe_armed: bool,
+    /// The probe in flight: its number and the leader it asks.
+    probing: Option<(u64, ProcessId)>,
+    probes_sent: u64,
+    /// An election to start once the GCD has answered (after a failed probe or a
+    /// recovery), with its reason.
+    elect_after_registration: Option<String>,
 }
 
 impl Node {
-    pub fn new(me: ProcessId, my_addr: Addr, timeouts: Timeouts) -> Self {
+    /// A node that has not joined yet; `seed` fixes every random choice it makes.
+    pub fn new(me: ProcessId, my_addr: Addr, settings: Settings, seed: u64) -> Self {
         let mut members = Members::default();
         members.insert(me, my_addr.clone());
-        Node { me, my_addr, timeouts, members, leader: None, phase: Phase::Idle, election: 0 }
+        Node {
+            me,
+            my_addr,
+            settings,
+            rng: StdRng::seed_from_u64(seed),
+            members,
+            leader: None,
+            phase: Phase::Idle,
+            election: 0,
+            down: false,
+            failure: 0,
+            probe_timer: 0,
+            probe_armed: false,
+            probing: None,
+            probes_sent: 0,
+            elect_after_registration: None,
+        }
+    }
+
+    /// Whether the node is feigning failure.
+    pub fn is_down(&self) -> bool {
+        self.down
     }
 
     pub fn id(&self) -> ProcessId {
@@ -211,10 +371,32 @@ impl Node {
     /// Applies one input at time `now`.
     pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
+        if self.down {
+            // Failed: deaf to all but the end of the failure (and to settings).
+            match input {
+                Input::Timer(Timer::Recover(n)) if n == self.failure => self.recover(now, &mut out),
+                Input::SetFeign(feign) => self.settings.feign = feign,
+                _ => {}
+            }
+            return out;
+        }
         match input {
             Input::Registered { members } => self.on_registered(now, members, &mut out),
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
+                if let Some(why) = self.elect_after_registration.take() {
+                    self.start_election(now, why, &mut out);
+                }
+            }
+            Input::ProbeReply { probe, outcome } => self.on_probe_reply(probe, outcome, &mut out),
+            Input::SetFeign(feign) => {
+                let was = self.settings.feign.is_some();
+                self.settings.feign = feign;
+                if !was {
+                    self.arm_failure(now, &mut out);
+                } else if feign.is_none() {
+                    self.failure += 1; // the armed failure timer is now stale
+                }
             }
             Input::Elect { members, sender } => {
                 let learned = self.members.merge(&members);
@@ -231,7 +413,94 @@ impl Node {
             Input::ElectReply { election, to, outcome } => self.on_reply(now, election, to, outcome, &mut out),
             Input::Timer(timer) => self.on_timer(now, timer, &mut out),
         }
+        self.keep_probing(now, &mut out);
         out
+    }
+
+    /// Whether the node should be probing: following another node, not electing, not
+    /// waiting for the GCD before an election.
+    fn should_probe(&self) -> bool {
+        !self.down
+            && self.phase == Phase::Idle
+            && self.leader.is_some_and(|l| l != self.me)
+            && self.elect_after_registration.is_none()
+    }
+
+    /// Arms the next probe when one is due and none is pending or in flight.
+    fn keep_probing(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some(span) = self.settings.probe else { return };
+        if self.probe_armed || self.probing.is_some() || !self.should_probe() {
+            return;
+        }
+        self.probe_timer += 1;
+        self.probe_armed = true;
+        out.push(Action::SetTimer { at: now + span.draw(&mut self.rng), timer: Timer::Probe(self.probe_timer) });
+    }
+
+    fn send_probe(&mut self, out: &mut Vec<Action>) {
+        self.probe_armed = false;
+        if !self.should_probe() {
+            return; // an election or a failure came first; probing resumes after it
+        }
+        let leader = self.leader.expect("should_probe checked it");
+        // Without the leader's address (being asked of the GCD) the next probe will try.
+        if let Some(addr) = self.members.get(leader) {
+            self.probes_sent += 1;
+            self.probing = Some((self.probes_sent, leader));
+            out.push(Action::SendProbe { probe: self.probes_sent, to: leader, addr: addr.clone() });
+        }
+    }
+
+    fn on_probe_reply(&mut self, probe: u64, outcome: Outcome, out: &mut Vec<Action>) {
+        let Some((number, leader)) = self.probing else { return };
+        if number != probe {
+            return;
+        }
+        self.probing = None;
+        match outcome {
+            Outcome::GotIt => out.push(Action::Event(Event::ProbeOk { leader })),
+            Outcome::Failed(reason) => {
+                out.push(Action::Event(Event::ProbeFailed { leader, reason }));
+                if self.leader == Some(leader) && self.phase == Phase::Idle {
+                    self.elect_after_registration = Some(format!("leader {leader} failed a PROBE"));
+                    out.push(Action::Register { reason: format!("the PROBE to leader {leader} failed") });
+                }
+            }
+        }
+    }
+
+    fn arm_failure(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some(feign) = self.settings.feign else { return };
+        self.failure += 1;
+        out.push(Action::SetTimer { at: now + feign.after.draw(&mut self.rng), timer: Timer::Fail(self.failure) });
+    }
+
+    fn go_down(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some(feign) = self.settings.feign else { return };
+        let lasting = feign.lasting.draw(&mut self.rng);
+        self.down = true;
+        // Abandon everything: elections, probes, pending re-registrations. Their
+        // replies and timers arrive while down (ignored) or carry stale numbers.
+        self.phase = Phase::Idle;
+        self.probing = None;
+        self.probe_armed = false;
+        self.elect_after_registration = None;
+        self.failure += 1;
+        out.push(Action::Event(Event::Failed { mode: feign.mode, lasting }));
+        out.push(Action::Listen(match feign.mode {
+            FeignMode::Close => Listening::Closed,
+            FeignMode::Ignore => Listening::Ignoring,
+        }));
+        out.push(Action::SetTimer { at: now + lasting, timer: Timer::Recover(self.failure) });
+    }
+
+    fn recover(&mut self, now: Time, out: &mut Vec<Action>) {
+        self.down = false;
+        out.push(Action::Event(Event::Recovered));
+        out.push(Action::Listen(Listening::Open));
+        self.elect_after_registration = Some("recovered from a feigned failure".into());
+        out.push(Action::Register { reason: "recovered from a feigned failure".into() });
+        self.arm_failure(now, out);
     }
 
     fn on_registered(&mut self, now: Time, members: Members, out: &mut Vec<Action>) {
@@ -244,10 +513,15 @@ impl Node {
         }
         if first {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
+            self.arm_failure(now, out);
             self.start_election(now, "joined the group".into(), out);
         } else {
             let learned: Vec<_> = self.members.iter().map(|m| m.pid).filter(|p| !before.contains(*p)).collect();
             out.push(Action::Event(Event::Reregistered { members: self.members.len(), learned: learned.clone() }));
+            if let Some(why) = self.elect_after_registration.take() {
+                self.start_election(now, why, out);
+                return;
+            }
             match self.phase {
                 Phase::Electing { .. } => self.ask_newcomers(&learned, out),
                 Phase::Idle => {
@@ -279,6 +553,7 @@ impl Node {
     fn start_election(&mut self, now: Time, reason: String, out: &mut Vec<Action>) {
         self.election += 1;
         let election = self.election;
+        self.elect_after_registration = None;
         let higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
         out.push(Action::Event(Event::ElectionStarted {
             election,
@@ -293,7 +568,7 @@ impl Node {
         for m in higher {
             out.push(Action::SendElect { election, to: m.pid, addr: m.addr, members: self.members.clone() });
         }
-        out.push(Action::SetTimer { at: now + self.timeouts.elect, timer: Timer::Election(election) });
+        out.push(Action::SetTimer { at: now + self.settings.timeouts.elect, timer: Timer::Election(election) });
     }
 
     fn win(&mut self, out: &mut Vec<Action>) {
@@ -313,11 +588,11 @@ impl Node {
         }
     }
 
-    fn on_reply(&mut self, now: Time, election: u64, to: ProcessId, outcome: ElectOutcome, out: &mut Vec<Action>) {
+    fn on_reply(&mut self, now: Time, election: u64, to: ProcessId, outcome: Outcome, out: &mut Vec<Action>) {
         // Report every outcome, but let only the current election's count.
         match &outcome {
-            ElectOutcome::GotIt => out.push(Action::Event(Event::GotIt { from: to })),
-            ElectOutcome::Failed(reason) => out.push(Action::Event(Event::ElectFailed { to, reason: reason.clone() })),
+            Outcome::GotIt => out.push(Action::Event(Event::GotIt { from: to })),
+            Outcome::Failed(reason) => out.push(Action::Event(Event::ElectFailed { to, reason: reason.clone() })),
         }
         let Phase::Electing { election: current, pending } = &mut self.phase else {
             return;
@@ -327,17 +602,19 @@ impl Node {
         }
         pending.retain(|p| *p != to);
         match outcome {
-            ElectOutcome::GotIt => {
+            Outcome::GotIt => {
                 self.phase = Phase::AwaitingLeader { election };
-                out.push(Action::SetTimer { at: now + self.timeouts.leader, timer: Timer::Leader(election) });
+                out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
             }
-            ElectOutcome::Failed(_) if pending.is_empty() => self.win(out),
-            ElectOutcome::Failed(_) => {}
+            Outcome::Failed(_) if pending.is_empty() => self.win(out),
+            Outcome::Failed(_) => {}
         }
     }
 
     fn on_timer(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
         match (timer, &self.phase) {
+            (Timer::Probe(n), _) if n == self.probe_timer && self.probe_armed => self.send_probe(out),
+            (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(out),
             (Timer::Leader(n), Phase::AwaitingLeader { election }) if n == *election => {
                 out.push(Action::Event(Event::NoLeaderAfterGotIt { election: n }));
@@ -386,9 +663,14 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    /// Elections only: no probes, no feigned failures.
+    fn plain() -> Settings {
+        Settings { probe: None, feign: None, ..Settings::default() }
+    }
+
     /// A node with id `me` that has registered into a group of `days`.
     fn joined(me: u32, days: &[u32]) -> (Node, Vec<Action>) {
-        let mut n = Node::new(pid(me), addr(me), Timeouts::default());
+        let mut n = Node::new(pid(me), addr(me), plain(), 0);
         let out = n.handle(Duration::ZERO, Input::Registered { members: group(days) });
         (n, out)
     }
@@ -412,7 +694,7 @@ mod tests {
     }
 
     fn reply(n: &mut Node, at: Duration, election: u64, to: u32, ok: bool) -> Vec<Action> {
-        let outcome = if ok { ElectOutcome::GotIt } else { ElectOutcome::Failed("refused".into()) };
+        let outcome = if ok { Outcome::GotIt } else { Outcome::Failed("refused".into()) };
         n.handle(at, Input::ElectReply { election, to: pid(to), outcome })
     }
 
@@ -568,6 +850,167 @@ mod tests {
         assert_eq!(elects(&out), [(1, pid(8))]);
     }
 
+    fn with(probe: Option<Span>, feign: Option<Feign>) -> Settings {
+        Settings { probe, feign, ..Settings::default() }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn timers(out: &[Action]) -> Vec<(Time, Timer)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SetTimer { at, timer } => Some((*at, *timer)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A follower of 9 that probes every 500..3000 ms and never feigns.
+    fn prober() -> Node {
+        let mut n = Node::new(pid(5), addr(5), with(Some(Span::new(ms(500), ms(3000))), None), 42);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[5, 9]) });
+        n.handle(ms(1), Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::GotIt });
+        n
+    }
+
+    /// Fires the pending probe timer of `n` and returns the probe's number.
+    fn fire_probe(n: &mut Node, out: &[Action]) -> u64 {
+        let (at, timer) = timers(out).into_iter().find(|(_, t)| matches!(t, Timer::Probe(_))).expect("a probe armed");
+        let sent = n.handle(at, Input::Timer(timer));
+        match sent.as_slice() {
+            [Action::SendProbe { probe, to, .. }] if *to == pid(9) => *probe,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn followers_probe_the_leader_at_random_waits_within_the_interval() {
+        let mut n = prober();
+        let out = n.handle(ms(2), Input::IAmLeader { leader: pid(9), addr: None });
+        let (at, _) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Probe(_))).unwrap();
+        assert!((ms(502)..=ms(3002)).contains(&at), "{at:?}");
+        let probe = fire_probe(&mut n, &out);
+        // GOT_IT: reported, and the next probe is armed.
+        let out = n.handle(ms(3100), Input::ProbeReply { probe, outcome: Outcome::GotIt });
+        assert_eq!(out[0], Action::Event(Event::ProbeOk { leader: pid(9) }));
+        assert!(timers(&out).iter().any(|(_, t)| matches!(t, Timer::Probe(_))));
+        // The leader itself never probes.
+        let mut leader = Node::new(pid(9), addr(9), with(Some(Span::new(ms(500), ms(3000))), None), 1);
+        let out = leader.handle(Duration::ZERO, Input::Registered { members: group(&[5, 9]) });
+        assert_eq!(leader.leader(), Some(pid(9)));
+        assert!(timers(&out).is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_failed_probe_asks_the_gcd_then_elects() {
+        let mut n = prober();
+        let out = n.handle(ms(2), Input::IAmLeader { leader: pid(9), addr: None });
+        let probe = fire_probe(&mut n, &out);
+        let out = n.handle(S * 4, Input::ProbeReply { probe, outcome: Outcome::Failed("refused".into()) });
+        assert!(matches!(out[0], Action::Event(Event::ProbeFailed { leader, .. }) if leader == pid(9)));
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        assert!(elects(&out).is_empty(), "not before the GCD answers");
+        assert!(timers(&out).is_empty(), "no probing while waiting for the GCD");
+        let out = n.handle(S * 4, Input::Registered { members: group(&[5, 9]) });
+        assert_eq!(elects(&out), [(2, pid(9))]);
+        // With the GCD down, the members we have are used.
+        let mut m = prober();
+        let out = m.handle(ms(2), Input::IAmLeader { leader: pid(9), addr: None });
+        let probe = fire_probe(&mut m, &out);
+        m.handle(S * 4, Input::ProbeReply { probe, outcome: Outcome::Failed("timed out".into()) });
+        let out = m.handle(S * 4, Input::RegistrationFailed { reason: "GCD down".into() });
+        assert_eq!(elects(&out), [(2, pid(9))]);
+    }
+
+    #[test]
+    fn a_stale_probe_reply_changes_nothing() {
+        let mut n = prober();
+        let out = n.handle(ms(2), Input::IAmLeader { leader: pid(9), addr: None });
+        let probe = fire_probe(&mut n, &out);
+        // An election began meanwhile (ELECT from a lower node): the late failure of
+        // the probe must not start another one or ask the GCD.
+        n.handle(S, Input::Elect { members: group(&[1, 5, 9]), sender: None });
+        let out = n.handle(S, Input::ProbeReply { probe, outcome: Outcome::Failed("refused".into()) });
+        assert!(!out.iter().any(|a| matches!(a, Action::Register { .. })));
+        let out = n.handle(S, Input::ProbeReply { probe: probe + 7, outcome: Outcome::Failed("x".into()) });
+        assert!(out.is_empty());
+    }
+
+    fn feigner(mode: FeignMode, seed: u64) -> (Node, Vec<Action>) {
+        let feign = Feign { after: Span::new(ms(0), ms(10_000)), lasting: Span::new(ms(1000), ms(4000)), mode };
+        let mut n = Node::new(pid(5), addr(5), with(None, Some(feign)), seed);
+        let out = n.handle(Duration::ZERO, Input::Registered { members: group(&[5, 9]) });
+        (n, out)
+    }
+
+    fn fail_timer(out: &[Action]) -> (Time, Timer) {
+        timers(out).into_iter().find(|(_, t)| matches!(t, Timer::Fail(_))).expect("a failure armed")
+    }
+
+    #[test]
+    fn feigned_failure_goes_deaf_then_recovers_registers_and_elects() {
+        let (mut n, out) = feigner(FeignMode::Close, 1);
+        let (at, timer) = fail_timer(&out);
+        assert!(at <= ms(10_000));
+        let out = n.handle(at, Input::Timer(timer));
+        assert!(n.is_down());
+        let lasting = match out[0] {
+            Action::Event(Event::Failed { mode: FeignMode::Close, lasting }) => lasting,
+            ref other => panic!("{other:?}"),
+        };
+        assert!((ms(1000)..=ms(4000)).contains(&lasting));
+        assert_eq!(out[1], Action::Listen(Listening::Closed));
+        let recover = timers(&out)[0];
+        assert_eq!(recover.0, at + lasting);
+        // Deaf: the election under way, ELECT, I_AM_LEADER, replies all do nothing.
+        for input in [
+            Input::Elect { members: group(&[1, 5, 9]), sender: None },
+            Input::IAmLeader { leader: pid(1), addr: None },
+            Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::Failed("x".into()) },
+            Input::Timer(Timer::Election(1)),
+        ] {
+            assert!(n.handle(at, input).is_empty());
+        }
+        assert_eq!(n.leader(), None);
+        let out = n.handle(recover.0, Input::Timer(recover.1));
+        assert!(!n.is_down());
+        assert_eq!(&out[..2], [Action::Event(Event::Recovered), Action::Listen(Listening::Open)]);
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        assert!(timers(&out).iter().any(|(_, t)| matches!(t, Timer::Fail(_))), "the next failure is armed");
+        let out = n.handle(recover.0, Input::Registered { members: group(&[5, 9]) });
+        assert_eq!(elects(&out), [(2, pid(9))]);
+    }
+
+    #[test]
+    fn ignore_mode_keeps_the_port_open() {
+        let (mut n, out) = feigner(FeignMode::Ignore, 1);
+        let (at, timer) = fail_timer(&out);
+        let out = n.handle(at, Input::Timer(timer));
+        assert_eq!(out[1], Action::Listen(Listening::Ignoring));
+    }
+
+    #[test]
+    fn a_seed_fixes_every_random_choice() {
+        let schedule = |seed| {
+            let (mut n, out) = feigner(FeignMode::Close, seed);
+            let (at, timer) = fail_timer(&out);
+            (at, timers(&n.handle(at, Input::Timer(timer))))
+        };
+        assert_eq!(schedule(3), schedule(3));
+        assert_ne!(schedule(3), schedule(4));
+    }
+
+    #[test]
+    fn feigning_can_be_turned_off() {
+        let (mut n, out) = feigner(FeignMode::Close, 1);
+        let (at, timer) = fail_timer(&out);
+        assert!(n.handle(S, Input::SetFeign(None)).is_empty());
+        assert!(n.handle(at, Input::Timer(timer)).is_empty(), "the armed failure is stale");
+        assert!(!n.is_down());
+    }
+
     #[test]
     fn elect_while_electing_only_learns_members() {
         let (mut n, _) = joined(5, &[5, 9]);
@@ -603,7 +1046,7 @@ mod tests {
 
     #[test]
     fn a_gcd_list_without_us_still_keeps_us() {
-        let mut n = Node::new(pid(5), addr(5), Timeouts::default());
+        let mut n = Node::new(pid(5), addr(5), plain(), 0);
         n.handle(Duration::ZERO, Input::Registered { members: group(&[9]) });
         assert!(n.members().contains(pid(5)));
         let failed = n.handle(S, Input::RegistrationFailed { reason: "down".into() });

@@ -15,14 +15,15 @@ use crate::listener::{self, Incoming, ListenerHandle};
 use crate::mailbox::{Mailbox, Taken};
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
-use crate::node::{Action, ElectOutcome, Event, Input, Node, Time, Timer};
+use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
 use crate::wire::{decode, encode_message, is_timeout, FrameError, Message, RegisterName, Reply};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -155,15 +156,22 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         warn!("the GCD listed {} entries that are not valid members; ignored them", registration.rejected);
     }
     let mailbox: Arc<Mailbox<Envelope>> = Arc::new(Mailbox::new());
-    let deliver = {
+    let deliver: Arc<dyn Fn(Incoming) + Send + Sync> = {
         let mailbox = Arc::clone(&mailbox);
         Arc::new(move |incoming: Incoming| {
             mailbox.push(Envelope::Message(incoming));
         })
     };
-    let listener = listener::spawn(listener, deliver).map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
+    let bound = listener.local_addr().map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
+    let ignoring = Arc::new(AtomicBool::new(false));
+    let listener = listener::spawn(listener, Arc::clone(&deliver), Arc::clone(&ignoring))
+        .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
+    info!("random choices seeded with {} (replay them with --seed {})", config.seed, config.seed);
     let mut runtime = Runtime {
-        node: Node::new(config.pid, addr.clone(), config.timeouts),
+        node: Node::new(config.pid, addr.clone(), config.settings, config.seed),
+        bound,
+        deliver,
+        ignoring,
         register_as: registration.name,
         config,
         addr: addr.clone(),
@@ -197,6 +205,10 @@ struct Runtime {
     epoch: Instant,
     timers: BinaryHeap<Reverse<(Time, Timer)>>,
     listener: Option<ListenerHandle>,
+    /// The socket address the listener is bound to, for reopening it after a failure.
+    bound: SocketAddr,
+    deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
+    ignoring: Arc<AtomicBool>,
     warned_size: bool,
 }
 
@@ -262,6 +274,8 @@ impl Runtime {
             Action::SendLeader { to, addr } => self.send_leader(to, addr),
             Action::SetTimer { at, timer } => self.timers.push(Reverse((at, timer))),
             Action::Register { reason } => self.register_again(reason),
+            Action::SendProbe { probe, to, addr } => self.send_probe(probe, to, addr),
+            Action::Listen(listening) => self.listen(listening),
             Action::Event(event) => self.emit(&event),
         }
     }
@@ -271,7 +285,9 @@ impl Runtime {
         if let Some(line) = events::describe(event, me) {
             match event {
                 Event::Leader { .. } => info!(target: LEADER_TARGET, "{line}"),
-                Event::ElectFailed { .. } | Event::ReregistrationFailed { .. } => warn!("{line}"),
+                Event::ElectFailed { .. } | Event::ReregistrationFailed { .. } | Event::ProbeFailed { .. } => {
+                    warn!("{line}")
+                }
                 _ => info!("{line}"),
             }
         }
@@ -298,11 +314,11 @@ impl Runtime {
         let timeout = self.config.socket_timeout;
         let report = Arc::clone(&self.mailbox);
         let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
-            let outcome = elect_exchange(&addr, &bytes, timeout);
+            let outcome = exchange_for_got_it(&addr, &bytes, timeout);
             mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         });
         if !spawned {
-            let outcome = ElectOutcome::Failed("no thread to send it from".into());
+            let outcome = Outcome::Failed("no thread to send it from".into());
             report.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         }
     }
@@ -326,6 +342,59 @@ impl Runtime {
         }
     }
 
+    fn send_probe(&self, probe: u64, to: ProcessId, addr: Addr) {
+        debug!("PROBE #{probe} to {to} at {addr}");
+        let bytes = encode_message(&Message::Probe);
+        let timeout = self.config.socket_timeout;
+        let mailbox = Arc::clone(&self.mailbox);
+        let spawned = Self::spawn(format!("probe-{}", to.su_id), move || {
+            let outcome = exchange_for_got_it(&addr, &bytes, timeout);
+            mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
+        });
+        if !spawned {
+            let outcome = Outcome::Failed("no thread to send it from".into());
+            self.mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
+        }
+    }
+
+    /// Closes, reopens or mutes the listener. It reopens on the very address it had:
+    /// the GCD and the peers know that one.
+    fn listen(&mut self, listening: Listening) {
+        self.ignoring.store(listening == Listening::Ignoring, Ordering::SeqCst);
+        match listening {
+            Listening::Closed => {
+                if let Some(listener) = self.listener.take() {
+                    listener.shutdown();
+                }
+            }
+            Listening::Ignoring => {}
+            Listening::Open if self.listener.is_some() => {}
+            Listening::Open => match self.reopen() {
+                Ok(listener) => self.listener = Some(listener),
+                Err(e) => {
+                    log::error!("cannot listen on {} again: {e}; stopping", self.bound);
+                    self.mailbox.push(Envelope::Stop);
+                }
+            },
+        }
+    }
+
+    fn reopen(&self) -> std::io::Result<ListenerHandle> {
+        // A port just closed can take a moment to be free again; try for about a second.
+        let mut tries = 0;
+        let socket = loop {
+            match TcpListener::bind(self.bound) {
+                Ok(socket) => break socket,
+                Err(e) if tries >= 50 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        listener::spawn(socket, Arc::clone(&self.deliver), Arc::clone(&self.ignoring))
+    }
+
     fn register_again(&self, reason: String) {
         info!("registering with the GCD again: {reason}");
         let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
@@ -344,21 +413,19 @@ impl Runtime {
     }
 }
 
-/// Sends one ELECT and says how it ended, in words for the log.
-fn elect_exchange(addr: &Addr, bytes: &[u8], timeout: Duration) -> ElectOutcome {
+/// Sends one ELECT or PROBE and says how it ended, in words for the log.
+fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome {
     let secs = timeout.as_secs_f64();
     match net::exchange(addr, bytes, timeout) {
         Ok((_, reply)) => match decode(&reply).map(Reply::from_value) {
-            Ok(Reply::GotIt) => ElectOutcome::GotIt,
-            Ok(other) => ElectOutcome::Failed(format!("answered {other:?} instead of GOT_IT")),
-            Err(e) => ElectOutcome::Failed(format!("unreadable reply: {e}")),
+            Ok(Reply::GotIt) => Outcome::GotIt,
+            Ok(other) => Outcome::Failed(format!("answered {other:?} instead of GOT_IT")),
+            Err(e) => Outcome::Failed(format!("unreadable reply: {e}")),
         },
-        Err(ExchangeError::Connect(e)) if is_timeout(&e) => {
-            ElectOutcome::Failed(format!("no connection within {secs}s"))
-        }
-        Err(ExchangeError::Connect(e)) => ElectOutcome::Failed(format!("cannot connect to {addr}: {e}")),
-        Err(ExchangeError::Send(e)) => ElectOutcome::Failed(format!("sending failed: {e}")),
-        Err(ExchangeError::Reply { error, .. }) => ElectOutcome::Failed(match error {
+        Err(ExchangeError::Connect(e)) if is_timeout(&e) => Outcome::Failed(format!("no connection within {secs}s")),
+        Err(ExchangeError::Connect(e)) => Outcome::Failed(format!("cannot connect to {addr}: {e}")),
+        Err(ExchangeError::Send(e)) => Outcome::Failed(format!("sending failed: {e}")),
+        Err(ExchangeError::Reply { error, .. }) => Outcome::Failed(match error {
             FrameError::Incomplete { received: 0 } => "closed the connection without a reply".into(),
             FrameError::Io(e) if is_timeout(&e) => format!("no reply within {secs}s"),
             other => other.to_string(),

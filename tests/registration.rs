@@ -11,7 +11,7 @@ use std::net::TcpListener;
 
 fn node(gcd_port: u16, days: &str, su_id: &str, extra: &[&str]) -> Proc {
     let mut cmd = bully_node();
-    cmd.args(["--gcd", &format!("127.0.0.1:{gcd_port}"), "--days", days, "--su-id", su_id]);
+    cmd.args(["--gcd", &format!("127.0.0.1:{gcd_port}"), "--days", days, "--su-id", su_id, "--no-feign"]);
     cmd.args(extra);
     Proc::spawn(&format!("node ({days}, {su_id})"), cmd)
 }

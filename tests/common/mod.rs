@@ -192,12 +192,16 @@ pub struct Node {
 
 impl Node {
     /// Starts `bully-node` as `pid` against the GCD on `gcd_port`, events in `dir`.
+    /// Feigned failure is off unless `extra` sets a `--feign-*` option.
     pub fn start(dir: &Scratch, gcd_port: u16, pid: Pid, extra: &[&str]) -> Node {
         let events = dir.file(&format!("{}-{}.jsonl", pid.0, pid.1));
         let mut cmd = bully_node();
         cmd.args(["--gcd", &format!("127.0.0.1:{gcd_port}"), "--days", &pid.0.to_string()])
             .args(["--su-id", &pid.1.to_string(), "--listen", "127.0.0.1:0", "--events", &events])
             .args(extra);
+        if !extra.iter().any(|a| a.starts_with("--feign")) {
+            cmd.arg("--no-feign");
+        }
         Node { pid, events, proc: Proc::spawn(&format!("node {pid:?}"), cmd) }
     }
 
