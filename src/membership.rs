@@ -11,6 +11,7 @@
 use crate::identity::{ProcessId, DAYS_RANGE, SU_ID_RANGE};
 use crate::wire::Value;
 use std::fmt;
+use std::sync::Arc;
 
 /// Where a member listens, as the group lists it (an IP or a host name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -111,7 +112,9 @@ pub struct Member {
 /// The members map, in the order entries were first learned (the GCD's order).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Members {
-    entries: Vec<Member>,
+    /// Shared until changed: an election sends the same map to every higher member,
+    /// so a clone must cost a reference count, not a copy of every host name.
+    entries: Arc<Vec<Member>>,
     layout: Layout,
 }
 
@@ -125,7 +128,7 @@ pub struct Parsed {
 
 impl Members {
     pub fn new(layout: Layout) -> Self {
-        Members { entries: Vec::new(), layout }
+        Members { entries: Arc::new(Vec::new()), layout }
     }
 
     pub fn layout(&self) -> Layout {
@@ -161,19 +164,20 @@ impl Members {
     /// SU ID goes, an existing `pid` keeps its place with the new address, and any
     /// other entry listening at `addr` goes.
     pub fn insert(&mut self, pid: ProcessId, addr: Addr) {
-        self.entries.retain(|m| m.pid.su_id != pid.su_id || m.pid == pid);
-        match self.entries.iter_mut().find(|m| m.pid == pid) {
+        let entries = Arc::make_mut(&mut self.entries);
+        entries.retain(|m| m.pid.su_id != pid.su_id || m.pid == pid);
+        match entries.iter_mut().find(|m| m.pid == pid) {
             Some(existing) => existing.addr = addr.clone(),
-            None => self.entries.push(Member { pid, addr: addr.clone() }),
+            None => entries.push(Member { pid, addr: addr.clone() }),
         }
-        self.entries.retain(|m| m.pid == pid || !m.addr.same_listener(&addr));
+        entries.retain(|m| m.pid == pid || !m.addr.same_listener(&addr));
     }
 
     /// Takes in every member of `other` that we did not know, by the same rules;
     /// members we know keep the address we have. Returns the newcomers.
     pub fn merge(&mut self, other: &Members) -> Vec<ProcessId> {
         let mut learned = Vec::new();
-        for m in &other.entries {
+        for m in other.entries.iter() {
             if !self.contains(m.pid) {
                 self.insert(m.pid, m.addr.clone());
                 learned.push(m.pid);
