@@ -148,6 +148,8 @@ pub enum Timer {
     Fail(u64),
     /// Failure number `n` is over.
     Recover(u64),
+    /// Deferred election `n`: ELECTs arrived while the node was settling.
+    Deferred(u64),
 }
 
 /// A fact for the node.
@@ -317,7 +319,24 @@ pub struct Node {
     /// An election to start once the GCD has answered (after a failed probe or a
     /// recovery), with its reason.
     elect_after_registration: Option<String>,
+    /// When the last election ended for us (we won, or a leader announced itself).
+    settled_at: Option<Time>,
+    /// The deferred election pending, by number.
+    deferred: Option<u64>,
+    deferrals: u64,
 }
+
+/// How long after an election ends ELECT-triggered elections are held back and merged
+/// into one (at most; a quarter of the leader timeout when that is shorter).
+///
+/// Found by the simulator: a node that wins at once re-announces to every member on
+/// each ELECT it gets while idle, each announcement returns electing nodes to idle,
+/// and the ELECTs still in flight then start elections there again: with tens of
+/// members joining together, elections multiplied without end. Holding ELECT-started
+/// elections for a moment after settling caps each node at one per window; the
+/// deferred election is dropped if a higher leader announces itself meanwhile, since
+/// that announcement reaches the ELECT's sender too.
+pub const SETTLE_WINDOW: Duration = Duration::from_millis(300);
 
 impl Node {
     /// A node that has not joined yet; `seed` fixes every random choice it makes.
@@ -340,6 +359,9 @@ impl Node {
             probing: None,
             probes_sent: 0,
             elect_after_registration: None,
+            settled_at: None,
+            deferred: None,
+            deferrals: 0,
         }
     }
 
@@ -404,6 +426,20 @@ impl Node {
                 out.push(Action::Event(Event::ElectReceived { from: sender, learned: learned.clone(), electing }));
                 if electing {
                     self.ask_newcomers(&learned, &mut out);
+                } else if let Some(until) = self.settling_until().filter(|until| now < *until) {
+                    if self.deferred.is_none() {
+                        // Members with someone above them wait a window longer, so that
+                        // the top's own (deferred) announcement comes first and makes
+                        // theirs moot; otherwise every window ends in a new wave.
+                        let at = if self.members.higher_than(self.me).next().is_some() {
+                            until.max(now) + self.settle_window()
+                        } else {
+                            until
+                        };
+                        self.deferrals += 1;
+                        self.deferred = Some(self.deferrals);
+                        out.push(Action::SetTimer { at, timer: Timer::Deferred(self.deferrals) });
+                    }
                 } else {
                     let from = sender.map_or("a peer".to_string(), |s| s.to_string());
                     self.start_election(now, format!("ELECT from {from}"), &mut out);
@@ -415,6 +451,15 @@ impl Node {
         }
         self.keep_probing(now, &mut out);
         out
+    }
+
+    /// The end of the window after our last election in which ELECTs are merged.
+    fn settling_until(&self) -> Option<Time> {
+        self.settled_at.map(|t| t + self.settle_window())
+    }
+
+    fn settle_window(&self) -> Duration {
+        SETTLE_WINDOW.min(self.settings.timeouts.leader / 4)
     }
 
     /// Whether the node should be probing: following another node, not electing, not
@@ -485,6 +530,7 @@ impl Node {
         self.probing = None;
         self.probe_armed = false;
         self.elect_after_registration = None;
+        self.deferred = None;
         self.failure += 1;
         out.push(Action::Event(Event::Failed { mode: feign.mode, lasting }));
         out.push(Action::Listen(match feign.mode {
@@ -554,6 +600,7 @@ impl Node {
         self.election += 1;
         let election = self.election;
         self.elect_after_registration = None;
+        self.deferred = None;
         let higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
         out.push(Action::Event(Event::ElectionStarted {
             election,
@@ -561,7 +608,7 @@ impl Node {
             asking: higher.iter().map(|m| m.pid).collect(),
         }));
         if higher.is_empty() {
-            self.win(out);
+            self.win(now, out);
             return;
         }
         self.phase = Phase::Electing { election, pending: higher.iter().map(|m| m.pid).collect() };
@@ -571,8 +618,10 @@ impl Node {
         out.push(Action::SetTimer { at: now + self.settings.timeouts.elect, timer: Timer::Election(election) });
     }
 
-    fn win(&mut self, out: &mut Vec<Action>) {
+    fn win(&mut self, now: Time, out: &mut Vec<Action>) {
         self.phase = Phase::Idle;
+        self.settled_at = Some(now);
+        self.deferred = None;
         self.follow(self.me, out);
         let others: Vec<_> = self.members.iter().filter(|m| m.pid != self.me).cloned().collect();
         out.push(Action::Event(Event::Won { election: self.election, announcing_to: others.len() }));
@@ -606,7 +655,7 @@ impl Node {
                 self.phase = Phase::AwaitingLeader { election };
                 out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
             }
-            Outcome::Failed(_) if pending.is_empty() => self.win(out),
+            Outcome::Failed(_) if pending.is_empty() => self.win(now, out),
             Outcome::Failed(_) => {}
         }
     }
@@ -615,7 +664,10 @@ impl Node {
         match (timer, &self.phase) {
             (Timer::Probe(n), _) if n == self.probe_timer && self.probe_armed => self.send_probe(out),
             (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
-            (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(out),
+            (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(now, out),
+            (Timer::Deferred(n), Phase::Idle) if self.deferred == Some(n) => {
+                self.start_election(now, "ELECTs arrived while settling".into(), out);
+            }
             (Timer::Leader(n), Phase::AwaitingLeader { election }) if n == *election => {
                 out.push(Action::Event(Event::NoLeaderAfterGotIt { election: n }));
                 self.start_election(now, "no I_AM_LEADER came after GOT_IT".into(), out);
@@ -631,6 +683,10 @@ impl Node {
         }
         let previous = self.leader;
         self.phase = Phase::Idle;
+        self.settled_at = Some(now);
+        if leader > self.me {
+            self.deferred = None; // its announcement reaches the ELECTs' senders too
+        }
         self.follow(leader, out);
         if leader < self.me {
             self.start_election(now, format!("{leader} announced itself but ranks below us"), out);
@@ -1009,6 +1065,34 @@ mod tests {
         assert!(n.handle(S, Input::SetFeign(None)).is_empty());
         assert!(n.handle(at, Input::Timer(timer)).is_empty(), "the armed failure is stale");
         assert!(!n.is_down());
+    }
+
+    #[test]
+    fn elects_arriving_while_settling_are_merged_into_one_election() {
+        let (mut n, _) = joined(5, &[5, 9]);
+        n.handle(ms(5), Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::GotIt });
+        n.handle(ms(10), Input::IAmLeader { leader: pid(9), addr: None });
+        // Three ELECTs from lower members within the window: no election yet, one deferred.
+        let mut deferred = Vec::new();
+        for t in [20, 40, 60] {
+            let out = n.handle(ms(t), Input::Elect { members: group(&[1, 5, 9]), sender: None });
+            assert!(elects(&out).is_empty(), "{out:?}");
+            deferred.extend(timers(&out));
+        }
+        // 9 ranks above us: we wait a window longer than 9 does, for its announcement.
+        assert_eq!(deferred, [(ms(10) + 2 * SETTLE_WINDOW, Timer::Deferred(1))]);
+        let out = n.handle(ms(10) + 2 * SETTLE_WINDOW, Input::Timer(Timer::Deferred(1)));
+        assert_eq!(elects(&out), [(2, pid(9))]);
+        // A higher leader announcing itself meanwhile makes the deferred election moot.
+        let (mut m, _) = joined(5, &[5, 9]);
+        m.handle(ms(10), Input::IAmLeader { leader: pid(9), addr: None });
+        let out = m.handle(ms(20), Input::Elect { members: group(&[1, 5, 9]), sender: None });
+        let (at, timer) = timers(&out)[0];
+        m.handle(ms(30), Input::IAmLeader { leader: pid(9), addr: None });
+        assert!(m.handle(at, Input::Timer(timer)).is_empty());
+        // Outside the window, ELECT starts an election at once, as the assignment says.
+        let out = m.handle(S, Input::Elect { members: group(&[1, 5, 9]), sender: None });
+        assert_eq!(elects(&out), [(2, pid(9))]);
     }
 
     #[test]
