@@ -12,4 +12,5 @@ pub mod membership;
 pub mod net;
 pub mod node;
 pub mod runtime;
+pub mod sim;
 pub mod wire;
