@@ -174,6 +174,7 @@ enum Ev {
     Crash(usize),
     Restart(usize),
     StopFeigning,
+    GcdBack,
     Sample,
 }
 
@@ -270,6 +271,9 @@ pub fn run(sc: &Scenario) -> Report {
         }
     }
     sim.at(sc.chaos_end, Ev::StopFeigning);
+    for (_, until) in &sc.gcd_outages {
+        sim.at(*until, Ev::GcdBack);
+    }
     sim.at(Duration::from_millis(250), Ev::Sample);
     // Chaos; restarts up to 5 s and failures up to 4 s after it; then the bound, and
     // as long again to see that agreement holds.
@@ -366,6 +370,8 @@ impl Sim<'_> {
                     }
                 }
             }
+            // The GCD answering again changes what members can learn.
+            Ev::GcdBack => self.disturbed(),
             Ev::Sample => {
                 self.sample();
                 self.at(self.now + Duration::from_millis(250), Ev::Sample);
@@ -457,7 +463,10 @@ impl Sim<'_> {
         }
     }
 
-    fn on_event(&mut self, _i: usize, event: Event) {
+    fn on_event(&mut self, i: usize, event: Event) {
+        if std::env::var_os("SIM_TRACE_EVENTS").is_some() {
+            eprintln!("{:>10.3?} {} {event:?}", self.now, self.members[i].pid);
+        }
         match event {
             Event::Leader { leader, .. } => {
                 if !self.registered.contains(&leader) {
