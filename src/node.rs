@@ -150,6 +150,8 @@ pub enum Timer {
     Recover(u64),
     /// Deferred election `n`: ELECTs arrived while the node was settling.
     Deferred(u64),
+    /// Try registration number `n` again: the GCD did not answer the last attempt.
+    Reregister(u64),
 }
 
 /// A fact for the node.
@@ -321,10 +323,19 @@ pub struct Node {
     elect_after_registration: Option<String>,
     /// When the last election ended for us (we won, or a leader announced itself).
     settled_at: Option<Time>,
-    /// The deferred election pending, by number.
-    deferred: Option<u64>,
+    /// The deferred election pending: its number and reason.
+    deferred: Option<(u64, String)>,
     deferrals: u64,
+    /// The registration retry armed, by number, after the GCD failed to answer.
+    retry: Option<u64>,
+    retries: u64,
 }
+
+/// How long after a failed re-registration the node asks the GCD again. It goes on with
+/// the members it has meanwhile; the retry is what lets a node that recovered during a
+/// GCD outage learn of members that joined while it was down (found by the simulator:
+/// it otherwise led itself, unseen, for good).
+pub const REGISTER_RETRY: Duration = Duration::from_secs(2);
 
 /// How long after an election ends ELECT-triggered elections are held back and merged
 /// into one (at most; a quarter of the leader timeout when that is shorter).
@@ -335,7 +346,8 @@ pub struct Node {
 /// members joining together, elections multiplied without end. Holding ELECT-started
 /// elections for a moment after settling caps each node at one per window; the
 /// deferred election is dropped if a higher leader announces itself meanwhile, since
-/// that announcement reaches the ELECT's sender too.
+/// that announcement reaches the ELECT's sender too. The leader's deferred election
+/// ends first, the others' a window later, so that its announcement usually ends theirs.
 pub const SETTLE_WINDOW: Duration = Duration::from_millis(300);
 
 impl Node {
@@ -362,6 +374,8 @@ impl Node {
             settled_at: None,
             deferred: None,
             deferrals: 0,
+            retry: None,
+            retries: 0,
         }
     }
 
@@ -406,6 +420,9 @@ impl Node {
             Input::Registered { members } => self.on_registered(now, members, &mut out),
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
+                self.retries += 1;
+                self.retry = Some(self.retries);
+                out.push(Action::SetTimer { at: now + REGISTER_RETRY, timer: Timer::Reregister(self.retries) });
                 if let Some(why) = self.elect_after_registration.take() {
                     self.start_election(now, why, &mut out);
                 }
@@ -427,19 +444,13 @@ impl Node {
                 if electing {
                     self.ask_newcomers(&learned, &mut out);
                 } else if let Some(until) = self.settling_until().filter(|until| now < *until) {
-                    if self.deferred.is_none() {
-                        // Members with someone above them wait a window longer, so that
-                        // the top's own (deferred) announcement comes first and makes
-                        // theirs moot; otherwise every window ends in a new wave.
-                        let at = if self.members.higher_than(self.me).next().is_some() {
-                            until.max(now) + self.settle_window()
-                        } else {
-                            until
-                        };
-                        self.deferrals += 1;
-                        self.deferred = Some(self.deferrals);
-                        out.push(Action::SetTimer { at, timer: Timer::Deferred(self.deferrals) });
-                    }
+                    // Only the leader fires at the window's end; everyone else waits a
+                    // window longer, so that the leader's announcement comes first and
+                    // makes theirs moot. (Not "whoever has nobody above": with the
+                    // highest member dead, that made the live leader wait as long as
+                    // everyone, and each window ended in a new wave of elections.)
+                    let at = if self.leader == Some(self.me) { until } else { until.max(now) + self.settle_window() };
+                    self.defer_election(at, "ELECTs arrived while settling".into(), &mut out);
                 } else {
                     let from = sender.map_or("a peer".to_string(), |s| s.to_string());
                     self.start_election(now, format!("ELECT from {from}"), &mut out);
@@ -451,6 +462,15 @@ impl Node {
         }
         self.keep_probing(now, &mut out);
         out
+    }
+
+    /// Arms a deferred election unless one is pending already (it will elect anyway).
+    fn defer_election(&mut self, at: Time, reason: String, out: &mut Vec<Action>) {
+        if self.deferred.is_none() {
+            self.deferrals += 1;
+            self.deferred = Some((self.deferrals, reason));
+            out.push(Action::SetTimer { at, timer: Timer::Deferred(self.deferrals) });
+        }
     }
 
     /// The end of the window after our last election in which ELECTs are merged.
@@ -531,6 +551,7 @@ impl Node {
         self.probe_armed = false;
         self.elect_after_registration = None;
         self.deferred = None;
+        self.retry = None;
         self.failure += 1;
         out.push(Action::Event(Event::Failed { mode: feign.mode, lasting }));
         out.push(Action::Listen(match feign.mode {
@@ -550,6 +571,7 @@ impl Node {
     }
 
     fn on_registered(&mut self, now: Time, members: Members, out: &mut Vec<Action>) {
+        self.retry = None;
         let first = self.election == 0 && self.leader.is_none() && self.phase == Phase::Idle;
         let before = self.members.clone();
         // The GCD is the authority on membership; we stay in it whatever it says.
@@ -575,6 +597,13 @@ impl Node {
                     let bar = self.leader.unwrap_or(self.me).max(self.me);
                     if let Some(top) = learned.iter().copied().filter(|p| *p > bar).max() {
                         self.start_election(now, format!("the GCD lists {top}, above our leader {bar}"), out);
+                    } else if self.leader == Some(self.me) {
+                        // We lead, and these members never heard it (they joined while
+                        // we were down or unknown to us): tell them, or a lower one that
+                        // won meanwhile goes on leading itself (found by the simulator).
+                        for m in self.members.iter().filter(|m| learned.contains(&m.pid)) {
+                            out.push(Action::SendLeader { to: m.pid, addr: m.addr.clone() });
+                        }
                     }
                 }
                 // Someone higher answered GOT_IT and will announce, or the leader timer fires.
@@ -665,8 +694,13 @@ impl Node {
             (Timer::Probe(n), _) if n == self.probe_timer && self.probe_armed => self.send_probe(out),
             (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(now, out),
-            (Timer::Deferred(n), Phase::Idle) if self.deferred == Some(n) => {
-                self.start_election(now, "ELECTs arrived while settling".into(), out);
+            (Timer::Reregister(n), _) if self.retry == Some(n) => {
+                self.retry = None;
+                out.push(Action::Register { reason: "the GCD did not answer the last time".into() });
+            }
+            (Timer::Deferred(n), Phase::Idle) if self.deferred.as_ref().is_some_and(|(d, _)| *d == n) => {
+                let (_, reason) = self.deferred.take().expect("checked above");
+                self.start_election(now, reason, out);
             }
             (Timer::Leader(n), Phase::AwaitingLeader { election }) if n == *election => {
                 out.push(Action::Event(Event::NoLeaderAfterGotIt { election: n }));
@@ -688,14 +722,29 @@ impl Node {
             self.deferred = None; // its announcement reaches the ELECTs' senders too
         }
         self.follow(leader, out);
+        let unknown = !self.members.contains(leader);
         if leader < self.me {
-            self.start_election(now, format!("{leader} announced itself but ranks below us"), out);
+            // We take over, but only after the announcer's own I_AM_LEADERs have landed:
+            // peers that believe whichever announcement came last (most Python peers do)
+            // must hear ours after its. The interop tests caught a Python peer ending up
+            // with the lower leader when our correction overtook the announcement.
+            let reason = format!("{leader} announced itself but ranks below us");
+            self.defer_election(now + self.settle_window(), reason, out);
         } else if let Some(higher) = previous.filter(|p| leader < *p) {
             // Announcements travel on separate connections and can arrive out of
             // order: a late one from a lower winner must not demote a higher leader
-            // that may still be alive. An election finds out which of them is.
-            self.start_election(now, format!("{leader} announced itself but {higher} ranks higher"), out);
-        } else if !self.members.contains(leader) {
+            // that may still be alive. An election finds out which of them is, and it
+            // must be able to ask the announcer: if we don't know where it listens,
+            // the GCD is asked first (the simulator found a group split in two when
+            // an election asked only the dead former leader and was won).
+            let reason = format!("{leader} announced itself but {higher} ranks higher");
+            if unknown {
+                self.elect_after_registration = Some(reason);
+                out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+            } else {
+                self.start_election(now, reason, out);
+            }
+        } else if unknown {
             out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
         }
     }
@@ -847,9 +896,12 @@ mod tests {
     fn a_lower_node_announcing_itself_is_bullied() {
         let (mut n, _) = joined(9, &[1, 5, 9]);
         let out = n.handle(S, Input::IAmLeader { leader: pid(5), addr: None });
-        // Noted, then overruled: we are the highest, so we win at once and announce.
-        assert_eq!(n.leader(), Some(pid(9)));
+        // Noted, then overruled once 5's own announcements have landed: we are the
+        // highest, so we win at once and announce.
         assert!(out.contains(&Action::Event(Event::Leader { leader: pid(5), previous: Some(pid(9)) })));
+        assert_eq!(timers(&out), [(S + SETTLE_WINDOW, Timer::Deferred(1))]);
+        let out = n.handle(S + SETTLE_WINDOW, Input::Timer(Timer::Deferred(1)));
+        assert_eq!(n.leader(), Some(pid(9)));
         assert!(out.contains(&Action::Event(Event::Leader { leader: pid(9), previous: Some(pid(5)) })));
         assert_eq!(leaders_sent(&out), [pid(1), pid(5)]);
     }
@@ -879,11 +931,11 @@ mod tests {
         let out = n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
         assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
         let out = n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
-        assert!(elects(&out).is_empty(), "nobody known to ask");
-        assert_eq!(n.leader(), Some(pid(3)));
+        assert!(elects(&out).is_empty(), "nobody known to ask yet");
+        assert_eq!(n.leader(), Some(pid(6)));
         // The GCD's answer reveals both: an election asks them.
         let out = n.handle(2 * S, Input::Registered { members: group(&[3, 6, 9]) });
-        assert_eq!(elects(&out), [(3, pid(6)), (3, pid(9))]);
+        assert_eq!(elects(&out), [(2, pid(6)), (2, pid(9))]);
         // Learning only lower members changes nothing.
         let (mut m, _) = joined(5, &[5]);
         let out = m.handle(S, Input::Registered { members: group(&[1, 5]) });
@@ -1096,6 +1148,42 @@ mod tests {
     }
 
     #[test]
+    fn an_announcer_we_cannot_reach_yet_is_looked_up_before_the_election() {
+        // Seed 1153: we follow 9, which has died; 6 joined after our registration and
+        // announces itself. Electing at once would ask only the dead 9 and win.
+        let (mut n, _) = joined(3, &[3, 9]);
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        let out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        let out = n.handle(2 * S, Input::Registered { members: group(&[3, 6, 9]) });
+        assert_eq!(elects(&out), [(2, pid(6)), (2, pid(9))]);
+    }
+
+    #[test]
+    fn a_gcd_that_did_not_answer_is_asked_again_until_it_does() {
+        // Seed 2402: recovered while the GCD was down; a higher member joined meanwhile.
+        let (mut n, _) = joined(5, &[5]);
+        let out = n.handle(S, Input::RegistrationFailed { reason: "GCD down".into() });
+        let retry = timers(&out);
+        assert_eq!(retry, [(S + REGISTER_RETRY, Timer::Reregister(1))]);
+        let out = n.handle(retry[0].0, Input::Timer(retry[0].1));
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        let out = n.handle(retry[0].0, Input::Registered { members: group(&[5, 9]) });
+        assert_eq!(elects(&out), [(2, pid(9))], "the newcomer above us is asked");
+        assert!(timers(&out).iter().all(|(_, t)| !matches!(t, Timer::Reregister(_))), "no more retries");
+    }
+
+    #[test]
+    fn a_leader_announces_itself_to_members_it_learns_of() {
+        // Seed 10322: 5 won while we were down; we recovered alone during a GCD outage.
+        let (mut n, _) = joined(9, &[9]);
+        let out = n.handle(S, Input::Registered { members: group(&[9, 5]) });
+        assert_eq!(leaders_sent(&out), [pid(5)]);
+        assert!(elects(&out).is_empty());
+    }
+
+    #[test]
     fn elect_while_electing_only_learns_members() {
         let (mut n, _) = joined(5, &[5, 9]);
         let out = n.handle(S / 10, Input::Elect { members: group(&[1, 5, 9, 3]), sender: Some(pid(1)) });
@@ -1134,7 +1222,7 @@ mod tests {
         n.handle(Duration::ZERO, Input::Registered { members: group(&[9]) });
         assert!(n.members().contains(pid(5)));
         let failed = n.handle(S, Input::RegistrationFailed { reason: "down".into() });
-        assert_eq!(failed, [Action::Event(Event::ReregistrationFailed { reason: "down".into() })]);
+        assert_eq!(failed[0], Action::Event(Event::ReregistrationFailed { reason: "down".into() }));
         assert_eq!(n.members().len(), 2);
     }
 }
