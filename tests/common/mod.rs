@@ -251,10 +251,15 @@ pub struct PyPeer {
 
 impl PyPeer {
     pub fn start(gcd_port: u16, pid: Pid, name: &str) -> PyPeer {
+        Self::start_with(gcd_port, pid, name, &[])
+    }
+
+    pub fn start_with(gcd_port: u16, pid: Pid, name: &str, extra: &[&str]) -> PyPeer {
         let mut cmd = Command::new("python3");
         cmd.arg(fixture("bully_peer.py"))
             .args(["--gcd", &format!("127.0.0.1:{gcd_port}"), "--days", &pid.0.to_string()])
-            .args(["--su-id", &pid.1.to_string(), "--name", name]);
+            .args(["--su-id", &pid.1.to_string(), "--name", name])
+            .args(extra);
         let mut proc = Proc::spawn(&format!("python peer {pid:?}"), cmd);
         proc.wait_for("listening", |l| l.contains("\"listening\""));
         PyPeer { pid, proc }

@@ -1,0 +1,75 @@
+//! Failures end to end, real processes on loopback: a leader killed with SIGKILL, a
+//! leader feigning failure in each mode, and a killed Python leader in a mixed group.
+//! The followers find out by PROBE (a short interval keeps the tests quick).
+
+mod common;
+
+use common::{python_gcd, rust_gcd, wait_all_follow, Node, Pid, PyPeer, Scratch};
+use std::time::Instant;
+
+/// Probing every 200-500 ms, and a short socket timeout for silent peers.
+const FAST: [&str; 4] = ["--probe-interval", "200ms..500ms", "--socket-timeout", "500ms"];
+
+fn start_all(dir: &Scratch, port: u16, pids: &[Pid], extra: &[&str]) -> Vec<Node> {
+    pids.iter().map(|p| Node::start(dir, port, *p, &[&FAST[..], extra].concat())).collect()
+}
+
+#[test]
+fn a_killed_leader_is_replaced_by_the_next_highest() {
+    let dir = Scratch::new("kill");
+    let (_gcd, port) = rust_gcd("HOWDY");
+    let mut nodes =
+        start_all(&dir, port, &[(10, 5000001), (50, 5000002), (30, 5000003), (90, 5000004), (70, 5000005)], &[]);
+    wait_all_follow(&nodes.iter().collect::<Vec<_>>(), (90, 5000004));
+    let killed = Instant::now();
+    nodes[3].proc.kill(); // SIGKILL
+    let survivors: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, n)| n).collect();
+    wait_all_follow(&survivors, (70, 5000005));
+    // A failed probe started it: someone says so in its events.
+    assert!(survivors.iter().any(|n| n.event_lines().iter().any(|l| l.contains("\"event\":\"probe_failed\""))));
+    println!("survivors agreed {:?} after the kill", killed.elapsed());
+}
+
+/// The leader feigns failure 2 s after start-up for 3 s; everyone else moves to the
+/// next highest, then back when it recovers.
+fn leader_feigns(mode: &str) {
+    let dir = Scratch::new(&format!("feign-{mode}"));
+    let (_gcd, port) = rust_gcd("HOWDY");
+    let others = start_all(&dir, port, &[(10, 5100001), (50, 5100002), (30, 5100003)], &[]);
+    let feign = ["--feign-after", "2s..2s", "--feign-for", "3s..3s", "--feign-mode", mode, "--seed", "1"];
+    let leader = Node::start(&dir, port, (200, 5100009), &[&FAST[..], &feign[..]].concat());
+    let everyone: Vec<&Node> = others.iter().chain([&leader]).collect();
+    wait_all_follow(&everyone, (200, 5100009));
+    wait_all_follow(&others.iter().collect::<Vec<_>>(), (50, 5100002));
+    let lines = leader.event_lines();
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("\"event\":\"failed\",\"mode\":\"{mode}\",\"ms\":3000"))),
+        "{lines:?}"
+    );
+    wait_all_follow(&everyone, (200, 5100009));
+    assert!(leader.event_lines().iter().any(|l| l.contains("\"event\":\"recovered\"")));
+}
+
+#[test]
+fn a_leader_feigning_with_its_port_closed_hands_over_and_takes_back() {
+    leader_feigns("close");
+}
+
+#[test]
+fn a_leader_feigning_with_its_port_open_but_silent_hands_over_and_takes_back() {
+    leader_feigns("ignore");
+}
+
+#[test]
+fn a_killed_python_leader_is_replaced_in_a_mixed_group() {
+    let dir = Scratch::new("mixed-kill");
+    let (_gcd, port) = python_gcd("HOWDY");
+    let mut low_py = PyPeer::start_with(port, (20, 5200001), "HOWDY", &["--probe"]);
+    let nodes = start_all(&dir, port, &[(60, 5200002), (150, 5200003)], &[]);
+    let mut top_py = PyPeer::start_with(port, (300, 5200004), "HOWDY", &["--probe"]);
+    wait_all_follow(&nodes.iter().collect::<Vec<_>>(), (300, 5200004));
+    low_py.wait_follows((300, 5200004));
+    top_py.proc.kill();
+    wait_all_follow(&nodes.iter().collect::<Vec<_>>(), (150, 5200003));
+    low_py.wait_follows((150, 5200003));
+}
