@@ -12,6 +12,9 @@ use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
+  # Watch a whole group (a coordinator and 5 nodes) elect and fail, for 30 s:
+  bully-node demo
+
   # Join a group run by the course's GCD (python3 gcd2.py 23600) on this machine:
   bully-node --gcd 127.0.0.1:23600 --birthday 03-14 --su-id 4123456
 
@@ -60,6 +63,37 @@ pub struct Cli {
 pub enum Command {
     /// Run a Group Coordinator Daemon that answers exactly as the course's gcd2.py does
     Gcd(GcdArgs),
+    /// Run a whole group in this process (a coordinator and N nodes on 127.0.0.1) and
+    /// show one timeline, then swim lanes and figures
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How many nodes
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub nodes: u16,
+
+    /// How long to run (Ctrl-C ends it early), e.g. 30s, 2.5s, 90s
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_run_time)]
+    pub duration: Duration,
+
+    /// Seed for identities and every random choice, to replay a run
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Keep every node up (no feigned failures)
+    #[arg(long)]
+    pub no_feign: bool,
+
+    /// Write every node's events as JSON lines to this file (- for standard output)
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<String>,
+}
+
+/// A run's length: up to an hour.
+pub fn parse_run_time(s: &str) -> Result<Duration, String> {
+    parse_time(s, MAX_SPAN)
 }
 
 #[derive(Args, Debug)]
@@ -236,6 +270,12 @@ pub struct NodeConfig {
     pub socket_timeout: Duration,
     /// Where JSON events go (`-` is stdout), if anywhere.
     pub events: Option<String>,
+    /// Also hand every event to this (the demo's merged timeline).
+    pub observer: Option<crate::events::Observer>,
+    /// Log each event as a line (a demo prints its own timeline instead).
+    pub log_events: bool,
+    /// Print the node's figures when it stops.
+    pub summary_on_stop: bool,
 }
 
 impl NodeArgs {
@@ -267,6 +307,9 @@ impl NodeArgs {
                 }),
             },
             seed: self.seed.unwrap_or_else(rand::random),
+            observer: None,
+            log_events: true,
+            summary_on_stop: true,
             socket_timeout: self.socket_timeout,
             events: self.events,
         })

@@ -9,6 +9,19 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// A callback that takes a node's id and one of its events.
+pub type ObserverFn = dyn Fn(ProcessId, &Event) + Send + Sync;
+
+/// Receives every event of a node as it happens (the demo merges a group's this way).
+#[derive(Clone)]
+pub struct Observer(pub std::sync::Arc<ObserverFn>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
 /// The log target of leader changes, which `-q` keeps.
 pub const LEADER_TARGET: &str = "leader";
 
@@ -68,6 +81,11 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
             format!("feigning failure for {} ms: ignoring every message", lasting.as_millis())
         }
         Event::Recovered => "recovered: listening again, registering, then electing".into(),
+        Event::ElectionWidened { election, asking } => {
+            format!("election #{election}: ELECT also to {} (learned meanwhile)", pids(asking))
+        }
+        Event::AnnouncedTo { members } => format!("I_AM_LEADER to {} (new to us)", pids(members)),
+        Event::Stopped => "stopped".into(),
     })
 }
 
@@ -218,6 +236,17 @@ pub fn json(event: &Event, me: ProcessId) -> String {
             j
         }
         Event::Recovered => line("recovered"),
+        Event::ElectionWidened { election, asking } => {
+            let mut j = line("election_widened");
+            j.num("election", election).pids("asking", asking);
+            j
+        }
+        Event::AnnouncedTo { members } => {
+            let mut j = line("announced_to");
+            j.pids("members", members);
+            j
+        }
+        Event::Stopped => line("stopped"),
     };
     j.finish()
 }

@@ -2,6 +2,7 @@
 //! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
 
 pub mod cli;
+pub mod demo;
 pub mod events;
 pub mod gcd;
 pub mod identity;
@@ -13,4 +14,5 @@ pub mod net;
 pub mod node;
 pub mod runtime;
 pub mod sim;
+pub mod stats;
 pub mod wire;

@@ -3,6 +3,7 @@
 
 use bully_node::cli::NodeConfig;
 use bully_node::cli::{Cli, Command};
+use bully_node::demo::{self, DemoConfig};
 use bully_node::gcd::{server, Coordinator};
 use bully_node::{identity, logging, runtime};
 use clap::Parser;
@@ -31,6 +32,21 @@ fn main() -> ExitCode {
                     "cannot listen on {listen}: {e}; pick another --listen HOST:PORT (port 0 takes any free one)"
                 )),
             }
+        }
+        Some(Command::Demo(args)) => {
+            // The demo prints its own timeline; the log only carries warnings.
+            logging::init("demo".into(), 0, true, false);
+            let color = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+            demo::run(DemoConfig {
+                nodes: args.nodes.into(),
+                duration: args.duration,
+                seed: args.seed.unwrap_or_else(rand::random),
+                feign: !args.no_feign,
+                events: args.events,
+                color,
+                verbose: cli.verbose > 0,
+                quiet: cli.quiet,
+            })
         }
         None => match cli.node.into_config(identity::local_today()) {
             Ok(config) => {

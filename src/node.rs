@@ -283,6 +283,17 @@ pub enum Event {
         lasting: Duration,
     },
     Recovered,
+    /// Members learned mid-election were sent ELECT in it too.
+    ElectionWidened {
+        election: u64,
+        asking: Vec<ProcessId>,
+    },
+    /// As leader, we sent I_AM_LEADER to members that had not heard it.
+    AnnouncedTo {
+        members: Vec<ProcessId>,
+    },
+    /// The node stopped (reported by the runtime, never by the state machine).
+    Stopped,
 }
 
 /// Where the node is in the algorithm.
@@ -601,8 +612,15 @@ impl Node {
                         // We lead, and these members never heard it (they joined while
                         // we were down or unknown to us): tell them, or a lower one that
                         // won meanwhile goes on leading itself (found by the simulator).
-                        for m in self.members.iter().filter(|m| learned.contains(&m.pid)) {
-                            out.push(Action::SendLeader { to: m.pid, addr: m.addr.clone() });
+                        let newcomers: Vec<_> =
+                            self.members.iter().filter(|m| learned.contains(&m.pid)).cloned().collect();
+                        if !newcomers.is_empty() {
+                            out.push(Action::Event(Event::AnnouncedTo {
+                                members: newcomers.iter().map(|m| m.pid).collect(),
+                            }));
+                        }
+                        for m in newcomers {
+                            out.push(Action::SendLeader { to: m.pid, addr: m.addr });
                         }
                     }
                 }
@@ -617,11 +635,18 @@ impl Node {
     fn ask_newcomers(&mut self, learned: &[ProcessId], out: &mut Vec<Action>) {
         let Phase::Electing { election, pending } = &mut self.phase else { return };
         let election = *election;
+        let mut asking = Vec::new();
+        let mut sends = Vec::new();
         for pid in learned.iter().copied().filter(|p| *p > self.me) {
             if let Some(addr) = self.members.get(pid) {
                 pending.push(pid);
-                out.push(Action::SendElect { election, to: pid, addr: addr.clone(), members: self.members.clone() });
+                asking.push(pid);
+                sends.push(Action::SendElect { election, to: pid, addr: addr.clone(), members: self.members.clone() });
             }
+        }
+        if !asking.is_empty() {
+            out.push(Action::Event(Event::ElectionWidened { election, asking }));
+            out.extend(sends);
         }
     }
 

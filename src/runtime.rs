@@ -8,7 +8,7 @@
 //! register with the GCD, then start the node.
 
 use crate::cli::NodeConfig;
-use crate::events::{self, EventSink, JsonLine, LEADER_TARGET};
+use crate::events::{self, EventSink, LEADER_TARGET};
 use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
 use crate::listener::{self, Incoming, ListenerHandle};
@@ -167,6 +167,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let listener = listener::spawn(listener, Arc::clone(&deliver), Arc::clone(&ignoring))
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     info!("random choices seeded with {} (replay them with --seed {})", config.seed, config.seed);
+    let pid = config.pid;
     let mut runtime = Runtime {
         node: Node::new(config.pid, addr.clone(), config.settings, config.seed),
         bound,
@@ -181,6 +182,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         timers: BinaryHeap::new(),
         listener: Some(listener),
         warned_size: false,
+        figures: crate::stats::NodeFigures::new(pid),
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -210,6 +212,7 @@ struct Runtime {
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
     ignoring: Arc<AtomicBool>,
     warned_size: bool,
+    figures: crate::stats::NodeFigures,
 }
 
 impl Runtime {
@@ -239,8 +242,12 @@ impl Runtime {
         if let Some(listener) = self.listener.take() {
             listener.shutdown();
         }
-        info!("stopped");
-        self.sink.write(&JsonLine::new(self.node.id(), "stopped").finish());
+        self.emit(&Event::Stopped);
+        if self.config.summary_on_stop {
+            let text = self.figures.render(self.now());
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+        }
     }
 
     fn feed(&mut self, input: Input) {
@@ -280,8 +287,16 @@ impl Runtime {
         }
     }
 
-    fn emit(&self, event: &Event) {
+    fn emit(&mut self, event: &Event) {
         let me = self.node.id();
+        self.figures.record(self.now(), event);
+        if let Some(observer) = &self.config.observer {
+            (observer.0)(me, event);
+        }
+        if !self.config.log_events {
+            self.sink.write(&events::json(event, me));
+            return;
+        }
         if let Some(line) = events::describe(event, me) {
             match event {
                 Event::Leader { .. } => info!(target: LEADER_TARGET, "{line}"),
@@ -423,6 +438,9 @@ fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome 
             Err(e) => Outcome::Failed(format!("unreadable reply: {e}")),
         },
         Err(ExchangeError::Connect(e)) if is_timeout(&e) => Outcome::Failed(format!("no connection within {secs}s")),
+        Err(ExchangeError::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Outcome::Failed(format!("refused: nothing listens at {addr}"))
+        }
         Err(ExchangeError::Connect(e)) => Outcome::Failed(format!("cannot connect to {addr}: {e}")),
         Err(ExchangeError::Send(e)) => Outcome::Failed(format!("sending failed: {e}")),
         Err(ExchangeError::Reply { error, .. }) => Outcome::Failed(match error {

@@ -1,0 +1,207 @@
+//! `bully-node demo`: a whole group in one process, with nothing else installed. The
+//! built-in coordinator and N real nodes (real sockets on 127.0.0.1, feigned failures
+//! on) run side by side; their events merge into one timeline a person can follow, and
+//! the run ends with swim lanes and the figures that matter.
+
+use crate::cli::NodeConfig;
+use crate::events::{self, EventSink, Observer};
+use crate::gcd::{server, Coordinator, CoordinatorConfig, NameChoice};
+use crate::identity::ProcessId;
+use crate::membership::Addr;
+use crate::node::{Event, Feign, Settings};
+use crate::runtime::{self, RunningNode};
+use crate::stats::{swim_lanes, GroupFigures, Observation, LANE_LEGEND};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub nodes: usize,
+    pub duration: Duration,
+    pub seed: u64,
+    pub feign: bool,
+    pub events: Option<String>,
+    /// ANSI colours (a terminal, and NO_COLOR unset).
+    pub color: bool,
+    pub verbose: bool,
+    pub quiet: bool,
+}
+
+/// Width of the swim lanes, in columns.
+const LANE_WIDTH: usize = 60;
+
+/// Per-node colours: red, green, yellow, blue, magenta, cyan, then bright ones.
+const COLORS: [&str; 12] = ["31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96"];
+
+struct Labels {
+    nodes: Vec<(ProcessId, String)>,
+    color: bool,
+}
+
+impl Labels {
+    fn label(&self, pid: ProcessId) -> String {
+        self.nodes.iter().find(|(p, _)| *p == pid).map_or_else(|| "?".into(), |(_, l)| l.clone())
+    }
+
+    fn paint(&self, pid: ProcessId, text: &str) -> String {
+        let i = self.nodes.iter().position(|(p, _)| *p == pid).unwrap_or(0);
+        if self.color {
+            format!("\x1b[{}m{text}\x1b[0m", COLORS[i % COLORS.len()])
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Puts each known member's label before its id, e.g. `C(200, 4000002)`.
+    fn annotate(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (pid, label) in &self.nodes {
+            out = out.replace(&pid.to_string(), &format!("{label}{pid}"));
+        }
+        out
+    }
+}
+
+fn line_for(event: &Event, me: ProcessId) -> Option<String> {
+    match event {
+        Event::Joined { members } => Some(format!("HOWDY answered: joined a group of {members}")),
+        other => events::describe(other, me),
+    }
+}
+
+/// Runs the demo to its end (or Ctrl-C) and prints the summary.
+pub fn run(config: DemoConfig) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+    let gcd_port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let coordinator = Arc::new(Coordinator::new(CoordinatorConfig::default()));
+    std::thread::Builder::new()
+        .name("gcd".into())
+        .spawn(move || {
+            let _ = server::serve(listener, coordinator);
+        })
+        .map_err(|e| e.to_string())?;
+
+    let mut pids: Vec<ProcessId> = Vec::new();
+    while pids.len() < config.nodes {
+        let pid = ProcessId::new(rng.random_range(1..=365), rng.random_range(1_000_000..=9_999_999));
+        if !pids.iter().any(|p| p.su_id == pid.su_id) {
+            pids.push(pid);
+        }
+    }
+    let labels =
+        Labels { nodes: pids.iter().enumerate().map(|(i, p)| (*p, label_of(i))).collect(), color: config.color };
+    let sink = match &config.events {
+        Some(path) => EventSink::open(path).map_err(|e| format!("cannot write events to {path}: {e}"))?,
+        None => EventSink::none(),
+    };
+
+    println!(
+        "demo: a coordinator at 127.0.0.1:{gcd_port} and {} nodes for {:.0} s, feigned failures {}; seed {} (replay with --seed {}). Ctrl-C ends it early.",
+        config.nodes,
+        config.duration.as_secs_f64(),
+        if config.feign { "on" } else { "off" },
+        config.seed,
+        config.seed
+    );
+    let start = Instant::now();
+    let (tx, rx) = mpsc::channel::<Observation>();
+    let mut running: Vec<RunningNode> = Vec::new();
+    for pid in &pids {
+        let tx = tx.clone();
+        let observer = Observer(Arc::new(move |node, event: &Event| {
+            let _ = tx.send(Observation { at: start.elapsed(), node, event: event.clone() });
+        }));
+        let node = NodeConfig {
+            gcd: Addr::new("127.0.0.1", gcd_port),
+            pid: *pid,
+            listen: Some(Addr::new("127.0.0.1", 0)),
+            gcd_message: NameChoice::Auto,
+            settings: Settings { feign: config.feign.then(Feign::default), ..Settings::default() },
+            seed: rng.random(),
+            socket_timeout: Duration::from_millis(1500),
+            events: None,
+            observer: Some(observer),
+            log_events: false,
+            summary_on_stop: false,
+        };
+        running.push(runtime::start(node).map_err(|e| e.to_string())?);
+    }
+    drop(tx);
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    // Only one handler per process; if one is set already, Ctrl-C simply ends the demo.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+
+    let mut seen: Vec<Observation> = Vec::new();
+    let deadline = start + config.duration;
+    let mut out = std::io::stdout().lock();
+    while !interrupted.load(Ordering::SeqCst) && Instant::now() < deadline {
+        let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        if let Ok(o) = rx.recv_timeout(wait) {
+            show(&mut out, &labels, &config, &sink, &o);
+            seen.push(o);
+        }
+    }
+    for node in &running {
+        node.stopper().stop();
+    }
+    for node in running {
+        node.wait();
+    }
+    let end = start.elapsed();
+    while let Ok(o) = rx.try_recv() {
+        show(&mut out, &labels, &config, &sink, &o);
+        seen.push(o);
+    }
+    seen.sort_by_key(|o| o.at);
+    let _ = write!(out, "{}", summary(&seen, &labels, end));
+    let _ = out.flush();
+    Ok(())
+}
+
+fn label_of(i: usize) -> String {
+    let letter = (b'A' + (i % 26) as u8) as char;
+    if i < 26 {
+        letter.to_string()
+    } else {
+        format!("{letter}{}", i / 26)
+    }
+}
+
+fn show(out: &mut impl Write, labels: &Labels, config: &DemoConfig, sink: &EventSink, o: &Observation) {
+    sink.write(&events::json(&o.event, o.node));
+    let shown = match &o.event {
+        _ if config.verbose => true,
+        Event::Leader { .. } => true,
+        _ if config.quiet => false,
+        Event::ProbeOk { .. } => false,
+        _ => true,
+    };
+    let Some(text) = shown.then(|| line_for(&o.event, o.node)).flatten() else { return };
+    let time = chrono::Local::now().format("%H:%M:%S%.3f");
+    let who = labels.paint(o.node, &format!("{:<2} {:<18}", labels.label(o.node), o.node.to_string()));
+    // One write per line, so nothing interleaves.
+    let _ = writeln!(out, "{time} {who} {}", labels.annotate(&text));
+}
+
+fn summary(seen: &[Observation], labels: &Labels, end: Duration) -> String {
+    let pids: Vec<ProcessId> = labels.nodes.iter().map(|(p, _)| *p).collect();
+    let lanes = swim_lanes(seen, &pids, end, LANE_WIDTH);
+    let mut s = format!("\nsummary after {:.1} s\n", end.as_secs_f64());
+    s.push_str(&format!("{:22}|0 s{:>w$}|\n", "", format!("{:.0} s", end.as_secs_f64()), w = LANE_WIDTH - 3));
+    for ((pid, label), lane) in labels.nodes.iter().zip(lanes) {
+        let who = labels.paint(*pid, &format!("{label:<2} {:<18}", pid.to_string()));
+        s.push_str(&format!("{who} |{}|\n", labels.paint(*pid, &lane)));
+    }
+    s.push_str(&format!("{:22} {LANE_LEGEND}\n\n", ""));
+    s.push_str(&GroupFigures::compute(seen, end).render());
+    s
+}
