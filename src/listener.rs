@@ -1,19 +1,51 @@
 //! The node's listening side: one thread per connection. Each connection carries one
 //! message; ELECT and PROBE are answered GOT_IT from the connection's own thread, at
 //! once, so a reply never waits for the main loop. Every message is then handed on.
+//!
+//! Anything can connect, so what a connection may cost is bounded: it has
+//! [`READ_DEADLINE`] in all to deliver its message (a peer trickling a byte at a time
+//! gets no longer than a silent one), at most [`MAX_CONNECTIONS`] are served at once
+//! (past that, new connections are closed at once instead of piling up threads), and
+//! each thread has a small stack (decoding never recurses).
 
 use crate::wire::{self, decode, read_pickle, Message, Reply, Style};
 use log::{debug, warn};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a peer may take to send its one message. Python peers send it at once;
-/// this only limits what a silent or trickling connection can cost.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a peer may take, in all, to send its one message. Python peers send it at
+/// once and wait 1.5 to 2 s for the reply; this only limits what a silent or trickling
+/// connection can cost.
+pub const READ_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Connections served at once. A group of classmates opens a handful at a time; 256
+/// leaves room for floods of fast junk (each gone in microseconds) while a flood of
+/// silent connections holds at most this many threads for [`READ_DEADLINE`].
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Stack of each connection thread: decoding is iterative, so 256 KiB is ample.
+const CONNECTION_STACK: usize = 256 * 1024;
+
+/// A reader that gives up at a deadline, however the bytes trickle in.
+struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the connection's deadline passed"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
 
 /// A message that arrived, and from where.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +109,9 @@ pub fn spawn(
     let local = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut turned_away = 0u64;
+    let mut last_warning: Option<Instant> = None;
     let thread = std::thread::Builder::new().name("listener".into()).spawn(move || loop {
         let accepted = listener.accept();
         if stopping.load(Ordering::SeqCst) {
@@ -84,12 +119,26 @@ pub fn spawn(
         }
         match accepted {
             Ok((stream, from)) => {
-                let deliver = Arc::clone(&deliver);
-                let ignoring = Arc::clone(&ignoring);
+                if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    drop(stream); // closed at once: the peer sees no reply
+                    turned_away += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                        last_warning = Some(Instant::now());
+                        warn!("{MAX_CONNECTIONS} connections open: turned away {turned_away} so far (latest {from})");
+                    }
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                let (deliver, ignoring, count) = (Arc::clone(&deliver), Arc::clone(&ignoring), Arc::clone(&active));
                 let spawned = std::thread::Builder::new()
                     .name(format!("conn-{from}"))
-                    .spawn(move || serve_connection(stream, from, &*deliver, &ignoring));
+                    .stack_size(CONNECTION_STACK)
+                    .spawn(move || {
+                        serve_connection(stream, from, &*deliver, &ignoring);
+                        count.fetch_sub(1, Ordering::SeqCst);
+                    });
                 if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::SeqCst);
                     warn!("no thread for the connection from {from}: {e}");
                 }
             }
@@ -102,16 +151,17 @@ pub fn spawn(
     Ok(ListenerHandle { stop, local, thread: Some(thread) })
 }
 
+fn junk(from: SocketAddr, what: &str) {
+    crate::logging::throttled_warn(&format!("connection from {from}: {what}; ignored"));
+}
+
 fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(Incoming), ignoring: &AtomicBool) {
-    if let Err(e) = stream.set_read_timeout(Some(READ_TIMEOUT)) {
-        debug!("connection from {from}: {e}");
-        return;
-    }
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let bytes = match read_pickle(&mut stream, wire::MAX_PICKLE_BYTES) {
+    let _ = stream.set_write_timeout(Some(READ_DEADLINE));
+    let mut reader = DeadlineReader { stream: &stream, deadline: Instant::now() + READ_DEADLINE };
+    let bytes = match read_pickle(&mut reader, wire::MAX_PICKLE_BYTES) {
         Ok(bytes) => bytes,
         Err(e) => {
-            warn!("connection from {from}: {e}");
+            junk(from, &e.to_string());
             return;
         }
     };
@@ -121,7 +171,7 @@ fn serve_connection(mut stream: TcpStream, from: SocketAddr, deliver: &dyn Fn(In
     {
         Ok(m) => m,
         Err(e) => {
-            warn!("connection from {from}: not a protocol message: {e}");
+            junk(from, &format!("not a protocol message: {e}"));
             return;
         }
     };

@@ -33,3 +33,27 @@ pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool) {
         .target(if to_stderr { env_logger::Target::Stderr } else { env_logger::Target::Stdout })
         .init();
 }
+
+/// A warning about what the network sent, at most once a second across the process (a
+/// flood of junk must not flood the terminal too), saying how many like it were held
+/// back meanwhile; the held-back ones go to the debug level.
+pub fn throttled_warn(line: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now_ms.saturating_sub(last) >= 1000
+        && LAST_MS.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    {
+        let held = HELD_BACK.swap(0, Ordering::Relaxed);
+        if held > 0 {
+            log::warn!("{line} ({held} more like it held back)");
+        } else {
+            log::warn!("{line}");
+        }
+    } else {
+        HELD_BACK.fetch_add(1, Ordering::Relaxed);
+        log::debug!("{line}");
+    }
+}
