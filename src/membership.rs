@@ -20,6 +20,10 @@ pub struct Addr {
     pub port: u16,
 }
 
+/// The most members a node takes in from peers' messages (the GCD's list is taken
+/// whole). Course groups have tens; each member costs a thread per election.
+pub const MAX_LEARNED_MEMBERS: usize = 500;
+
 /// Longest host name DNS allows; anything longer in a message is junk.
 const MAX_HOST_LEN: usize = 253;
 
@@ -174,10 +178,14 @@ impl Members {
     }
 
     /// Takes in every member of `other` that we did not know, by the same rules;
-    /// members we know keep the address we have. Returns the newcomers.
+    /// members we know keep the address we have. Returns the newcomers. Stops at
+    /// [`MAX_LEARNED_MEMBERS`]: a peer's message can't grow the group without bound.
     pub fn merge(&mut self, other: &Members) -> Vec<ProcessId> {
         let mut learned = Vec::new();
         for m in other.entries.iter() {
+            if self.len() >= MAX_LEARNED_MEMBERS {
+                break;
+            }
             if !self.contains(m.pid) {
                 self.insert(m.pid, m.addr.clone());
                 learned.push(m.pid);

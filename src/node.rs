@@ -19,9 +19,10 @@
 //! - Membership news (an ELECT's members, the GCD's list): higher members learned
 //!   mid-election are asked in it; a member above our leader learned while idle starts
 //!   an election (otherwise a node that missed an announcement could lead alone).
-//! - I_AM_LEADER: follow the new leader; if it ranks below us, or below the leader we
-//!   followed (a late announcement overtaken by a newer one), elect to find out who is
-//!   alive; if we don't know where it listens, ask the GCD.
+//! - I_AM_LEADER: from a member below us, ignored but answered by taking over; otherwise
+//!   follow it; if it ranks below the leader we followed (a late announcement overtaken
+//!   by a newer one), elect to find out who is alive; if we don't know where it
+//!   listens, ask the GCD.
 //! - PROBE (when following another node and not electing): after a random wait, ask
 //!   the leader; a failed probe re-registers with the GCD, then elects.
 //! - Feigned failure: after a random time the node goes deaf for a random time
@@ -601,6 +602,14 @@ impl Node {
                 self.start_election(now, why, out);
                 return;
             }
+            // We followed an announcement from an id the GCD does not list: not a
+            // member (a confused or hostile peer), so we find the real leader.
+            if let Some(fake) = self.leader.filter(|l| *l != self.me && !self.members.contains(*l)) {
+                if !self.is_electing() {
+                    self.start_election(now, format!("leader {fake} is not a member the GCD knows"), out);
+                    return;
+                }
+            }
             match self.phase {
                 Phase::Electing { .. } => self.ask_newcomers(&learned, out),
                 Phase::Idle => {
@@ -737,6 +746,19 @@ impl Node {
 
     fn on_leader(&mut self, now: Time, leader: ProcessId, addr: Option<Addr>, out: &mut Vec<Action>) {
         out.push(Action::Event(Event::IAmLeaderReceived { leader }));
+        if leader < self.me {
+            // A lower member can't lead while we are alive: we neither follow it nor
+            // take in what it says (it may not even be a member), and we take over,
+            // but only after the announcer's own I_AM_LEADERs have landed: peers that
+            // believe whichever announcement came last (most Python peers do) must
+            // hear ours after its. The interop tests caught a Python peer ending up
+            // with the lower leader when our correction overtook the announcement.
+            if !self.is_electing() {
+                let reason = format!("{leader} announced itself but ranks below us");
+                self.defer_election(now + self.settle_window(), reason, out);
+            }
+            return;
+        }
         if let (Some(addr), false) = (addr, self.members.contains(leader)) {
             self.members.insert(leader, addr);
         }
@@ -748,14 +770,7 @@ impl Node {
         }
         self.follow(leader, out);
         let unknown = !self.members.contains(leader);
-        if leader < self.me {
-            // We take over, but only after the announcer's own I_AM_LEADERs have landed:
-            // peers that believe whichever announcement came last (most Python peers do)
-            // must hear ours after its. The interop tests caught a Python peer ending up
-            // with the lower leader when our correction overtook the announcement.
-            let reason = format!("{leader} announced itself but ranks below us");
-            self.defer_election(now + self.settle_window(), reason, out);
-        } else if let Some(higher) = previous.filter(|p| leader < *p) {
+        if let Some(higher) = previous.filter(|p| leader < *p) {
             // Announcements travel on separate connections and can arrive out of
             // order: a late one from a lower winner must not demote a higher leader
             // that may still be alive. An election finds out which of them is, and it
@@ -921,14 +936,18 @@ mod tests {
     fn a_lower_node_announcing_itself_is_bullied() {
         let (mut n, _) = joined(9, &[1, 5, 9]);
         let out = n.handle(S, Input::IAmLeader { leader: pid(5), addr: None });
-        // Noted, then overruled once 5's own announcements have landed: we are the
+        // Not followed; overruled once 5's own announcements have landed: we are the
         // highest, so we win at once and announce.
-        assert!(out.contains(&Action::Event(Event::Leader { leader: pid(5), previous: Some(pid(9)) })));
+        assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::Leader { .. }))), "{out:?}");
+        assert_eq!(n.leader(), Some(pid(9)));
         assert_eq!(timers(&out), [(S + SETTLE_WINDOW, Timer::Deferred(1))]);
         let out = n.handle(S + SETTLE_WINDOW, Input::Timer(Timer::Deferred(1)));
         assert_eq!(n.leader(), Some(pid(9)));
-        assert!(out.contains(&Action::Event(Event::Leader { leader: pid(9), previous: Some(pid(5)) })));
         assert_eq!(leaders_sent(&out), [pid(1), pid(5)]);
+        // An unknown lower id, with an address, is not taken in either.
+        let out = n.handle(2 * S, Input::IAmLeader { leader: pid(2), addr: Some(addr(2)) });
+        assert!(!n.members().contains(pid(2)));
+        assert_eq!(timers(&out).len(), 1);
     }
 
     #[test]
@@ -1206,6 +1225,17 @@ mod tests {
         let out = n.handle(S, Input::Registered { members: group(&[9, 5]) });
         assert_eq!(leaders_sent(&out), [pid(5)]);
         assert!(elects(&out).is_empty());
+    }
+
+    #[test]
+    fn an_announcer_the_gcd_does_not_know_is_not_followed_for_long() {
+        let (mut n, _) = joined(5, &[5, 9]);
+        n.handle(S, Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::GotIt });
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        let out = n.handle(2 * S, Input::IAmLeader { leader: pid(300), addr: None });
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        let out = n.handle(2 * S, Input::Registered { members: group(&[5, 9]) });
+        assert_eq!(elects(&out), [(2, pid(9))], "{out:?}");
     }
 
     #[test]
