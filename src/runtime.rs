@@ -31,6 +31,12 @@ use std::time::{Duration, Instant};
 /// How long the GCD may take to answer a registration.
 pub const GCD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Registration attempts at start-up while the GCD is unreachable, and the first wait
+/// between them (doubling: 0.25, 0.5, 1, 2 s), so a node started a moment before its GCD
+/// still joins, and one pointed at nothing says so within about four seconds.
+pub const GCD_ATTEMPTS: u32 = 5;
+const GCD_FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
 /// The most a Python peer reads of a message (one `recv(1024)`).
 const PYTHON_RECV: usize = 1024;
 
@@ -38,7 +44,7 @@ const PYTHON_RECV: usize = 1024;
 pub enum NodeError {
     Bind { addr: Addr, cause: std::io::Error },
     Events { path: String, cause: std::io::Error },
-    Gcd(GcdError),
+    Gcd { error: GcdError, attempts: u32, waited: Duration },
 }
 
 impl fmt::Display for NodeError {
@@ -51,7 +57,10 @@ impl fmt::Display for NodeError {
             NodeError::Events { path, cause } => {
                 write!(f, "cannot write events to {path}: {cause}; pick another --events path")
             }
-            NodeError::Gcd(e) => write!(f, "{e}"),
+            NodeError::Gcd { error, attempts: 1, .. } => write!(f, "{error}"),
+            NodeError::Gcd { error, attempts, waited } => {
+                write!(f, "{error} (gave up after {attempts} attempts over {:.1} s)", waited.as_secs_f64())
+            }
         }
     }
 }
@@ -95,6 +104,25 @@ pub fn describe_members(members: &Members, me: ProcessId) -> String {
         .map(|m| format!("{}{} at {}", m.pid, if m.pid == me { " (us)" } else { "" }, m.addr))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Registers, retrying with backoff while the GCD is unreachable.
+fn register_at_startup(config: &NodeConfig, addr: &Addr) -> Result<gcd::Registration, NodeError> {
+    let started = Instant::now();
+    let mut wait = GCD_FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match gcd::register(&config.gcd, config.gcd_message, config.pid, addr, GCD_TIMEOUT) {
+            Ok(registration) => return Ok(registration),
+            Err(error) if error.is_transient() && attempt < GCD_ATTEMPTS => {
+                warn!("{error}; trying again in {} ms ({attempt} of {GCD_ATTEMPTS})", wait.as_millis());
+                std::thread::sleep(wait);
+                wait *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err(NodeError::Gcd { error, attempts: attempt, waited: started.elapsed() }),
+        }
+    }
 }
 
 /// What the main loop takes from its mailbox.
@@ -143,8 +171,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     };
     let (listener, addr) = bind(&config)?;
     info!("listening at {addr}");
-    let registration =
-        gcd::register(&config.gcd, config.gcd_message, config.pid, &addr, GCD_TIMEOUT).map_err(NodeError::Gcd)?;
+    let registration = register_at_startup(&config, &addr)?;
     info!(
         "{} to the GCD at {}: joined a group of {}: {}",
         registration.name,
@@ -262,16 +289,20 @@ impl Runtime {
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
                 if rejected > 0 {
-                    warn!("ELECT from {from} listed {rejected} entries that are not valid members; ignored them");
+                    crate::logging::throttled_warn(&format!(
+                        "ELECT from {from} listed {rejected} entries that are not valid members; ignored them"
+                    ));
                 }
                 self.feed(Input::Elect { members, sender });
             }
             Message::IAmLeader { leader, addr } => self.feed(Input::IAmLeader { leader, addr }),
             Message::Probe => info!("PROBE from {from}: answered GOT_IT"),
             Message::Register { name, .. } => {
-                warn!("{name} from {from} ignored: that message is for the GCD")
+                crate::logging::throttled_warn(&format!("{name} from {from} ignored: that message is for the GCD"))
             }
-            Message::Unknown { name, .. } => warn!("unknown message {name:?} from {from} ignored"),
+            Message::Unknown { name, .. } => {
+                crate::logging::throttled_warn(&format!("unknown message {name:?} from {from} ignored"))
+            }
         }
     }
 

@@ -55,6 +55,12 @@ pub enum GcdError {
 }
 
 impl GcdError {
+    /// Whether trying again soon may help: the GCD is not up yet, or the connection
+    /// broke. A refusal, garbage, a dropped request or a GCD that hangs will not change.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, GcdError::Unreachable { .. } | GcdError::Broken { .. })
+    }
+
     /// What to do about a refusal, from the GCD's own words.
     fn advice(reason: &str) -> &'static str {
         if reason.starts_with("Only local group members") {
