@@ -5,17 +5,8 @@
 mod common;
 
 use bully_node::wire::{encode, Style, Value};
-use common::{python_gcd, rust_gcd, send_raw};
+use common::{i, python_gcd, rust_gcd, s, send_raw, t};
 
-fn s(x: &str) -> Value {
-    Value::str(x)
-}
-fn i(x: i64) -> Value {
-    Value::Int(x)
-}
-fn t<const N: usize>(items: [Value; N]) -> Value {
-    Value::tuple(items)
-}
 fn p(v: &Value) -> Vec<u8> {
     encode(v, Style::Compact)
 }

@@ -8,6 +8,9 @@ use bully_node::membership::{Addr, Layout};
 use bully_node::wire::{decode, read_pickle, DecodeErrorKind, Message, Reply, Value, MAX_PICKLE_BYTES};
 use std::path::PathBuf;
 
+mod common;
+use common::{i, s, t};
+
 const PROTOCOLS: std::ops::RangeInclusive<u8> = 0..=5;
 
 fn golden(name: &str) -> Vec<u8> {
@@ -15,15 +18,6 @@ fn golden(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run python3 tests/golden/gen.py)", path.display()))
 }
 
-fn s(x: &str) -> Value {
-    Value::str(x)
-}
-fn i(x: i64) -> Value {
-    Value::Int(x)
-}
-fn t<const N: usize>(items: [Value; N]) -> Value {
-    Value::tuple(items)
-}
 fn pid(days: i64, su: i64) -> Value {
     t([i(days), i(su)])
 }

@@ -285,3 +285,16 @@ impl PyPeer {
         }
     }
 }
+
+/// Python values in few keystrokes: `s("ELECT")`, `i(5)`, `t([i(5), i(1234567)])`.
+pub fn s(x: &str) -> bully_node::wire::Value {
+    bully_node::wire::Value::str(x)
+}
+
+pub fn i(x: i64) -> bully_node::wire::Value {
+    bully_node::wire::Value::Int(x)
+}
+
+pub fn t<const N: usize>(items: [bully_node::wire::Value; N]) -> bully_node::wire::Value {
+    bully_node::wire::Value::tuple(items)
+}
