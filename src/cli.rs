@@ -66,6 +66,32 @@ pub enum Command {
     /// Run a whole group in this process (a coordinator and N nodes on 127.0.0.1) and
     /// show one timeline, then swim lanes and figures
     Demo(DemoArgs),
+    /// Measure how fast groups of bully-node and of the Python reference peer decide,
+    /// what a node costs, and how far a group scales (real processes on 127.0.0.1)
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Group sizes for the join and failover measurements
+    #[arg(long, value_delimiter = ',', default_value = "5,20,50")]
+    pub sizes: Vec<usize>,
+
+    /// Repetitions of each measurement (the table shows median, min and max)
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+
+    /// How long the idle-cost measurement watches a settled group
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_run_time)]
+    pub idle: Duration,
+
+    /// Group sizes tried for the scale measurement, in order, until one fails
+    #[arg(long, value_delimiter = ',', default_value = "50,100,150,200")]
+    pub scale: Vec<usize>,
+
+    /// Measure bully-node only (the Python peer needs python3)
+    #[arg(long)]
+    pub no_python: bool,
 }
 
 #[derive(Args, Debug)]

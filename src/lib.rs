@@ -1,6 +1,7 @@
 //! bully-node: a peer for the CPSC 5520 bully leader-election protocol that interoperates
 //! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod events;

@@ -1,6 +1,7 @@
 //! The `bully-node` binary: parse the command line, set up logging, run, and map
 //! errors to exit codes (0 normal, 1 runtime error, 2 usage error).
 
+use bully_node::bench::{self, BenchConfig};
 use bully_node::cli::NodeConfig;
 use bully_node::cli::{Cli, Command};
 use bully_node::demo::{self, DemoConfig};
@@ -46,6 +47,16 @@ fn main() -> ExitCode {
                 color,
                 verbose: cli.verbose > 0,
                 quiet: cli.quiet,
+            })
+        }
+        Some(Command::Bench(args)) => {
+            logging::init("bench".into(), 0, true, true);
+            bench::run(BenchConfig {
+                sizes: args.sizes.into_iter().filter(|n| *n >= 2).collect(),
+                reps: args.reps.max(1),
+                idle: args.idle,
+                scale: args.scale,
+                python: !args.no_python,
             })
         }
         None => match cli.node.into_config(identity::local_today()) {

@@ -71,7 +71,12 @@ impl Proc {
 
     /// Waits for the process to exit by itself and returns its code and all output.
     pub fn wait_exit(&mut self) -> (Option<i32>, String) {
-        let end = Instant::now() + DEADLINE;
+        self.wait_exit_within(DEADLINE)
+    }
+
+    /// [`Proc::wait_exit`] with a deadline of its own, for long runs.
+    pub fn wait_exit_within(&mut self, limit: Duration) -> (Option<i32>, String) {
+        let end = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
@@ -79,7 +84,7 @@ impl Proc {
                 }
                 return (status.code(), self.seen.join("\n"));
             }
-            assert!(Instant::now() < end, "{} did not exit within {DEADLINE:?}", self.name);
+            assert!(Instant::now() < end, "{} did not exit within {limit:?}", self.name);
             while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(20)) {
                 self.seen.push(line);
             }

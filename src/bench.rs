@@ -1,0 +1,569 @@
+//! `bully-node bench`: how fast a group decides, what a node costs, and how far it
+//! scales, for bully-node and, side by side under the same schedule, for the Python
+//! reference peer of the test suite (tests/fixtures/bully_peer.py). Every member is a
+//! real process on 127.0.0.1 registered with this binary's own coordinator; times come
+//! from the members' own JSON events (wall-clock milliseconds), so both kinds are
+//! measured the same way. The floor is a bare connect, one pickle and its reply.
+
+use crate::identity::ProcessId;
+use crate::membership::{Addr, Members};
+use crate::wire::{encode, encode_message, read_pickle, Message, Style, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub sizes: Vec<usize>,
+    pub reps: usize,
+    pub idle: Duration,
+    pub scale: Vec<usize>,
+    pub python: bool,
+}
+
+const PYTHON_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bully_peer.py");
+
+/// How long a group may take to settle before a measurement counts as "did not".
+const SETTLE: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Rust,
+    Python,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Rust => "bully-node",
+            Kind::Python => "Python peer",
+        }
+    }
+}
+
+/// One event line of a member, the fields the benchmark reads.
+#[derive(Clone, Debug, Default)]
+struct Ev {
+    t: u64,
+    event: String,
+    leader: Option<ProcessId>,
+    name: String,
+    bytes: usize,
+    asking: usize,
+    announcing: usize,
+}
+
+/// The text after `"key":` (either JSON spacing), if present.
+fn after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+    Some(line[at..].trim_start())
+}
+
+fn num(line: &str, key: &str) -> Option<u64> {
+    after(line, key)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+fn text(line: &str, key: &str) -> Option<String> {
+    Some(after(line, key)?.strip_prefix('"')?.split('"').next()?.to_string())
+}
+
+fn pids(line: &str, key: &str) -> Vec<ProcessId> {
+    let Some(rest) = after(line, key).and_then(|r| r.strip_prefix('[')) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut s = rest;
+    // Either one pair `[d, s]` (a leader) or a list of pairs `[[d, s], ...]`.
+    if !s.starts_with('[') {
+        let inner = &s[..s.find(']').unwrap_or(0)];
+        if let Some((d, u)) = inner.split_once(',') {
+            if let (Ok(d), Ok(u)) = (d.trim().parse(), u.trim().parse()) {
+                out.push(ProcessId::new(d, u));
+            }
+        }
+        return out;
+    }
+    while let Some(open) = s.find('[') {
+        let close = s[open..].find(']').map(|c| open + c).unwrap_or(s.len());
+        if let Some((d, u)) = s[open + 1..close].split_once(',') {
+            if let (Ok(d), Ok(u)) = (d.trim().parse(), u.trim().parse()) {
+                out.push(ProcessId::new(d, u));
+            }
+        }
+        s = &s[close.min(s.len())..];
+        if s.starts_with("]]") || s.is_empty() {
+            break;
+        }
+        s = &s[1..];
+    }
+    out
+}
+
+fn parse(line: &str) -> Option<Ev> {
+    Some(Ev {
+        t: num(line, "t")?,
+        event: text(line, "event")?,
+        leader: pids(line, "leader").first().copied(),
+        name: text(line, "name").unwrap_or_default(),
+        bytes: num(line, "bytes").unwrap_or(0) as usize,
+        asking: pids(line, "asking").len() + pids(line, "members").len(),
+        announcing: num(line, "announcing_to").unwrap_or(0) as usize,
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A member process and the events it has printed.
+struct Member {
+    pid: ProcessId,
+    child: Child,
+    log: Arc<Mutex<Vec<Ev>>>,
+}
+
+impl Member {
+    fn start(kind: Kind, gcd_port: u16, pid: ProcessId) -> std::io::Result<Member> {
+        let gcd = format!("127.0.0.1:{gcd_port}");
+        let (days, su) = (pid.days.to_string(), pid.su_id.to_string());
+        let mut cmd = match kind {
+            Kind::Rust => {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.args(["--gcd", &gcd, "--days", &days, "--su-id", &su, "--listen", "127.0.0.1:0"]);
+                c.args(["--events", "-", "--no-feign", "-q"]);
+                c
+            }
+            Kind::Python => {
+                let mut c = Command::new("python3");
+                c.args([PYTHON_PEER, "--gcd", &gcd, "--days", &days, "--su-id", &su, "--probe", "--report-sends"]);
+                c
+            }
+        };
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let out = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(ev) = parse(&line) {
+                    sink.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
+                }
+            }
+        });
+        Ok(Member { pid, child, log })
+    }
+
+    fn events(&self) -> Vec<Ev> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The leader it follows now, and since when.
+    fn following(&self) -> Option<(ProcessId, u64)> {
+        self.events().iter().rev().find(|e| e.event == "leader").and_then(|e| e.leader.map(|l| (l, e.t)))
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).status();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A coordinator process on a free port.
+struct Gcd {
+    child: Child,
+    port: u16,
+}
+
+impl Gcd {
+    fn start() -> std::io::Result<Gcd> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(std::env::current_exe()?)
+            .args(["gcd", "--listen", &format!("127.0.0.1:{port}"), "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("the coordinator did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Gcd { child, port })
+    }
+}
+
+impl Drop for Gcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 20 ms until it returns something or `limit` passes.
+fn poll<T>(limit: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// When every member came to follow `leader` (the latest of their switches), if all do.
+fn all_follow(members: &[&Member], leader: ProcessId) -> Option<u64> {
+    members
+        .iter()
+        .map(|m| m.following().filter(|(l, _)| *l == leader).map(|(_, t)| t))
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .max()
+}
+
+/// Identities for a group of `n`: days spread over 1..=360, distinct SU IDs; the last
+/// is the highest.
+fn identities(n: usize, base: u32) -> Vec<ProcessId> {
+    (0..n).map(|i| ProcessId::new(1 + (i * 359 / n.max(1)) as u32, base + i as u32)).collect()
+}
+
+/// Time between starting members, for both kinds alike: a group whose members all start
+/// in the same millisecond mostly measures the races of its announcements (Python
+/// peers keep whichever announcement came last, and then never recover).
+const STAGGER: Duration = Duration::from_millis(50);
+
+fn start_group(kind: Kind, gcd: &Gcd, pids: &[ProcessId]) -> Result<Vec<Member>, String> {
+    pids.iter()
+        .map(|p| {
+            std::thread::sleep(STAGGER);
+            Member::start(kind, gcd.port, *p).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Waits until every member follows the highest, then until the group has been quiet
+/// (no event but probes) for a second, so that a failure injected next is the only
+/// thing going on.
+fn settle(members: &[Member]) -> Result<(), String> {
+    let top = members.iter().map(|m| m.pid).max().ok_or("empty group")?;
+    let all: Vec<&Member> = members.iter().collect();
+    poll(SETTLE, || all_follow(&all, top)).ok_or_else(|| format!("a group of {} did not settle", members.len()))?;
+    let last_news = |m: &Member| {
+        m.events().iter().rev().find(|e| !e.event.starts_with("probe") && e.event != "sent").map_or(0, |e| e.t)
+    };
+    poll(Duration::from_secs(10), || (members.iter().map(last_news).max().unwrap_or(0) + 1000 < now_ms()).then_some(()))
+        .ok_or_else(|| format!("a group of {} never went quiet", members.len()))
+}
+
+/// Election traffic: messages and bytes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Traffic {
+    messages: usize,
+    bytes: usize,
+}
+
+/// A new highest member joins a settled group of `n - 1`: time from its registration
+/// until every member follows it, and the election traffic in that window.
+fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String> {
+    let gcd = Gcd::start().map_err(|e| e.to_string())?;
+    let base = 5_000_000 + rep as u32 * 1000;
+    let mut members = start_group(kind, &gcd, &identities(n - 1, base))?;
+    settle(&members)?;
+    let newcomer = ProcessId::new(365, base + 999);
+    members.push(Member::start(kind, gcd.port, newcomer).map_err(|e| e.to_string())?);
+    let joined = poll(SETTLE, || members.last().unwrap().events().iter().find(|e| e.event == "joined").map(|e| e.t))
+        .ok_or("the newcomer did not register")?;
+    let all: Vec<&Member> = members.iter().collect();
+    let agreed = poll(SETTLE, || all_follow(&all, newcomer))
+        .ok_or_else(|| format!("{n} members never all followed the newcomer"))?;
+    std::thread::sleep(Duration::from_millis(300)); // late messages of the episode
+    let window = joined..=agreed + 300;
+    let mut traffic = Traffic::default();
+    // Sizes of our messages for this group, for counting bytes from our events.
+    let group: Members = members.iter().map(|m| (m.pid, Addr::new("127.0.0.1", 40000))).collect();
+    let elect_bytes = encode_message(&Message::Elect { members: group, sender: None, rejected: 0 }).len();
+    let leader_bytes = encode_message(&Message::IAmLeader { leader: newcomer, addr: None }).len();
+    let got_it_bytes = encode(&Value::str("GOT_IT"), Style::Compact).len();
+    for m in &members {
+        for e in m.events().iter().filter(|e| window.contains(&e.t)) {
+            match (kind, e.event.as_str()) {
+                (Kind::Rust, "election_started" | "election_widened") => {
+                    traffic.messages += e.asking;
+                    traffic.bytes += e.asking * elect_bytes;
+                }
+                (Kind::Rust, "got_it") => {
+                    traffic.messages += 1;
+                    traffic.bytes += got_it_bytes;
+                }
+                (Kind::Rust, "won") => {
+                    traffic.messages += e.announcing;
+                    traffic.bytes += e.announcing * leader_bytes;
+                }
+                (Kind::Rust, "announced_to") => {
+                    traffic.messages += e.asking;
+                    traffic.bytes += e.asking * leader_bytes;
+                }
+                (Kind::Python, "sent") if e.name != "PROBE" => {
+                    traffic.messages += 1;
+                    traffic.bytes += e.bytes;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((Duration::from_millis(agreed.saturating_sub(joined)), traffic))
+}
+
+/// The leader of a settled group of `n` is killed (`-KILL`: refused connections) or
+/// stopped (`-STOP`: the port stays open, nothing answers). Returns the time from the
+/// first failed PROBE, and from the kill, until every survivor follows the next highest.
+fn failover(kind: Kind, n: usize, rep: usize, signal: &str) -> Result<(Duration, Duration), String> {
+    let gcd = Gcd::start().map_err(|e| e.to_string())?;
+    let pids = identities(n, 6_000_000 + rep as u32 * 1000);
+    let members = start_group(kind, &gcd, &pids)?;
+    settle(&members)?;
+    let (leader, survivors) = members.split_last().unwrap();
+    let next = survivors.iter().map(|m| m.pid).max().unwrap();
+    let killed = now_ms();
+    leader.signal(signal);
+    let all: Vec<&Member> = survivors.iter().collect();
+    let agreed = poll(SETTLE, || all_follow(&all, next)).ok_or_else(|| {
+        let views: Vec<String> = survivors.iter().map(|m| format!("{} follows {:?}", m.pid, m.following())).collect();
+        format!("the survivors never agreed on {next}: {}", views.join("; "))
+    })?;
+    let first_failed = survivors
+        .iter()
+        .flat_map(|m| m.events())
+        .filter(|e| e.event == "probe_failed" && e.t >= killed)
+        .map(|e| e.t)
+        .min()
+        .ok_or_else(|| {
+            let seen: Vec<String> = survivors
+                .iter()
+                .flat_map(|m| {
+                    m.events()
+                        .into_iter()
+                        .filter(|e| e.t + 2000 >= killed)
+                        .map(move |e| format!("{} {} {}", m.pid, e.t, e.event))
+                })
+                .collect();
+            format!("no PROBE failed after the kill at {killed}: {}", seen.join("; "))
+        })?;
+    Ok((
+        Duration::from_millis(agreed.saturating_sub(first_failed)),
+        Duration::from_millis(agreed.saturating_sub(killed)),
+    ))
+}
+
+/// Resident memory (KiB), threads and CPU time (ms) of a process, from /proc.
+fn usage(pid: u32) -> Option<(u64, u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status.lines().find_map(|l| l.strip_prefix(name))?.split_whitespace().next()?.parse().ok()
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100/s).
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((field("VmRSS:")?, field("Threads:")?, ticks * 10))
+}
+
+/// A settled group of 5, idle (probing) for `idle`: per member, resident memory, threads
+/// and CPU time spent.
+fn idle_cost(kind: Kind, idle: Duration) -> Result<(f64, f64, f64), String> {
+    let gcd = Gcd::start().map_err(|e| e.to_string())?;
+    let members = start_group(kind, &gcd, &identities(5, 7_000_000))?;
+    settle(&members)?;
+    let before: Vec<_> = members.iter().map(|m| usage(m.child.id()).unwrap_or_default()).collect();
+    std::thread::sleep(idle);
+    let after: Vec<_> = members.iter().map(|m| usage(m.child.id()).unwrap_or_default()).collect();
+    let n = members.len() as f64;
+    let rss = after.iter().map(|u| u.0 as f64).sum::<f64>() / n / 1024.0;
+    let threads = after.iter().map(|u| u.1 as f64).sum::<f64>() / n;
+    let cpu = after.iter().zip(&before).map(|(a, b)| a.2.saturating_sub(b.2) as f64).sum::<f64>() / n;
+    Ok((rss, threads, cpu))
+}
+
+/// Members join one after another, each the new highest: does the whole group follow
+/// the last within 10 s of its registration? Returns the time and the group's memory.
+fn scale(kind: Kind, n: usize) -> Result<(Duration, f64), String> {
+    let gcd = Gcd::start().map_err(|e| e.to_string())?;
+    let members = start_group(kind, &gcd, &identities(n, 8_000_000))?;
+    let last = members.last().unwrap();
+    let joined = poll(SETTLE, || last.events().iter().find(|e| e.event == "joined").map(|e| e.t)).ok_or("no join")?;
+    let all: Vec<&Member> = members.iter().collect();
+    let agreed = poll(Duration::from_secs(10), || all_follow(&all, last.pid))
+        .ok_or_else(|| format!("{n} members did not all follow the highest within 10 s"))?;
+    let rss: u64 = members.iter().filter_map(|m| usage(m.child.id())).map(|u| u.0).sum();
+    Ok((Duration::from_millis(agreed.saturating_sub(joined)), rss as f64 / 1024.0))
+}
+
+/// The physical minimum: connect, send one PROBE pickle, read the GOT_IT, on loopback.
+fn floor(reps: usize) -> Result<Vec<Duration>, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let reply = encode(&Value::str("GOT_IT"), Style::Compact);
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().take(reps).flatten() {
+            if read_pickle(&mut s, 1024).is_ok() {
+                let _ = s.write_all(&reply);
+            }
+        }
+    });
+    let probe = encode_message(&Message::Probe);
+    (0..reps)
+        .map(|_| {
+            let started = Instant::now();
+            let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            s.write_all(&probe).map_err(|e| e.to_string())?;
+            read_pickle(&mut s, 1024).map_err(|e| e.to_string())?;
+            Ok(started.elapsed())
+        })
+        .collect()
+}
+
+/// Median, min and max, as "12.3 (10.1-15.0)" in milliseconds.
+fn spread(mut d: Vec<Duration>) -> (Option<f64>, String) {
+    if d.is_empty() {
+        return (None, "-".into());
+    }
+    d.sort();
+    let ms = |x: Duration| x.as_secs_f64() * 1000.0;
+    let median = ms(d[d.len() / 2]);
+    (Some(median), format!("{median:.1} ({:.1}-{:.1})", ms(d[0]), ms(d[d.len() - 1])))
+}
+
+fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
+    match (ours, theirs) {
+        (Some(o), Some(t)) if o > 0.0 => format!("{:.1}x", t / o),
+        _ => "-".into(),
+    }
+}
+
+/// Runs every measurement and prints the table (Markdown, for BENCHMARKS.md).
+pub fn run(config: BenchConfig) -> Result<(), String> {
+    let kinds: Vec<Kind> = if config.python { vec![Kind::Rust, Kind::Python] } else { vec![Kind::Rust] };
+    let floor_times = floor(200)?;
+    let (floor_median, floor_text) = spread(floor_times);
+    let floor_ms = floor_median.unwrap_or(1.0);
+    println!("floor (connect + one PROBE pickle + GOT_IT on loopback, 200 times): {floor_text} ms\n");
+    println!("| measurement | N | bully-node ms | Python peer ms | Python / bully-node | bully-node / floor |");
+    println!("|---|---|---|---|---|---|");
+    let mut errors = Vec::new();
+    let row = |what: &str, n: usize, results: Vec<Vec<Duration>>| {
+        let cells: Vec<(Option<f64>, String)> = results.into_iter().map(spread).collect();
+        let ours = cells[0].0;
+        let theirs = cells.get(1).and_then(|c| c.0);
+        let python = cells.get(1).map_or("not run".to_string(), |c| c.1.clone());
+        let multiple = ours.map_or("-".into(), |o| format!("{:.0}x", o / floor_ms));
+        println!("| {what} | {n} | {} | {python} | {} | {multiple} |", cells[0].1, ratio(ours, theirs));
+    };
+    let mut traffic_rows = Vec::new();
+    for &n in &config.sizes {
+        let mut per_kind = Vec::new();
+        for &kind in &kinds {
+            let mut times = Vec::new();
+            for rep in 0..config.reps {
+                match join(kind, n, rep) {
+                    Ok((t, traffic)) => {
+                        times.push(t);
+                        if rep == 0 {
+                            traffic_rows.push((n, kind, traffic));
+                        }
+                    }
+                    Err(e) => errors.push(format!("join, {}, N={n}: {e}", kind.name())),
+                }
+            }
+            per_kind.push(times);
+        }
+        row("join: new highest registers -> all follow it", n, per_kind);
+    }
+    for (signal, what) in [("-KILL", "refused"), ("-STOP", "silent")] {
+        for &n in &config.sizes {
+            let (mut from_probe, mut from_kill) = (Vec::new(), Vec::new());
+            for &kind in &kinds {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for rep in 0..config.reps {
+                    match failover(kind, n, rep, signal) {
+                        Ok((x, y)) => {
+                            a.push(x);
+                            b.push(y);
+                        }
+                        Err(e) => errors.push(format!("failover {what}, {}, N={n}: {e}", kind.name())),
+                    }
+                }
+                from_probe.push(a);
+                from_kill.push(b);
+            }
+            row(&format!("failover, {what}: first failed PROBE -> all follow next"), n, from_probe);
+            row(&format!("failover, {what}: kill -> all follow next"), n, from_kill);
+        }
+    }
+    println!("\n| traffic of one join | N | implementation | messages | bytes | bully worst case (n^2 - 1 messages) |");
+    println!("|---|---|---|---|---|---|");
+    for (n, kind, t) in traffic_rows {
+        println!("| join | {n} | {} | {} | {} | {} |", kind.name(), t.messages, t.bytes, n * n - 1);
+    }
+    println!(
+        "\n| idle cost per node (group of 5, {:.0} s) | resident MiB | threads | CPU ms |",
+        config.idle.as_secs_f64()
+    );
+    println!("|---|---|---|---|");
+    for &kind in &kinds {
+        match idle_cost(kind, config.idle) {
+            Ok((rss, threads, cpu)) => println!("| {} | {rss:.1} | {threads:.1} | {cpu:.0} |", kind.name()),
+            Err(e) => errors.push(format!("idle, {}: {e}", kind.name())),
+        }
+    }
+    println!("\n| scale: all follow the highest within 10 s of the last join | N | ms after the last join | group's resident MiB |");
+    println!("|---|---|---|---|");
+    for &kind in &kinds {
+        for &n in &config.scale {
+            match scale(kind, n) {
+                Ok((t, rss)) => println!("| {} | {n} | {} | {rss:.0} |", kind.name(), t.as_millis()),
+                Err(e) => {
+                    println!("| {} | {n} | did not: {e} | - |", kind.name());
+                    break;
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        println!("\nmeasurements that did not complete:");
+        errors.iter().for_each(|e| println!("- {e}"));
+    }
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_kinds_of_event_lines() {
+        let ours =
+            r#"{"t":1795519750001,"node":[120,4000003],"event":"leader","leader":[200,4000002],"previous":null}"#;
+        let e = parse(ours).unwrap();
+        assert_eq!((e.t, e.event.as_str(), e.leader), (1795519750001, "leader", Some(ProcessId::new(200, 4000002))));
+        let started = r#"{"t":5,"node":[1,2],"event":"election_started","election":1,"reason":"x","asking":[[9,1000009],[8,1000008]]}"#;
+        assert_eq!(parse(started).unwrap().asking, 2);
+        let python = r#"{"event": "sent", "name": "ELECT", "bytes": 277, "t": 1795519750002}"#;
+        let e = parse(python).unwrap();
+        assert_eq!((e.t, e.name.as_str(), e.bytes), (1795519750002, "ELECT", 277));
+        let python_leader = r#"{"event": "leader", "leader": [300, 4000004], "t": 9}"#;
+        assert_eq!(parse(python_leader).unwrap().leader, Some(ProcessId::new(300, 4000004)));
+    }
+}
