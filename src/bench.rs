@@ -116,11 +116,24 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What the reader thread of a member keeps: every event (read after the fact), and
+/// the two facts polled every 20 ms, kept apart so that polling copies nothing. (Polls
+/// that cloned the whole history starved the reader threads; the members' stdout pipes
+/// filled and their main loops blocked writing events, which the first run measured.)
+#[derive(Default)]
+struct Log {
+    events: Vec<Ev>,
+    leader: Option<(ProcessId, u64)>,
+    joined: Option<u64>,
+    /// Time of the latest event that is not a probe or a sent message.
+    news: u64,
+}
+
 /// A member process and the events it has printed.
 struct Member {
     pid: ProcessId,
     child: Child,
-    log: Arc<Mutex<Vec<Ev>>>,
+    log: Arc<Mutex<Log>>,
 }
 
 impl Member {
@@ -141,26 +154,43 @@ impl Member {
             }
         };
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Log::default()));
         let sink = Arc::clone(&log);
         let out = child.stdout.take().expect("piped");
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some(ev) = parse(&line) {
-                    sink.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
+                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    match ev.event.as_str() {
+                        "leader" => log.leader = ev.leader.map(|l| (l, ev.t)),
+                        "joined" => log.joined = Some(ev.t),
+                        _ => {}
+                    }
+                    if !ev.event.starts_with("probe") && ev.event != "sent" {
+                        log.news = ev.t;
+                    }
+                    log.events.push(ev);
                 }
             }
         });
         Ok(Member { pid, child, log })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn events(&self) -> Vec<Ev> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().events.clone()
     }
 
     /// The leader it follows now, and since when.
     fn following(&self) -> Option<(ProcessId, u64)> {
-        self.events().iter().rev().find(|e| e.event == "leader").and_then(|e| e.leader.map(|l| (l, e.t)))
+        self.lock().leader
+    }
+
+    fn joined(&self) -> Option<u64> {
+        self.lock().joined
     }
 
     fn signal(&self, sig: &str) {
@@ -260,11 +290,10 @@ fn settle(members: &[Member]) -> Result<(), String> {
     let top = members.iter().map(|m| m.pid).max().ok_or("empty group")?;
     let all: Vec<&Member> = members.iter().collect();
     poll(SETTLE, || all_follow(&all, top)).ok_or_else(|| format!("a group of {} did not settle", members.len()))?;
-    let last_news = |m: &Member| {
-        m.events().iter().rev().find(|e| !e.event.starts_with("probe") && e.event != "sent").map_or(0, |e| e.t)
-    };
-    poll(Duration::from_secs(10), || (members.iter().map(last_news).max().unwrap_or(0) + 1000 < now_ms()).then_some(()))
-        .ok_or_else(|| format!("a group of {} never went quiet", members.len()))
+    poll(Duration::from_secs(10), || {
+        (members.iter().map(|m| m.lock().news).max().unwrap_or(0) + 1000 < now_ms()).then_some(())
+    })
+    .ok_or_else(|| format!("a group of {} never went quiet", members.len()))
 }
 
 /// Election traffic: messages and bytes.
@@ -283,8 +312,7 @@ fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String>
     settle(&members)?;
     let newcomer = ProcessId::new(365, base + 999);
     members.push(Member::start(kind, gcd.port, newcomer).map_err(|e| e.to_string())?);
-    let joined = poll(SETTLE, || members.last().unwrap().events().iter().find(|e| e.event == "joined").map(|e| e.t))
-        .ok_or("the newcomer did not register")?;
+    let joined = poll(SETTLE, || members.last().unwrap().joined()).ok_or("the newcomer did not register")?;
     let all: Vec<&Member> = members.iter().collect();
     let agreed = poll(SETTLE, || all_follow(&all, newcomer))
         .ok_or_else(|| format!("{n} members never all followed the newcomer"))?;
@@ -343,6 +371,25 @@ fn failover(kind: Kind, n: usize, rep: usize, signal: &str) -> Result<(Duration,
         let views: Vec<String> = survivors.iter().map(|m| format!("{} follows {:?}", m.pid, m.following())).collect();
         format!("the survivors never agreed on {next}: {}", views.join("; "))
     })?;
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        // The survivor that switched last, and what it went through after the kill.
+        if let Some(new) = survivors.iter().find(|m| m.pid == next) {
+            eprintln!("{} {signal}: the new leader {next}:", kind.name());
+            for e in new
+                .events()
+                .iter()
+                .filter(|e| e.t >= killed && !e.event.starts_with("probe_ok") && e.event != "elect_received")
+            {
+                eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
+            }
+        }
+        if let Some(last) = survivors.iter().max_by_key(|m| m.following().map_or(0, |(_, t)| t)) {
+            eprintln!("{} {signal}: last to switch {} at +{} ms:", kind.name(), last.pid, agreed - killed);
+            for e in last.events().iter().filter(|e| e.t >= killed && !e.event.starts_with("probe_ok")) {
+                eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
+            }
+        }
+    }
     let first_failed = survivors
         .iter()
         .flat_map(|m| m.events())
@@ -402,7 +449,7 @@ fn scale(kind: Kind, n: usize) -> Result<(Duration, f64), String> {
     let gcd = Gcd::start().map_err(|e| e.to_string())?;
     let members = start_group(kind, &gcd, &identities(n, 8_000_000))?;
     let last = members.last().unwrap();
-    let joined = poll(SETTLE, || last.events().iter().find(|e| e.event == "joined").map(|e| e.t)).ok_or("no join")?;
+    let joined = poll(SETTLE, || last.joined()).ok_or("no join")?;
     let all: Vec<&Member> = members.iter().collect();
     let agreed = poll(Duration::from_secs(10), || all_follow(&all, last.pid))
         .ok_or_else(|| format!("{n} members did not all follow the highest within 10 s"))?;
