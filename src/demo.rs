@@ -161,6 +161,8 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
         show(&mut out, &labels, &config, &sink, &o);
         seen.push(o);
     }
+    let mut sink = sink;
+    sink.close();
     seen.sort_by_key(|o| o.at);
     let _ = write!(out, "{}", summary(&seen, &labels, end));
     let _ = out.flush();

@@ -6,7 +6,8 @@ use crate::identity::ProcessId;
 use crate::node::{Event, FeignMode};
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A callback that takes a node's id and one of its events.
@@ -251,29 +252,70 @@ pub fn json(event: &Event, me: ProcessId) -> String {
     j.finish()
 }
 
-/// Where JSON events go: nowhere, stdout, or a file; one line per write, flushed.
+/// Lines of events waiting for the writer before new ones are dropped.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Where JSON events go: nowhere, stdout, or a file. Lines are handed to a writer thread
+/// through a bounded queue, so the node's main loop never waits on the output: a reader
+/// that stops reading a piped `--events -` must not stall elections (a benchmark harness
+/// that read slowly did exactly that). If the queue is full, lines are dropped and
+/// counted. Closing (or dropping) the sink writes out what is queued.
 pub struct EventSink {
-    out: Option<Mutex<Box<dyn Write + Send>>>,
+    queue: Option<SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    dropped: AtomicU64,
 }
 
 impl EventSink {
     pub fn none() -> Self {
-        EventSink { out: None }
+        EventSink { queue: None, writer: None, dropped: AtomicU64::new(0) }
     }
 
     /// `-` is stdout; anything else a file, created or truncated.
     pub fn open(path: &str) -> io::Result<Self> {
         let out: Box<dyn Write + Send> =
             if path == "-" { Box::new(io::stdout()) } else { Box::new(std::fs::File::create(path)?) };
-        Ok(EventSink { out: Some(Mutex::new(out)) })
+        Self::to_writer(out)
     }
 
+    /// Events to any writer, one line per event, each flushed.
+    pub fn to_writer(mut out: Box<dyn Write + Send>) -> io::Result<Self> {
+        let (queue, lines) = sync_channel::<String>(EVENT_QUEUE);
+        let writer = std::thread::Builder::new().name("events".into()).spawn(move || {
+            for line in lines {
+                // An events file that can't be written must not stop the node.
+                let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+            }
+        })?;
+        Ok(EventSink { queue: Some(queue), writer: Some(writer), dropped: AtomicU64::new(0) })
+    }
+
+    /// Queues one line; never waits.
     pub fn write(&self, line: &str) {
-        if let Some(out) = &self.out {
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-            // An events file that can't be written must not stop the node.
-            let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+        let Some(queue) = &self.queue else { return };
+        if let Err(TrySendError::Full(_)) = queue.try_send(line.to_owned()) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::logging::throttled_warn(&format!("the events output is not keeping up: {n} lines dropped"));
         }
+    }
+
+    /// Lines dropped because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes out everything queued and stops the writer.
+    pub fn close(&mut self) {
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for EventSink {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -297,6 +339,38 @@ mod tests {
         assert!(line.contains(r#""reason":"a \"quoted\"\nreason","asking":[[9,1000009]]}"#), "{line}");
         let line = json(&Event::Leader { leader: me, previous: None }, me);
         assert!(line.ends_with(r#""leader":[5,1234567],"previous":null}"#), "{line}");
+    }
+
+    /// A writer that blocks until released, like a pipe nobody reads.
+    struct Stuck(std::sync::Arc<std::sync::Barrier>, std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.1.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            if self.1.lock().unwrap().iter().filter(|b| **b == b'\n').count() == 1 {
+                self.0.wait(); // the first line blocks until the test lets it go
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_output_never_blocks_the_caller_and_closing_writes_what_is_queued() {
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut sink = EventSink::to_writer(Box::new(Stuck(gate.clone(), written.clone()))).unwrap();
+        let total = EVENT_QUEUE + 500;
+        for i in 0..total {
+            sink.write(&format!("line {i}")); // returns although the writer is stuck
+        }
+        assert!(sink.dropped() >= 499, "dropped {}", sink.dropped());
+        gate.wait();
+        sink.close();
+        let lines = String::from_utf8(written.lock().unwrap().clone()).unwrap().lines().count();
+        assert_eq!(lines as u64 + sink.dropped(), total as u64);
     }
 
     #[test]

@@ -270,6 +270,7 @@ impl Runtime {
             listener.shutdown();
         }
         self.emit(&Event::Stopped);
+        self.sink.close(); // every event is out before the summary and the exit
         if self.config.summary_on_stop {
             let text = self.figures.render(self.now());
             let mut out = std::io::stdout().lock();
