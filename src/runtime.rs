@@ -210,6 +210,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         listener: Some(listener),
         warned_size: false,
         figures: crate::stats::NodeFigures::new(pid),
+        last_elect: None,
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -240,6 +241,8 @@ struct Runtime {
     ignoring: Arc<AtomicBool>,
     warned_size: bool,
     figures: crate::stats::NodeFigures,
+    /// The ELECT last encoded: election number, the members it carries, its bytes.
+    last_elect: Option<(u64, Members, Arc<Vec<u8>>)>,
 }
 
 impl Runtime {
@@ -347,7 +350,16 @@ impl Runtime {
     }
 
     fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
-        let bytes = encode_message(&Message::Elect { members: members.clone(), sender: None, rejected: 0 });
+        // An election sends the same ELECT to every higher member: encode it once.
+        let bytes = match &self.last_elect {
+            Some((n, m, bytes)) if *n == election && m == members => Arc::clone(bytes),
+            _ => {
+                let bytes =
+                    Arc::new(encode_message(&Message::Elect { members: members.clone(), sender: None, rejected: 0 }));
+                self.last_elect = Some((election, members.clone(), Arc::clone(&bytes)));
+                bytes
+            }
+        };
         if bytes.len() > PYTHON_RECV && !self.warned_size {
             self.warned_size = true;
             warn!(
@@ -359,14 +371,13 @@ impl Runtime {
         debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
         let mailbox = Arc::clone(&self.mailbox);
         let timeout = self.config.socket_timeout;
-        let report = Arc::clone(&self.mailbox);
         let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
             let outcome = exchange_for_got_it(&addr, &bytes, timeout);
             mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         });
         if !spawned {
             let outcome = Outcome::Failed("no thread to send it from".into());
-            report.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
+            self.mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         }
     }
 
