@@ -167,9 +167,9 @@ struct Member {
     up_since: Option<Time>,
 }
 
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug)]
 enum Ev {
-    Deliver { to: usize, incarnation: u32, input: Box<InputOrd> },
+    Deliver { to: usize, incarnation: u32, input: Input },
     Join(usize),
     Crash(usize),
     Restart(usize),
@@ -178,24 +178,29 @@ enum Ev {
     Sample,
 }
 
-/// Inputs in the queue need an order only to break ties deterministically; the
-/// sequence number already does, so every input compares equal here.
+/// An event in the queue, ordered by time and then by when it was queued (which makes
+/// runs deterministic); the event itself takes no part in the order.
 #[derive(Debug)]
-struct InputOrd(Input);
-impl PartialEq for InputOrd {
-    fn eq(&self, _: &Self) -> bool {
-        true
+struct Scheduled {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
     }
 }
-impl Eq for InputOrd {}
-impl PartialOrd for InputOrd {
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for InputOrd {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
     }
 }
 
@@ -203,7 +208,7 @@ struct Sim<'a> {
     sc: &'a Scenario,
     now: Time,
     seq: u64,
-    queue: BinaryHeap<Reverse<(Time, u64, Ev)>>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
     members: Vec<Member>,
     by_addr: HashMap<Addr, usize>,
     gcd: Members,
@@ -278,7 +283,7 @@ pub fn run(sc: &Scenario) -> Report {
     // Chaos; restarts up to 5 s and failures up to 4 s after it; then the bound, and
     // as long again to see that agreement holds.
     let mut end = sc.chaos_end;
-    while let Some(Reverse((t, _, ev))) = sim.queue.pop() {
+    while let Some(Reverse(Scheduled { at: t, ev, .. })) = sim.queue.pop() {
         end = sim.last_disturbance.max(sc.chaos_end + Duration::from_secs(10)) + 2 * sc.bound();
         if t > end {
             break;
@@ -307,12 +312,12 @@ pub fn run(sc: &Scenario) -> Report {
 impl Sim<'_> {
     fn at(&mut self, t: Time, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse((t, self.seq, ev)));
+        self.queue.push(Reverse(Scheduled { at: t, seq: self.seq, ev }));
     }
 
     fn deliver(&mut self, after: Duration, to: usize, input: Input) {
         let incarnation = self.members[to].incarnation;
-        self.at(self.now + after, Ev::Deliver { to, incarnation, input: Box::new(InputOrd(input)) });
+        self.at(self.now + after, Ev::Deliver { to, incarnation, input });
     }
 
     fn delay(&mut self) -> Duration {
@@ -378,7 +383,7 @@ impl Sim<'_> {
             }
             Ev::Deliver { to, incarnation, input } => {
                 if self.members[to].incarnation == incarnation && self.members[to].node.is_some() {
-                    self.feed(to, input.0);
+                    self.feed(to, input);
                 }
             }
         }
@@ -434,9 +439,7 @@ impl Sim<'_> {
             }
             Action::SetTimer { at, timer } => {
                 let incarnation = self.members[i].incarnation;
-                self.seq += 1;
-                let input = Box::new(InputOrd(Input::Timer(timer)));
-                self.queue.push(Reverse((at, self.seq, Ev::Deliver { to: i, incarnation, input })));
+                self.at(at, Ev::Deliver { to: i, incarnation, input: Input::Timer(timer) });
             }
             Action::Register { .. } => {
                 let d = self.delay();
