@@ -12,7 +12,8 @@ use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
-  # Watch a whole group (a coordinator and 5 nodes) elect and fail, for 30 s:
+  # New here? Watch a whole group (a coordinator and 5 nodes) elect and fail,
+  # with a few lines first on what the bully algorithm does:
   bully-node demo
 
   # Join a group run by the course's GCD (python3 gcd2.py 23600) on this machine:
@@ -20,26 +21,38 @@ Examples:
 
   # The same with the days given directly, listening on a chosen port, with the
   # election's events as JSON lines in a file:
-  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 --listen 127.0.0.1:40001 \\
-      --events node.jsonl
+  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 \\
+      --listen 127.0.0.1:40001 --events node.jsonl
 
   # Next to classmates' Python peers, which wait longer than the defaults:
-  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 --elect-timeout 3s --leader-timeout 5s
+  bully-node --gcd localhost:23600 --days 42 --su-id 4123456 \\
+      --elect-timeout 3s --leader-timeout 5s
 
-  # Run a coordinator that answers like gcd2.py (fall 2025: HOWDY):
-  bully-node gcd --listen 127.0.0.1:23600
-  # ... or like the fall 2019 version:
+  # Run a coordinator that answers like gcd2.py (fall 2025: HOWDY), on its port:
+  bully-node gcd 23600
+  # ... on loopback only, like the fall 2019 version:
   bully-node gcd --listen 127.0.0.1:23600 --accept JOIN
 
-Exit status: 0 normal, 1 runtime error (GCD unreachable or refusing, address in use),
-2 usage error.";
+Exit status: 0 normal, 1 runtime error (GCD unreachable or refusing, address
+in use), 2 usage error.";
+
+/// What `-h` adds under the flags: where the rest is.
+const SHORT_AFTER: &str = "New here? `bully-node demo` runs a whole group on this machine and explains it.";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "bully-node",
     version,
     about = "A peer for the CPSC 5520 bully leader election, next to gcd2.py and Python peers",
-    after_help = EXAMPLES,
+    long_about = "A peer for the CPSC 5520 bully leader election, next to gcd2.py and Python peers.\n\n\
+        Each peer has an id (days until the birthday, SU ID); of the peers that answer, the one \
+        with the highest id leads. A node registers with the GCD (the group coordinator), holds \
+        elections, answers its peers, checks the leader, and now and then feigns a failure.",
+    after_help = SHORT_AFTER,
+    after_long_help = EXAMPLES,
+    override_usage = "bully-node --gcd HOST:PORT --su-id N (--birthday MM-DD | --days N) [OPTIONS]\n       \
+        bully-node <COMMAND> [OPTIONS]   (gcd, demo, bench)",
+    max_term_width = 100,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -57,11 +70,69 @@ pub struct Cli {
     /// Show only leader changes and errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Colour: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always, never
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value = "auto")]
+    pub color: ColorArg,
+}
+
+/// `--color WHEN`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorArg {
+    /// The choice `args` make, looked for before clap parses them, so that clap's own help
+    /// and errors follow it too. Anything unreadable is `Auto` (clap then reports it).
+    pub fn scan(args: &[std::ffi::OsString]) -> ColorArg {
+        let mut choice = ColorArg::Auto;
+        let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
+        while let Some(arg) = it.next() {
+            let value = match arg.strip_prefix("--color") {
+                Some("") => it.next().map(|v| v.into_owned()),
+                Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+                None if arg == "--" => break,
+                None => None,
+            };
+            if let Some(v) = value {
+                choice = ColorArg::from_str(&v, true).unwrap_or(ColorArg::Auto);
+            }
+        }
+        choice
+    }
+
+    /// Whether to write colour to a stream that is (or is not) a terminal: `always` and
+    /// `never` say so outright; `auto` means a terminal, no `NO_COLOR` (set and not empty)
+    /// and a `TERM` other than `dumb`.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorArg::Always => true,
+            ColorArg::Never => false,
+            ColorArg::Auto => {
+                is_terminal
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            }
+        }
+    }
+
+    /// The same choice for clap's help and error messages.
+    pub fn clap(self) -> clap::ColorChoice {
+        match self {
+            ColorArg::Auto if !ColorArg::Auto.enabled(true) => clap::ColorChoice::Never,
+            ColorArg::Auto => clap::ColorChoice::Auto,
+            ColorArg::Always => clap::ColorChoice::Always,
+            ColorArg::Never => clap::ColorChoice::Never,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a Group Coordinator Daemon that answers exactly as the course's gcd2.py does
+    /// Run a Group Coordinator Daemon (GCD) that answers exactly as the course's gcd2.py does
     Gcd(GcdArgs),
     /// Run a whole group in this process (a coordinator and N nodes on 127.0.0.1) and
     /// show one timeline, then swim lanes and figures
@@ -96,8 +167,8 @@ pub struct BenchArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// How many nodes
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+    /// How many nodes, 1 to 50
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = parse_demo_nodes)]
     pub nodes: u16,
 
     /// How long to run (Ctrl-C ends it early), e.g. 30s, 2.5s, 90s
@@ -117,6 +188,21 @@ pub struct DemoArgs {
     pub events: Option<String>,
 }
 
+/// The most nodes a demo runs: past this, one timeline is more than a person can read
+/// (`bench --scale` measures larger groups).
+pub const MAX_DEMO_NODES: u16 = 50;
+
+/// `demo --nodes`: 1 to [`MAX_DEMO_NODES`].
+pub fn parse_demo_nodes(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(n) if (1..=MAX_DEMO_NODES).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "the demo runs 1 to {MAX_DEMO_NODES} nodes, so that its timeline stays readable; \
+             for larger groups see `bully-node bench --scale`"
+        )),
+    }
+}
+
 /// A run's length: up to an hour.
 pub fn parse_run_time(s: &str) -> Result<Duration, String> {
     parse_time(s, MAX_SPAN)
@@ -133,13 +219,17 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", required = true)]
     pub su_id: Option<u32>,
 
-    /// Your mother's birthday; the id's days count to its next occurrence (a birthday
-    /// today counts as next year's; 02-29 falls on 02-28 in common years)
+    /// Your mother's birthday, month and day without the year; the id's days count to its
+    /// next occurrence
+    ///
+    /// The assignment's id is (days until your mother's next birthday, SU ID). A birthday
+    /// today counts as next year's (the GCD refuses 0 days); 02-29 falls on 02-28 in common
+    /// years.
     #[arg(long, value_name = "MM-DD")]
     pub birthday: Option<Birthday>,
 
-    /// The days until the birthday, given directly (1 to 365)
-    #[arg(long, value_name = "N")]
+    /// The days until your mother's next birthday, given directly (1 to 365)
+    #[arg(long, value_name = "N", value_parser = parse_days)]
     pub days: Option<u32>,
 
     /// Where to listen for peers [default: the local address that reaches the GCD, any free port]
@@ -166,8 +256,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "PATH")]
     pub events: Option<String>,
 
-    /// The random wait before each PROBE of the leader
-    #[arg(long, value_name = "MIN..MAX", default_value = "500ms..3s", value_parser = parse_span)]
+    /// The random wait before each PROBE of the leader, each end at least 100ms
+    #[arg(long, value_name = "MIN..MAX", default_value = "500ms..3s", value_parser = parse_probe_span)]
     pub probe_interval: Span,
 
     /// Never PROBE the leader
@@ -200,6 +290,31 @@ pub struct NodeArgs {
 pub enum FeignModeArg {
     Close,
     Ignore,
+}
+
+/// `--days N`: the GCD takes 1 to 365.
+pub fn parse_days(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(d) if (1..=365).contains(&d) => Ok(d),
+        _ => Err(format!("{s:?} is not a number of days the GCD accepts: give 1 to 365")),
+    }
+}
+
+/// The shortest wait before a PROBE: more often than ten times a second only loads the
+/// leader (a 2-node group with 0..0 sent about 4,400 PROBEs a second).
+pub const MIN_PROBE_WAIT: Duration = Duration::from_millis(100);
+
+/// `--probe-interval MIN..MAX`, each end at least [`MIN_PROBE_WAIT`].
+pub fn parse_probe_span(s: &str) -> Result<Span, String> {
+    let span = parse_span(s)?;
+    if span.min < MIN_PROBE_WAIT {
+        return Err(format!(
+            "{s:?} waits less than {}ms before a PROBE; give each end at least {}ms, e.g. 500ms..3s",
+            MIN_PROBE_WAIT.as_millis(),
+            MIN_PROBE_WAIT.as_millis()
+        ));
+    }
+    Ok(span)
 }
 
 /// The longest span: an hour between feigned failures is already "never" for a demo.
@@ -250,6 +365,10 @@ fn parse_time(s: &str, max: Duration) -> Result<Duration, String> {
 
 #[derive(Args, Debug)]
 pub struct GcdArgs {
+    /// The port to listen on, on every interface, as `python3 gcd2.py PORT` does
+    #[arg(value_name = "PORT", conflicts_with = "listen")]
+    pub port: Option<u16>,
+
     /// Where to listen, HOST:PORT
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:23600")]
     pub listen: Addr,
@@ -343,6 +462,14 @@ impl NodeArgs {
 }
 
 impl GcdArgs {
+    /// Where to listen: a bare PORT listens on every interface, like gcd2.py.
+    pub fn listen_addr(&self) -> Addr {
+        match self.port {
+            Some(port) => Addr::new("0.0.0.0", port),
+            None => self.listen.clone(),
+        }
+    }
+
     pub fn coordinator_config(&self) -> CoordinatorConfig {
         CoordinatorConfig { accept: self.accept.into(), allow_remote: self.allow_remote }
     }

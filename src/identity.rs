@@ -85,6 +85,12 @@ impl std::str::FromStr for Birthday {
         let bad =
             |why: &str| IdentityError::BadBirthday(format!("birthday {s:?} {why}; write it as MM-DD, e.g. 03-14"));
         let (m, d) = s.trim().split_once('-').ok_or_else(|| bad("has no '-'"))?;
+        if let Some((md, dd)) = d.split_once('-').filter(|_| m.len() == 4) {
+            // YYYY-MM-DD: the year means nothing here (the next birthday is counted).
+            return Err(IdentityError::BadBirthday(format!(
+                "birthday {s:?} has a year; drop it and give month and day: --birthday {md}-{dd}"
+            )));
+        }
         let month: u32 = m.parse().map_err(|_| bad("has a month that is not a number"))?;
         let day: u32 = d.parse().map_err(|_| bad("has a day that is not a number"))?;
         // 2024 is a leap year, so this accepts 02-29 and rejects 02-30, 04-31, 13-01.
@@ -163,6 +169,9 @@ mod tests {
             let err = s.parse::<Birthday>().unwrap_err().to_string();
             assert!(err.contains("MM-DD"), "{s}: {err}");
         }
+        let err = "2025-03-14".parse::<Birthday>().unwrap_err().to_string();
+        assert!(err.contains("has a year") && err.contains("--birthday 03-14"), "{err}");
+        assert!(!err.contains("not a number"), "{err}");
         assert!(ProcessId::new(0, 1_234_567).validate().unwrap_err().to_string().contains("--days"));
         assert!(ProcessId::new(366, 1_234_567).validate().unwrap_err().to_string().contains("--days 365"));
         assert!(ProcessId::new(5, 999_999).validate().unwrap_err().to_string().contains("--su-id"));

@@ -1,12 +1,15 @@
 //! What a person sees: one line per event, `HH:MM:SS.mmm <who> <what>`, in the
 //! protocol's own words. `-q` keeps leader changes, warnings and errors, `-v` adds
-//! per-connection detail, `RUST_LOG` overrides.
+//! per-connection detail, `RUST_LOG` overrides. With colour (a terminal, see `--color`),
+//! leader changes are bold, warnings yellow and errors red, so they stand out of a busy
+//! log; nothing else is coloured.
 
 use std::io::Write;
 
 /// Installs the logger. `who` labels every line: the node's id, or `GCD`.
-/// With `to_stderr`, human lines go to stderr (when stdout carries JSON events).
-pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool) {
+/// With `to_stderr`, human lines go to stderr (when stdout carries JSON events). With
+/// `color`, lines carry ANSI colours (the caller decided the stream takes them).
+pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool, color: bool) {
     let level = match (quiet, verbose) {
         (true, _) => log::LevelFilter::Warn,
         (false, 0) => log::LevelFilter::Info,
@@ -22,14 +25,23 @@ pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool) {
     builder
         .format(move |buf, record| {
             let now = chrono::Local::now().format("%H:%M:%S%.3f");
+            let (on, off) = match record.level() {
+                _ if !color => ("", ""),
+                log::Level::Error => ("\x1b[1;31m", "\x1b[0m"),
+                log::Level::Warn => ("\x1b[33m", "\x1b[0m"),
+                log::Level::Info if record.target() == crate::events::LEADER_TARGET => ("\x1b[1m", "\x1b[0m"),
+                log::Level::Info => ("", ""),
+                log::Level::Debug | log::Level::Trace => ("\x1b[2m", "\x1b[0m"),
+            };
             match record.level() {
-                log::Level::Info => writeln!(buf, "{now} {who} {}", record.args()),
+                log::Level::Info => writeln!(buf, "{now} {who} {on}{}{off}", record.args()),
                 log::Level::Debug | log::Level::Trace => {
-                    writeln!(buf, "{now} {who}   {}", record.args())
+                    writeln!(buf, "{on}{now} {who}   {}{off}", record.args())
                 }
-                level => writeln!(buf, "{now} {who} {level}: {}", record.args()),
+                level => writeln!(buf, "{now} {who} {on}{level}: {}{off}", record.args()),
             }
         })
+        .write_style(if color { env_logger::WriteStyle::Always } else { env_logger::WriteStyle::Never })
         .target(if to_stderr { env_logger::Target::Stderr } else { env_logger::Target::Stdout })
         .init();
 }

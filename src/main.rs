@@ -3,54 +3,79 @@
 
 use bully_node::bench::{self, BenchConfig};
 use bully_node::cli::NodeConfig;
-use bully_node::cli::{Cli, Command};
+use bully_node::cli::{Cli, ColorArg, Command};
 use bully_node::demo::{self, DemoConfig};
 use bully_node::gcd::{server, Coordinator};
 use bully_node::{identity, logging, runtime};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = habits(std::env::args_os().collect());
+    let color = ColorArg::scan(&args);
+    let bare = args.len() == 1;
+    let cli = match Cli::command().color(color.clap()).try_get_matches_from(&args) {
+        Ok(matches) => Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()),
+        Err(e) if bare && e.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+            let _ = e.print();
+            eprintln!("\nNew here? `bully-node demo` runs a whole group on this machine and explains what it shows.");
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Some(Command::Gcd(args)) => {
-            logging::init("GCD".into(), cli.verbose, cli.quiet, false);
-            let listen = &args.listen;
+            let log_color = cli.color.enabled(std::io::stdout().is_terminal());
+            logging::init("GCD".into(), cli.verbose, cli.quiet, false, log_color);
+            let listen = args.listen_addr();
             match TcpListener::bind((listen.host.as_str(), listen.port)) {
                 Ok(listener) => {
                     let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                     let config = args.coordinator_config();
                     log::info!(
-                        "listening on {bound}, accepting {} (like gcd2.py{})",
+                        "listening on {bound}, accepting {} (like gcd2.py{}); Ctrl-C stops it",
                         config.accept,
                         if config.allow_remote { ", remote members allowed" } else { "" }
                     );
+                    // The server blocks in accept() and keeps nothing to save: Ctrl-C or
+                    // SIGTERM ends the process at once, saying so.
+                    if let Err(e) = ctrlc::set_handler(|| {
+                        log::info!("stopped (Ctrl-C or SIGTERM)");
+                        std::process::exit(0);
+                    }) {
+                        log::warn!("Ctrl-C will end the GCD without a word: {e}");
+                    }
                     server::serve(listener, Arc::new(Coordinator::new(config))).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(format!(
-                    "cannot listen on {listen}: {e}; pick another --listen HOST:PORT (port 0 takes any free one)"
+                    "cannot listen on {listen}: {e}; pick another PORT or --listen HOST:PORT (port 0 takes any free one)"
                 )),
             }
         }
         Some(Command::Demo(args)) => {
-            // The demo prints its own timeline; the log only carries warnings.
-            logging::init("demo".into(), 0, true, false);
-            let color = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+            restore_sigpipe();
+            // The demo prints its own timeline; the log only carries warnings. With the
+            // events on stdout, everything a person reads goes to stderr.
+            let events_on_stdout = args.events.as_deref() == Some("-");
+            logging::init("demo".into(), 0, true, true, false);
+            let tty = if events_on_stdout { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
             demo::run(DemoConfig {
                 nodes: args.nodes.into(),
                 duration: args.duration,
                 seed: args.seed.unwrap_or_else(rand::random),
                 feign: !args.no_feign,
                 events: args.events,
-                color,
+                color: cli.color.enabled(tty),
                 verbose: cli.verbose > 0,
                 quiet: cli.quiet,
             })
         }
         Some(Command::Bench(args)) => {
-            logging::init("bench".into(), 0, true, true);
+            logging::init("bench".into(), 0, true, true, false);
             bench::run(BenchConfig {
                 sizes: args.sizes.into_iter().filter(|n| *n >= 2).collect(),
                 reps: args.reps.max(1),
@@ -61,8 +86,11 @@ fn main() -> ExitCode {
         }
         None => match cli.node.into_config(identity::local_today()) {
             Ok(config) => {
+                restore_sigpipe();
                 let events_on_stdout = config.events.as_deref() == Some("-");
-                logging::init(config.pid.to_string(), cli.verbose, cli.quiet, events_on_stdout);
+                let tty =
+                    if events_on_stdout { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
+                logging::init(config.pid.to_string(), cli.verbose, cli.quiet, events_on_stdout, cli.color.enabled(tty));
                 run_node(config)
             }
             Err(e) => {
@@ -76,6 +104,37 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Habits people bring from other tools, turned into what they mean here:
+/// `help --help` (or `help -h`) asks for the help.
+fn habits(mut args: Vec<OsString>) -> Vec<OsString> {
+    let is_help_flag = |a: &OsString| a == "--help" || a == "-h";
+    if args.get(1).is_some_and(|a| a == "help") && args[2..].iter().any(is_help_flag) {
+        let flag = args[2..].iter().find(|a| is_help_flag(a)).cloned().unwrap_or_else(|| "--help".into());
+        args.truncate(1);
+        args.push(flag);
+    }
+    args
+}
+
+/// Lets a closed standard output (`bully-node ... | head`) end the process quietly, as
+/// other command-line tools do, instead of running on with nowhere to write. Rust
+/// ignores SIGPIPE by default; sockets are unaffected (std sends with MSG_NOSIGNAL, so
+/// a peer that hangs up is still an error the node handles).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    {
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        // SAFETY: setting a signal's disposition to its default has no preconditions.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
         }
     }
 }

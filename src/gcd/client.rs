@@ -82,6 +82,12 @@ impl GcdError {
 impl fmt::Display for GcdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // No OS error code: the name did not resolve; starting a GCD there can't help.
+            GcdError::Unreachable { gcd, cause } if cause.raw_os_error().is_none() => write!(
+                f,
+                "cannot find the GCD's host {:?}: {cause}; check the host in --gcd (e.g. --gcd 127.0.0.1:{})",
+                gcd.host, gcd.port
+            ),
             GcdError::Unreachable { gcd, cause } => write!(
                 f,
                 "cannot reach the GCD at {gcd}: {cause}; start it (python3 gcd2.py PORT, or bully-node gcd --listen {gcd}) or fix --gcd"
