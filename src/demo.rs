@@ -102,9 +102,20 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
         None => EventSink::none(),
     };
 
-    println!(
-        "demo: a coordinator at 127.0.0.1:{gcd_port} and {} nodes for {:.0} s, feigned failures {}; seed {} (replay with --seed {}). Ctrl-C ends it early.",
-        config.nodes,
+    // What a person reads goes to stdout, or to stderr when stdout carries the JSON
+    // events. Each line takes the lock on its own: the events' writer thread needs
+    // stdout too, and closing the sink waits for it.
+    let events_on_stdout = config.events.as_deref() == Some("-");
+    let mut out: Box<dyn Write> =
+        if events_on_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    if !config.quiet {
+        let _ = write!(out, "{}", intro(config.feign));
+    }
+    let _ = writeln!(
+        out,
+        "demo: a coordinator (GCD) at 127.0.0.1:{gcd_port} and {} for {:.0} s, feigned failures {};\n      \
+         seed {} (replay the run with --seed {}); Ctrl-C ends it early.\n",
+        events::count(config.nodes, "node", "nodes"),
         config.duration.as_secs_f64(),
         if config.feign { "on" } else { "off" },
         config.seed,
@@ -142,7 +153,6 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
 
     let mut seen: Vec<Observation> = Vec::new();
     let deadline = start + config.duration;
-    let mut out = std::io::stdout().lock();
     while !interrupted.load(Ordering::SeqCst) && Instant::now() < deadline {
         let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
         if let Ok(o) = rx.recv_timeout(wait) {
@@ -167,6 +177,41 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
     let _ = write!(out, "{}", summary(&seen, &labels, end));
     let _ = out.flush();
     Ok(())
+}
+
+/// What someone who never saw the bully algorithm needs before the first line: one
+/// screen, in the words the timeline uses.
+fn intro(feign: bool) -> String {
+    let mut s = String::from(
+        "\
+The bully algorithm elects a leader among peers. Each has an id (days until its
+mother's next birthday, SU ID); ids compare days first, then SU ID, and of the
+peers that answer, the highest id leads. Each joins through the GCD (group
+coordinator), which hands back the members. Four messages, each answered or not:
+  ELECT        \"I am electing\": sent to every higher id; the answer GOT_IT
+               means \"I'm alive and take over\"; no GOT_IT at all: the sender won
+  I_AM_LEADER  the winner's announcement to every member
+  PROBE        a follower checking now and then that its leader still answers
+",
+    );
+    if feign {
+        s.push_str(
+            "\
+A feigned failure: a node plays dead for a few seconds (its port closed), then
+recovers and starts an election. That is what keeps the group electing.
+",
+        );
+    }
+    s.push_str(
+        "\
+Each line: time, the node's letter and id (days, SU ID), what it did or heard.
+An election's reason is in parentheses; \"ELECTs arrived while settling\": ELECTs
+came just after a leader was agreed, and are answered by one election, not one each.
+At the end, swim lanes show who led, followed, elected or was down, and figures.
+
+",
+    );
+    s
 }
 
 fn label_of(i: usize) -> String {

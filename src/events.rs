@@ -26,8 +26,20 @@ impl std::fmt::Debug for Observer {
 /// The log target of leader changes, which `-q` keeps.
 pub const LEADER_TARGET: &str = "leader";
 
+/// `1 member`, `3 members`: a count with its noun, singular or plural.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn pids(list: &[ProcessId]) -> String {
     list.iter().map(ProcessId::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether a person should act on `event`, and so see it as a warning. The protocol's
+/// expected failures (an ELECT refused by a member that is down, a PROBE finding the
+/// leader gone) are the algorithm working, not warnings; a GCD that can't be reached is.
+pub fn is_warning(event: &Event) -> bool {
+    matches!(event, Event::ReregistrationFailed { .. })
 }
 
 /// The line a person reads for `event`, or `None` for events shown otherwise.
@@ -45,7 +57,7 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
         Event::Leader { leader, .. } if *leader == me => "I am the leader now".into(),
         Event::Leader { leader, .. } => format!("following leader {leader}"),
         Event::Won { election, announcing_to } => {
-            format!("won election #{election}: I_AM_LEADER to {announcing_to} members")
+            format!("won election #{election}: I_AM_LEADER to {}", count(*announcing_to, "member", "members"))
         }
         Event::NoLeaderAfterGotIt { election } => {
             format!("election #{election}: no I_AM_LEADER came after GOT_IT")
@@ -63,10 +75,10 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
         }
         Event::IAmLeaderReceived { leader } => format!("I_AM_LEADER from {leader}"),
         Event::Reregistered { members, learned } if learned.is_empty() => {
-            format!("registered again with the GCD: {members} members")
+            format!("registered again with the GCD: {}", count(*members, "member", "members"))
         }
         Event::Reregistered { members, learned } => {
-            format!("registered again with the GCD: {members} members, new: {}", pids(learned))
+            format!("registered again with the GCD: {}, new: {}", count(*members, "member", "members"), pids(learned))
         }
         Event::ReregistrationFailed { reason } => {
             format!("registering again with the GCD failed, keeping the members we have: {reason}")

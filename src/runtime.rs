@@ -276,7 +276,12 @@ impl Runtime {
         self.sink.close(); // every event is out before the summary and the exit
         if self.config.summary_on_stop {
             let text = self.figures.render(self.now());
-            let mut out = std::io::stdout().lock();
+            // With `--events -`, stdout is JSON lines only: the summary goes to stderr.
+            let mut out: Box<dyn Write> = if self.config.events.as_deref() == Some("-") {
+                Box::new(std::io::stderr().lock())
+            } else {
+                Box::new(std::io::stdout().lock())
+            };
             let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
         }
     }
@@ -335,9 +340,7 @@ impl Runtime {
         if let Some(line) = events::describe(event, me) {
             match event {
                 Event::Leader { .. } => info!(target: LEADER_TARGET, "{line}"),
-                Event::ElectFailed { .. } | Event::ReregistrationFailed { .. } | Event::ProbeFailed { .. } => {
-                    warn!("{line}")
-                }
+                _ if events::is_warning(event) => warn!("{line}"),
                 _ => info!("{line}"),
             }
         }

@@ -47,6 +47,8 @@ fn activity_after(event: &Event, me: ProcessId) -> Option<Activity> {
         Event::Joined { .. } | Event::ElectionStarted { .. } | Event::Recovered => Activity::Electing,
         Event::Won { .. } => Activity::Leading,
         Event::Leader { leader, .. } | Event::IAmLeaderReceived { leader } if *leader == me => Activity::Leading,
+        // A lower member's announcement is ignored (an election follows): no change yet.
+        Event::IAmLeaderReceived { leader } if *leader < me => return None,
         Event::Leader { .. } | Event::IAmLeaderReceived { .. } => Activity::Following,
         Event::Failed { .. } => Activity::Down,
         Event::Stopped => Activity::NotRunning,
@@ -174,6 +176,7 @@ impl GroupFigures {
         let mut views: BTreeMap<ProcessId, Option<ProcessId>> = BTreeMap::new();
         let mut truth: Option<ProcessId> = None;
         let mut changed_at: Option<Duration> = None;
+        let mut last_top: Option<ProcessId> = None;
         let (mut agreed, mut agreed_since) = (false, Duration::ZERO);
         let mut agreed_total = Duration::ZERO;
         for o in observations {
@@ -184,7 +187,8 @@ impl GroupFigures {
                 Event::Joined { .. } | Event::Recovered => {
                     live.insert(o.node, true);
                 }
-                Event::Failed { .. } | Event::Stopped => {
+                // Stopping is the end of the run, not a failure the group must get over.
+                Event::Failed { .. } => {
                     live.insert(o.node, false);
                 }
                 Event::Leader { leader, .. } => {
@@ -197,8 +201,11 @@ impl GroupFigures {
                 if changed_at.is_some() && !agreed {
                     g.changes_not_settled += 1;
                 }
-                if truth.is_some() || highest.is_some() {
+                // A change is a new member at the top; a group whose every member is
+                // down for a moment has none to change to.
+                if highest.is_some() && highest != last_top {
                     g.leader_changes += 1;
+                    last_top = highest;
                 }
                 truth = highest;
                 changed_at = Some(o.at);
@@ -240,10 +247,10 @@ impl GroupFigures {
         let _ = writeln!(s, "  leader changes (the highest live member changed): {}", self.leader_changes);
         let _ = writeln!(
             s,
-            "  time to agree after a change: median {}, worst {} ({} changes, {} overtaken by the next)",
+            "  time to agree after a change: median {}, worst {} ({}, {} overtaken by the next)",
             ms(self.median_to_agree()),
             ms(self.worst_to_agree()),
-            self.times_to_agree.len(),
+            crate::events::count(self.times_to_agree.len(), "change", "changes"),
             self.changes_not_settled
         );
         let _ = writeln!(s, "  messages sent (ELECT, I_AM_LEADER, PROBE): {}", self.messages_sent);
@@ -339,5 +346,32 @@ mod tests {
         assert!(text.contains("messages sent (ELECT, I_AM_LEADER, PROBE): 1"), "{text}");
         assert!(text.contains("time electing: 1.0 s (25%)"), "{text}");
         assert!(text.contains("time following: 3.0 s (75%)"), "{text}");
+    }
+
+    #[test]
+    fn a_lone_node_has_one_leader_change_and_stopping_is_none() {
+        let o = vec![
+            obs(0, 1, Event::Joined { members: 1 }),
+            obs(0, 1, Event::ElectionStarted { election: 1, reason: "j".into(), asking: vec![] }),
+            obs(0, 1, leader(1)),
+            obs(0, 1, Event::Won { election: 1, announcing_to: 0 }),
+            obs(900, 1, Event::Stopped),
+        ];
+        let g = GroupFigures::compute(&o, Duration::from_millis(1000));
+        assert_eq!(g.leader_changes, 1);
+        assert_eq!(g.changes_not_settled, 0);
+        assert!((g.agreed_share - 1.0).abs() < 1e-9, "{}", g.agreed_share);
+        assert!(g.render().contains("(1 change, 0 overtaken"), "{}", g.render());
+    }
+
+    #[test]
+    fn a_leader_ignoring_a_lower_announcement_keeps_leading() {
+        let mut f = NodeFigures::new(pid(5));
+        f.record(Duration::ZERO, &Event::Joined { members: 2 });
+        f.record(Duration::ZERO, &leader(5));
+        f.record(Duration::from_secs(1), &Event::IAmLeaderReceived { leader: pid(2) });
+        let text = f.render(Duration::from_secs(4));
+        assert!(text.contains("time leading: 4.0 s (100%)"), "{text}");
+        assert!(!text.contains("following"), "{text}");
     }
 }
