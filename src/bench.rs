@@ -8,6 +8,7 @@
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::wire::{encode, encode_message, read_pickle, Message, Style, Value};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -357,7 +358,7 @@ fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String>
 /// The leader of a settled group of `n` is killed (`-KILL`: refused connections) or
 /// stopped (`-STOP`: the port stays open, nothing answers). Returns the time from the
 /// first failed PROBE, and from the kill, until every survivor follows the next highest.
-fn failover(kind: Kind, n: usize, rep: usize, signal: &str) -> Result<(Duration, Duration), String> {
+fn failover(kind: Kind, n: usize, rep: usize, signal: &str, bar: &ProgressBar) -> Result<(Duration, Duration), String> {
     let gcd = Gcd::start().map_err(|e| e.to_string())?;
     let pids = identities(n, 6_000_000 + rep as u32 * 1000);
     let members = start_group(kind, &gcd, &pids)?;
@@ -372,23 +373,25 @@ fn failover(kind: Kind, n: usize, rep: usize, signal: &str) -> Result<(Duration,
         format!("the survivors never agreed on {next}: {}", views.join("; "))
     })?;
     if std::env::var_os("BENCH_TRACE").is_some() {
-        // The survivor that switched last, and what it went through after the kill.
-        if let Some(new) = survivors.iter().find(|m| m.pid == next) {
-            eprintln!("{} {signal}: the new leader {next}:", kind.name());
-            for e in new
-                .events()
-                .iter()
-                .filter(|e| e.t >= killed && !e.event.starts_with("probe_ok") && e.event != "elect_received")
-            {
-                eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
+        bar.suspend(|| {
+            // The survivor that switched last, and what it went through after the kill.
+            if let Some(new) = survivors.iter().find(|m| m.pid == next) {
+                eprintln!("{} {signal}: the new leader {next}:", kind.name());
+                for e in new
+                    .events()
+                    .iter()
+                    .filter(|e| e.t >= killed && !e.event.starts_with("probe_ok") && e.event != "elect_received")
+                {
+                    eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
+                }
             }
-        }
-        if let Some(last) = survivors.iter().max_by_key(|m| m.following().map_or(0, |(_, t)| t)) {
-            eprintln!("{} {signal}: last to switch {} at +{} ms:", kind.name(), last.pid, agreed - killed);
-            for e in last.events().iter().filter(|e| e.t >= killed && !e.event.starts_with("probe_ok")) {
-                eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
+            if let Some(last) = survivors.iter().max_by_key(|m| m.following().map_or(0, |(_, t)| t)) {
+                eprintln!("{} {signal}: last to switch {} at +{} ms:", kind.name(), last.pid, agreed - killed);
+                for e in last.events().iter().filter(|e| e.t >= killed && !e.event.starts_with("probe_ok")) {
+                    eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
+                }
             }
-        }
+        });
     }
     let first_failed = survivors
         .iter()
@@ -502,12 +505,19 @@ fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
 /// Runs every measurement and prints the table (Markdown, for BENCHMARKS.md).
 pub fn run(config: BenchConfig) -> Result<(), String> {
     let kinds: Vec<Kind> = if config.python { vec![Kind::Rust, Kind::Python] } else { vec![Kind::Rust] };
+    let bar = progress(&config, kinds.len());
+    // Table lines go to stdout between redraws of the bar (on stderr).
+    macro_rules! out {
+        ($($arg:tt)*) => { bar.suspend(|| println!($($arg)*)) };
+    }
+    bar.set_message("floor: 200 PROBE round trips on loopback");
     let floor_times = floor(200)?;
+    bar.inc(1);
     let (floor_median, floor_text) = spread(floor_times);
     let floor_ms = floor_median.unwrap_or(1.0);
-    println!("floor (connect + one PROBE pickle + GOT_IT on loopback, 200 times): {floor_text} ms\n");
-    println!("| measurement | N | bully-node ms | Python peer ms | Python / bully-node | bully-node / floor |");
-    println!("|---|---|---|---|---|---|");
+    out!("floor (connect + one PROBE pickle + GOT_IT on loopback, 200 times): {floor_text} ms\n");
+    out!("| measurement | N | bully-node ms | Python peer ms | Python / bully-node | bully-node / floor |");
+    out!("|---|---|---|---|---|---|");
     let mut errors = Vec::new();
     let row = |what: &str, n: usize, results: Vec<Vec<Duration>>| {
         let cells: Vec<(Option<f64>, String)> = results.into_iter().map(spread).collect();
@@ -515,7 +525,7 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         let theirs = cells.get(1).and_then(|c| c.0);
         let python = cells.get(1).map_or("not run".to_string(), |c| c.1.clone());
         let multiple = ours.map_or("-".into(), |o| format!("{:.0}x", o / floor_ms));
-        println!("| {what} | {n} | {} | {python} | {} | {multiple} |", cells[0].1, ratio(ours, theirs));
+        out!("| {what} | {n} | {} | {python} | {} | {multiple} |", cells[0].1, ratio(ours, theirs));
     };
     let mut traffic_rows = Vec::new();
     for &n in &config.sizes {
@@ -523,7 +533,10 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         for &kind in &kinds {
             let mut times = Vec::new();
             for rep in 0..config.reps {
-                match join(kind, n, rep) {
+                bar.set_message(format!("join, {}, N={n}, run {} of {}", kind.name(), rep + 1, config.reps));
+                let result = join(kind, n, rep);
+                bar.inc(1);
+                match result {
                     Ok((t, traffic)) => {
                         times.push(t);
                         if rep == 0 {
@@ -543,7 +556,15 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
             for &kind in &kinds {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 for rep in 0..config.reps {
-                    match failover(kind, n, rep, signal) {
+                    bar.set_message(format!(
+                        "failover ({what}), {}, N={n}, run {} of {}",
+                        kind.name(),
+                        rep + 1,
+                        config.reps
+                    ));
+                    let result = failover(kind, n, rep, signal, &bar);
+                    bar.inc(1);
+                    match result {
                         Ok((x, y)) => {
                             a.push(x);
                             b.push(y);
@@ -558,41 +579,64 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
             row(&format!("failover, {what}: kill -> all follow next"), n, from_kill);
         }
     }
-    println!("\n| traffic of one join | N | implementation | messages | bytes | bully worst case (n^2 - 1 messages) |");
-    println!("|---|---|---|---|---|---|");
+    out!("\n| traffic of one join | N | implementation | messages | bytes | bully worst case (n^2 - 1 messages) |");
+    out!("|---|---|---|---|---|---|");
     for (n, kind, t) in traffic_rows {
-        println!("| join | {n} | {} | {} | {} | {} |", kind.name(), t.messages, t.bytes, n * n - 1);
+        out!("| join | {n} | {} | {} | {} | {} |", kind.name(), t.messages, t.bytes, n * n - 1);
     }
-    println!(
-        "\n| idle cost per node (group of 5, {:.0} s) | resident MiB | threads | CPU ms |",
-        config.idle.as_secs_f64()
-    );
-    println!("|---|---|---|---|");
+    out!("\n| idle cost per node (group of 5, {:.0} s) | resident MiB | threads | CPU ms |", config.idle.as_secs_f64());
+    out!("|---|---|---|---|");
     for &kind in &kinds {
-        match idle_cost(kind, config.idle) {
-            Ok((rss, threads, cpu)) => println!("| {} | {rss:.1} | {threads:.1} | {cpu:.0} |", kind.name()),
+        bar.set_message(format!("idle cost, {}: watching 5 nodes for {:.0} s", kind.name(), config.idle.as_secs_f64()));
+        let result = idle_cost(kind, config.idle);
+        bar.inc(1);
+        match result {
+            Ok((rss, threads, cpu)) => out!("| {} | {rss:.1} | {threads:.1} | {cpu:.0} |", kind.name()),
             Err(e) => errors.push(format!("idle, {}: {e}", kind.name())),
         }
     }
-    println!("\n| scale: all follow the highest within 10 s of the last join | N | ms after the last join | group's resident MiB |");
-    println!("|---|---|---|---|");
+    out!("\n| scale: all follow the highest within 10 s of the last join | N | ms after the last join | group's resident MiB |");
+    out!("|---|---|---|---|");
     for &kind in &kinds {
-        for &n in &config.scale {
-            match scale(kind, n) {
-                Ok((t, rss)) => println!("| {} | {n} | {} | {rss:.0} |", kind.name(), t.as_millis()),
+        for (i, &n) in config.scale.iter().enumerate() {
+            bar.set_message(format!("scale, {}: N={n}", kind.name()));
+            let result = scale(kind, n);
+            bar.inc(1);
+            match result {
+                Ok((t, rss)) => out!("| {} | {n} | {} | {rss:.0} |", kind.name(), t.as_millis()),
                 Err(e) => {
-                    println!("| {} | {n} | did not: {e} | - |", kind.name());
+                    out!("| {} | {n} | did not: {e} | - |", kind.name());
+                    bar.inc((config.scale.len() - i - 1) as u64); // larger sizes are skipped
                     break;
                 }
             }
         }
     }
     if !errors.is_empty() {
-        println!("\nmeasurements that did not complete:");
-        errors.iter().for_each(|e| println!("- {e}"));
+        out!("\nmeasurements that did not complete:");
+        errors.iter().for_each(|e| out!("- {e}"));
     }
+    bar.finish_and_clear();
     let _ = std::io::stdout().flush();
     Ok(())
+}
+
+/// The bar on stderr: what runs now, how many measurements of how many are done, time
+/// so far and an estimate of what is left. Hidden when stderr is not a terminal.
+fn progress(config: &BenchConfig, kinds: usize) -> ProgressBar {
+    let steps = 1 // the floor
+        + 3 * config.sizes.len() * kinds * config.reps // join, failover refused, failover silent
+        + kinds // idle cost
+        + kinds * config.scale.len();
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:24}] {pos}/{len} (about {eta} left) {wide_msg}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    // Single measurements take many seconds: the spinner and clock show it is alive.
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
 }
 
 #[cfg(test)]
