@@ -50,8 +50,9 @@ const SHORT_AFTER: &str = "New here? `bully-node demo` runs a whole group on thi
         elections, answers its peers, checks the leader, and now and then feigns a failure.",
     after_help = SHORT_AFTER,
     after_long_help = EXAMPLES,
-    override_usage = "bully-node --gcd HOST:PORT --su-id N (--birthday MM-DD | --days N) [OPTIONS]\n       \
-        bully-node <COMMAND> [OPTIONS]   (gcd, demo, bench)",
+    override_usage = "bully-node [OPTIONS] --gcd HOST:PORT --su-id N --birthday MM-DD\n       \
+        bully-node [OPTIONS] --gcd HOST:PORT --su-id N --days N\n       \
+        bully-node <COMMAND> [OPTIONS]   (gcd, demo, bench: see below)",
     max_term_width = 100,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
@@ -108,14 +109,20 @@ impl ColorArg {
     /// `never` say so outright; `auto` means a terminal, no `NO_COLOR` (set and not empty)
     /// and a `TERM` other than `dumb`.
     pub fn enabled(self, is_terminal: bool) -> bool {
+        self.enabled_with(is_terminal, std::env::var_os("NO_COLOR"), std::env::var_os("TERM"))
+    }
+
+    /// [`ColorArg::enabled`] with the environment given.
+    pub fn enabled_with(
+        self,
+        is_terminal: bool,
+        no_color: Option<std::ffi::OsString>,
+        term: Option<std::ffi::OsString>,
+    ) -> bool {
         match self {
             ColorArg::Always => true,
             ColorArg::Never => false,
-            ColorArg::Auto => {
-                is_terminal
-                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
-            }
+            ColorArg::Auto => is_terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb"),
         }
     }
 
@@ -268,8 +275,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MIN..MAX", default_value = "0s..10s", value_parser = parse_span)]
     pub feign_after: Span,
 
-    /// How long each feigned failure lasts, drawn at random
-    #[arg(long, value_name = "MIN..MAX", default_value = "1s..4s", value_parser = parse_span)]
+    /// How long each feigned failure lasts, drawn at random, each end at least 100ms
+    #[arg(long, value_name = "MIN..MAX", default_value = "1s..4s", value_parser = parse_feign_span)]
     pub feign_for: Span,
 
     /// close: close the listening socket (peers are refused); ignore: accept and drop
@@ -312,6 +319,23 @@ pub fn parse_probe_span(s: &str) -> Result<Span, String> {
             "{s:?} waits less than {}ms before a PROBE; give each end at least {}ms, e.g. 500ms..3s",
             MIN_PROBE_WAIT.as_millis(),
             MIN_PROBE_WAIT.as_millis()
+        ));
+    }
+    Ok(span)
+}
+
+/// The shortest feigned failure: one shorter is nothing a peer could notice, and with
+/// `--feign-after 0..0` the node would fail and recover in a busy loop.
+pub const MIN_FEIGN: Duration = Duration::from_millis(100);
+
+/// `--feign-for MIN..MAX`, each end at least [`MIN_FEIGN`].
+pub fn parse_feign_span(s: &str) -> Result<Span, String> {
+    let span = parse_span(s)?;
+    if span.min < MIN_FEIGN {
+        return Err(format!(
+            "{s:?} is shorter than {}ms, too short for a peer to notice; give each end at least {}ms, e.g. 1s..4s",
+            MIN_FEIGN.as_millis(),
+            MIN_FEIGN.as_millis()
         ));
     }
     Ok(span)
@@ -556,5 +580,48 @@ mod tests {
         let Some(Command::Gcd(args)) = cli.command else { panic!() };
         assert_eq!(args.coordinator_config().accept, RegisterName::Begin);
         assert_eq!(args.listen.port, 0);
+    }
+
+    #[test]
+    fn colour_follows_the_flag_then_the_terminal_and_the_environment() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert!(ColorArg::Auto.enabled_with(true, None, os("xterm-256color")));
+        assert!(ColorArg::Auto.enabled_with(true, os(""), None), "an empty NO_COLOR is unset");
+        assert!(!ColorArg::Auto.enabled_with(false, None, os("xterm")), "not a terminal");
+        assert!(!ColorArg::Auto.enabled_with(true, os("1"), os("xterm")), "NO_COLOR");
+        assert!(!ColorArg::Auto.enabled_with(true, None, os("dumb")), "TERM=dumb");
+        assert!(ColorArg::Always.enabled_with(false, os("1"), os("dumb")), "the flag wins");
+        assert!(!ColorArg::Never.enabled_with(true, None, os("xterm")));
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(ColorArg::scan(&args(&["b", "demo", "--color", "always"])), ColorArg::Always);
+        assert_eq!(ColorArg::scan(&args(&["b", "--color=never", "demo"])), ColorArg::Never);
+        assert_eq!(ColorArg::scan(&args(&["b", "--color", "bogus"])), ColorArg::Auto);
+        assert_eq!(ColorArg::scan(&args(&["b", "demo"])), ColorArg::Auto);
+    }
+
+    #[test]
+    fn floors_and_limits_say_what_to_give() {
+        let err = parse_probe_span("0..0").unwrap_err();
+        assert!(err.contains("at least 100ms"), "{err}");
+        assert!(parse_probe_span("99ms..3s").is_err());
+        assert_eq!(parse_probe_span("100ms..100ms").unwrap().min, Duration::from_millis(100));
+        assert!(parse_feign_span("0..0").unwrap_err().contains("at least 100ms"));
+        let err = parse_days("366").unwrap_err();
+        assert!(err.contains("1 to 365") && !err.contains("birthday"), "{err}");
+        assert_eq!(parse_days("365"), Ok(365));
+        assert!(parse_days("0").is_err());
+        assert!(parse_demo_nodes("51").unwrap_err().contains("1 to 50"));
+        assert_eq!(parse_demo_nodes("50"), Ok(50));
+    }
+
+    #[test]
+    fn gcd_takes_a_bare_port_like_gcd2_py() {
+        let cli = parse(&["gcd", "23600"]).unwrap();
+        let Some(Command::Gcd(args)) = cli.command else { panic!() };
+        assert_eq!(args.listen_addr(), Addr::new("0.0.0.0", 23600));
+        assert!(parse(&["gcd", "23600", "--listen", "127.0.0.1:1"]).is_err(), "one or the other");
+        let cli = parse(&["gcd"]).unwrap();
+        let Some(Command::Gcd(args)) = cli.command else { panic!() };
+        assert_eq!(args.listen_addr(), Addr::new("127.0.0.1", 23600));
     }
 }

@@ -33,8 +33,8 @@ pub struct DemoConfig {
     pub quiet: bool,
 }
 
-/// Width of the swim lanes, in columns.
-const LANE_WIDTH: usize = 60;
+/// Width of the swim lanes, in columns: with the labels, 80 in all.
+const LANE_WIDTH: usize = 56;
 
 /// Per-node colours: red, green, yellow, blue, magenta, cyan, then bright ones.
 const COLORS: [&str; 12] = ["31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96"];
@@ -113,8 +113,8 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
     }
     let _ = writeln!(
         out,
-        "demo: a coordinator (GCD) at 127.0.0.1:{gcd_port} and {} for {:.0} s, feigned failures {};\n      \
-         seed {} (replay the run with --seed {}); Ctrl-C ends it early.\n",
+        "demo: a GCD at 127.0.0.1:{gcd_port} and {} for {:.0} s, feigned failures {}\n      \
+         seed {}: replay this run with --seed {}\n      Ctrl-C ends it early\n",
         events::count(config.nodes, "node", "nodes"),
         config.duration.as_secs_f64(),
         if config.feign { "on" } else { "off" },
@@ -184,12 +184,13 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
 fn intro(feign: bool) -> String {
     let mut s = String::from(
         "\
-The bully algorithm elects a leader among peers. Each has an id (days until its
-mother's next birthday, SU ID); ids compare days first, then SU ID, and of the
-peers that answer, the highest id leads. Each joins through the GCD (group
-coordinator), which hands back the members. Four messages, each answered or not:
-  ELECT        \"I am electing\": sent to every higher id; the answer GOT_IT
-               means \"I'm alive and take over\"; no GOT_IT at all: the sender won
+The bully algorithm elects a leader among peers. Each peer has an id: (days
+until its mother's next birthday, SU ID), compared days first. Of the peers
+that answer, the highest id leads. Peers join through the GCD (the group
+coordinator), which tells them who the members are. Four messages:
+  ELECT        \"I'm electing\": sent to every member with a higher id
+  GOT_IT       the answer to ELECT or PROBE: \"I'm alive\" (and, to an ELECT,
+               \"I take over\"); an election that gets no GOT_IT at all is won
   I_AM_LEADER  the winner's announcement to every member
   PROBE        a follower checking now and then that its leader still answers
 ",
@@ -206,8 +207,8 @@ recovers and starts an election. That is what keeps the group electing.
         "\
 Each line: time, the node's letter and id (days, SU ID), what it did or heard.
 An election's reason is in parentheses; \"ELECTs arrived while settling\": ELECTs
-came just after a leader was agreed, and are answered by one election, not one each.
-At the end, swim lanes show who led, followed, elected or was down, and figures.
+came just after a leader was agreed, and one election answers them all.
+At the end: swim lanes of who led, followed, elected or was down, and figures.
 
 ",
     );

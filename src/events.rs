@@ -396,4 +396,19 @@ mod tests {
             "following leader (9, 1000009)"
         );
     }
+
+    #[test]
+    fn counts_agree_with_their_nouns_and_only_actionable_events_warn() {
+        let me = ProcessId::new(5, 1234567);
+        let other = ProcessId::new(9, 1000009);
+        assert_eq!(count(1, "node", "nodes"), "1 node");
+        assert_eq!(count(0, "node", "nodes"), "0 nodes");
+        let won = describe(&Event::Won { election: 1, announcing_to: 1 }, me).unwrap();
+        assert!(won.ends_with("I_AM_LEADER to 1 member"), "{won}");
+        let again = describe(&Event::Reregistered { members: 1, learned: vec![] }, me).unwrap();
+        assert!(again.ends_with("1 member"), "{again}");
+        assert!(!is_warning(&Event::ElectFailed { to: other, reason: "refused".into() }));
+        assert!(!is_warning(&Event::ProbeFailed { leader: other, reason: "refused".into() }));
+        assert!(is_warning(&Event::ReregistrationFailed { reason: "GCD down".into() }));
+    }
 }
