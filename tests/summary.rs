@@ -75,10 +75,10 @@ fn the_demos_figures_agree_with_its_events() {
     assert_eq!(figure(&out, "elections started:"), c.started, "{out}");
     assert_eq!(figure(&out, "elections won:"), c.won, "{out}");
     assert_eq!(figure(&out, "messages sent (ELECT, I_AM_LEADER, PROBE):"), c.messages, "{out}");
-    // Four lanes, each 60 columns between bars, and a share between 0 and 100 %.
+    // Four lanes, each 56 columns between bars (80 with the labels), and a share between 0 and 100 %.
     let lanes: Vec<&str> = out.lines().filter(|l| l.ends_with('|') && !l.contains("0 s")).collect();
     assert_eq!(lanes.len(), 4, "{out}");
-    assert!(lanes.iter().all(|l| l.rsplit('|').nth(1).unwrap().chars().count() == 60), "{out}");
+    assert!(lanes.iter().all(|l| l.rsplit('|').nth(1).unwrap().chars().count() == 56), "{out}");
     let share = out.lines().find(|l| l.contains("% of the run")).unwrap();
     let pct: f64 = share.split_whitespace().find(|w| w.ends_with('%')).unwrap().trim_end_matches('%').parse().unwrap();
     assert!((0.0..=100.0).contains(&pct), "{share}");
