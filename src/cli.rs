@@ -72,7 +72,10 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Colour: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always, never
+    /// When to use colour
+    ///
+    /// auto: on a terminal, unless NO_COLOR is set (not empty) or TERM=dumb; always and
+    /// never say so outright.
     #[arg(long, global = true, value_name = "WHEN", value_enum, default_value = "auto")]
     pub color: ColorArg,
 }
@@ -141,11 +144,15 @@ impl ColorArg {
 pub enum Command {
     /// Run a Group Coordinator Daemon (GCD) that answers exactly as the course's gcd2.py does
     Gcd(GcdArgs),
-    /// Run a whole group in this process (a coordinator and N nodes on 127.0.0.1) and
-    /// show one timeline, then swim lanes and figures
+    /// Watch a whole group elect and fail, explained (new here? start with this)
+    ///
+    /// Runs a coordinator and N nodes in this process, on real sockets on 127.0.0.1,
+    /// and shows one timeline, then swim lanes and figures.
     Demo(DemoArgs),
-    /// Measure how fast groups of bully-node and of the Python reference peer decide,
-    /// what a node costs, and how far a group scales (real processes on 127.0.0.1)
+    /// Measure bully-node against the Python reference peer
+    ///
+    /// How fast groups of bully-node and of the Python reference peer decide, what a
+    /// node costs, and how far a group scales (real processes on 127.0.0.1).
     Bench(BenchArgs),
 }
 
@@ -239,15 +246,21 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", value_parser = parse_days)]
     pub days: Option<u32>,
 
-    /// Where to listen for peers [default: the local address that reaches the GCD, any free port]
+    /// Where to listen for peers
+    ///
+    /// [default: the local address that reaches the GCD, any free port]
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<Addr>,
 
-    /// The registration message: auto tries HOWDY (2025), then BEGIN (2024), then JOIN (2019)
+    /// The registration message
+    ///
+    /// auto tries HOWDY (2025), then BEGIN (2024), then JOIN (2019).
     #[arg(long, value_name = "NAME", default_value = "auto")]
     pub gcd_message: NameChoice,
 
-    /// How long an election waits for any GOT_IT before declaring victory (e.g. 2s, 1500ms)
+    /// How long an election waits for any GOT_IT before declaring victory
+    ///
+    /// Times are written 2s, 1500ms, 2.5s or a bare number of milliseconds.
     #[arg(long, value_name = "TIME", default_value = "2s", value_parser = parse_duration)]
     pub elect_timeout: Duration,
 
@@ -255,11 +268,14 @@ pub struct NodeArgs {
     #[arg(long, value_name = "TIME", default_value = "4s", value_parser = parse_duration)]
     pub leader_timeout: Duration,
 
-    /// How long one connection to a peer may take to connect and to answer
+    /// How long a connection to a peer may take to connect and to answer
     #[arg(long, value_name = "TIME", default_value = "1500ms", value_parser = parse_duration)]
     pub socket_timeout: Duration,
 
     /// Write one JSON object per event to this file (- for standard output)
+    ///
+    /// With -, standard output carries only the JSON lines; the log and the stop
+    /// summary go to stderr.
     #[arg(long, value_name = "PATH")]
     pub events: Option<String>,
 
@@ -271,16 +287,20 @@ pub struct NodeArgs {
     #[arg(long)]
     pub no_probe: bool,
 
-    /// Time from start-up or recovery to the next feigned failure, drawn at random
+    /// Time to the next feigned failure, drawn at random
+    ///
+    /// Counted from start-up or recovery.
     #[arg(long, value_name = "MIN..MAX", default_value = "0s..10s", value_parser = parse_span)]
     pub feign_after: Span,
 
-    /// How long each feigned failure lasts, drawn at random, each end at least 100ms
+    /// How long each feigned failure lasts, each end at least 100ms
     #[arg(long, value_name = "MIN..MAX", default_value = "1s..4s", value_parser = parse_feign_span)]
     pub feign_for: Span,
 
+    /// How to feign failure
+    ///
     /// close: close the listening socket (peers are refused); ignore: accept and drop
-    /// every message without a reply (peers time out)
+    /// every message without a reply (peers time out).
     #[arg(long, value_enum, default_value = "close")]
     pub feign_mode: FeignModeArg,
 
@@ -288,7 +308,9 @@ pub struct NodeArgs {
     #[arg(long)]
     pub no_feign: bool,
 
-    /// Seed for every random choice (probe waits, failures), to replay a run
+    /// Seed for every random choice, to replay a run
+    ///
+    /// The probe waits and the failures' times and lengths.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 }
