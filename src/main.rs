@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Gcd(args)) => {
+            restore_sigpipe();
             let log_color = cli.color.enabled(std::io::stdout().is_terminal());
             logging::init("GCD".into(), cli.verbose, cli.quiet, false, log_color);
             let listen = args.listen_addr();
