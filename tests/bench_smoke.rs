@@ -19,4 +19,6 @@ fn the_benchmark_runs_and_fills_its_table() {
         assert!(ours.split(' ').next().unwrap().parse::<f64>().is_ok(), "bully-node cell {ours:?} in {line}");
     }
     assert!(out.lines().any(|l| l.starts_with("| bully-node | 3 |")), "scale row:\n{out}");
+    // Not a terminal: no progress bar (tests/output.rs checks the terminal case).
+    assert!(!out.contains(" left) ") && !out.contains('\r'), "a progress bar in a pipe:\n{out}");
 }

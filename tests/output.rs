@@ -340,3 +340,25 @@ fn a_node_whose_stdout_closes_ends_quietly() {
     let err: Vec<String> = err.iter().collect();
     assert!(err.is_empty(), "quietly: {err:?}");
 }
+
+/// `bench` shows a progress bar on a terminal (a pseudo-terminal from util-linux's
+/// `script`) and none in a pipe (`bench_smoke` runs it piped: see the assertion there).
+#[cfg(target_os = "linux")]
+#[test]
+fn bench_shows_progress_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to make a terminal with");
+        return;
+    }
+    let bench =
+        format!("{} bench --sizes 2 --reps 1 --idle 100ms --scale 2 --no-python", env!("CARGO_BIN_EXE_bully-node"));
+    let mut cmd = Command::new("script");
+    cmd.args(["-qfec", &bench, "/dev/null"]).env_remove("NO_COLOR").env("TERM", "xterm");
+    let mut p = Split::spawn(cmd);
+    let status = p.wait_exit();
+    assert!(status.success(), "{status:?}\n{}", p.errors());
+    let out = p.text();
+    assert!(out.contains(" left) "), "no progress bar:\n{out}");
+    assert!(out.contains("join, bully-node, N=2"), "the bar says what runs:\n{out}");
+    assert!(out.contains("| join: new highest registers"), "{out}");
+}
