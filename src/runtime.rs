@@ -191,7 +191,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     };
     let bound = listener.local_addr().map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     let ignoring = Arc::new(AtomicBool::new(false));
-    let listener = listener::spawn(listener, Arc::clone(&deliver), Arc::clone(&ignoring))
+    let listener = listener::spawn(listener, config.pid, Arc::clone(&deliver), Arc::clone(&ignoring))
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     info!("random choices seeded with {} (replay them with --seed {})", config.seed, config.seed);
     let pid = config.pid;
@@ -450,7 +450,7 @@ impl Runtime {
                 }
             }
         };
-        listener::spawn(socket, Arc::clone(&self.deliver), Arc::clone(&self.ignoring))
+        listener::spawn(socket, self.node.id(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring))
     }
 
     fn register_again(&self, reason: String) {
