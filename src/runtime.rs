@@ -16,10 +16,12 @@ use crate::mailbox::{Mailbox, Taken};
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
-use crate::wire::{decode, encode_message, is_timeout, FrameError, Message, RegisterName, Reply};
+use crate::wire::{
+    decode, encode, encode_message, is_timeout, Dialect, FrameError, Message, RegisterName, Reply, Style,
+};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
@@ -81,11 +83,33 @@ pub fn local_ip_towards(gcd: &Addr) -> IpAddr {
     route().unwrap_or(Ipv4Addr::LOCALHOST.into())
 }
 
+/// Whether `ip` is one of this machine's addresses: binding a socket to it succeeds.
+pub fn is_local_ip(ip: IpAddr) -> bool {
+    ip.is_loopback() || UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// The host to listen on and register when `--listen` gave none (or a wildcard).
+/// When the GCD runs on this machine (its address is one of ours: the course server,
+/// reached as `cs2.seattleu.edu`), it only takes members registering a loopback
+/// address (gcd2 compares with `gethostbyname('localhost')`), and every member runs
+/// there too: `127.0.0.1`. Otherwise the IP this machine uses to reach the GCD.
+pub fn default_host(
+    gcd_ip: Option<IpAddr>,
+    is_local: impl Fn(IpAddr) -> bool,
+    towards_gcd: impl Fn() -> IpAddr,
+) -> String {
+    match gcd_ip {
+        Some(ip) if is_local(ip) => Ipv4Addr::LOCALHOST.to_string(),
+        _ => towards_gcd().to_string(),
+    }
+}
+
 /// Binds the listener and works out the address to give the GCD: the host as the user
-/// wrote it (peers resolve names), the IP that reaches the GCD when none was given or
-/// it was a wildcard, and the port actually bound.
+/// wrote it (peers resolve names), [`default_host`] when none was given or it was a
+/// wildcard, and the port actually bound.
 pub fn bind(config: &NodeConfig) -> Result<(TcpListener, Addr), NodeError> {
-    let towards_gcd = || local_ip_towards(&config.gcd).to_string();
+    let gcd_ip = net::resolve(&config.gcd).ok().map(|all| all[0].ip());
+    let towards_gcd = || default_host(gcd_ip, is_local_ip, || local_ip_towards(&config.gcd));
     let wanted = config.listen.clone().unwrap_or_else(|| Addr::new(towards_gcd(), 0));
     let listener = TcpListener::bind((wanted.host.as_str(), wanted.port))
         .map_err(|cause| NodeError::Bind { addr: wanted.clone(), cause })?;
@@ -129,6 +153,8 @@ fn register_at_startup(config: &NodeConfig, addr: &Addr) -> Result<gcd::Registra
 enum Envelope {
     Input(Input),
     Message(Incoming),
+    /// The socket a background re-listen got (our port, or another), or why none.
+    Relistened(std::io::Result<TcpListener>),
     Stop,
 }
 
@@ -211,6 +237,9 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         warned_size: false,
         figures: crate::stats::NodeFigures::new(pid),
         last_elect: None,
+        dialects: HashMap::new(),
+        want_open: true,
+        relistening: false,
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -243,7 +272,25 @@ struct Runtime {
     figures: crate::stats::NodeFigures,
     /// The ELECT last encoded: election number, the members it carries, its bytes.
     last_elect: Option<(u64, Members, Arc<Vec<u8>>)>,
+    /// The dialect each member last spoke (standard when unknown), at most
+    /// [`MAX_DIALECTS`] members.
+    dialects: HashMap<ProcessId, Dialect>,
+    /// Whether the node wants its listener open (false while feigning with it closed).
+    want_open: bool,
+    /// A background thread is getting a listening socket.
+    relistening: bool,
 }
+
+/// The most members whose dialect a node remembers (past it, new ones are sent the
+/// standard form). Twice the members a node takes in from peers.
+pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
+
+/// How long a node tries to listen on its own port again after a feigned failure
+/// before it takes another one (a port just closed can take a moment to be free).
+pub const RELISTEN_SAME_PORT: Duration = Duration::from_secs(1);
+
+/// Rounds of trying (same port, then any port) before a node gives up listening.
+const RELISTEN_ROUNDS: u32 = 30;
 
 impl Runtime {
     fn now(&self) -> Time {
@@ -264,6 +311,7 @@ impl Runtime {
             match self.mailbox.take(deadline) {
                 Taken::Item(Envelope::Input(input)) => self.feed(input),
                 Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
+                Taken::Item(Envelope::Relistened(socket)) => self.on_relistened(socket),
                 Taken::Item(Envelope::Stop) | Taken::Closed => break,
                 Taken::TimedOut => {}
             }
@@ -290,6 +338,12 @@ impl Runtime {
 
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
+        if let Some(sender) = incoming.sender.filter(|s| *s != self.node.id()) {
+            let room = self.dialects.len() < MAX_DIALECTS || self.dialects.contains_key(&sender);
+            if room && self.dialects.insert(sender, incoming.dialect) != Some(incoming.dialect) {
+                debug!("{sender} speaks the {} dialect", incoming.dialect.as_str());
+            }
+        }
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
                 if rejected > 0 {
@@ -349,9 +403,24 @@ impl Runtime {
         std::thread::Builder::new().name(name).spawn(work).is_ok()
     }
 
+    fn dialect_of(&self, pid: ProcessId) -> Dialect {
+        self.dialects.get(&pid).copied().unwrap_or_default()
+    }
+
+    /// `message` for `to`, in the dialect it last spoke.
+    fn encode_for(&self, to: ProcessId, message: &Message) -> Vec<u8> {
+        let value = message.to_value_in(self.dialect_of(to), self.node.id(), &self.addr, to, self.node.members());
+        encode(&value, Style::Compact)
+    }
+
     fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
-        // An election sends the same ELECT to every higher member: encode it once.
+        // An election sends the same ELECT to every higher member: encode it once
+        // (the standard form; a member of another dialect gets its own).
+        let dialect = self.dialect_of(to);
         let bytes = match &self.last_elect {
+            _ if dialect != Dialect::Standard => {
+                Arc::new(self.encode_for(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 }))
+            }
             Some((n, m, bytes)) if *n == election && m == members => Arc::clone(bytes),
             _ => {
                 let bytes =
@@ -382,7 +451,7 @@ impl Runtime {
     }
 
     fn send_leader(&self, to: ProcessId, addr: Addr) {
-        let bytes = encode_message(&Message::IAmLeader { leader: self.node.id(), addr: None });
+        let bytes = self.encode_for(to, &Message::IAmLeader { leader: self.node.id(), addr: None });
         let timeout = self.config.socket_timeout;
         let spawned = Self::spawn(format!("leader-{}", to.su_id), move || {
             let sent = net::connect(&addr, timeout).and_then(|mut s| {
@@ -402,7 +471,7 @@ impl Runtime {
 
     fn send_probe(&self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
-        let bytes = encode_message(&Message::Probe);
+        let bytes = self.encode_for(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
         let mailbox = Arc::clone(&self.mailbox);
         let spawned = Self::spawn(format!("probe-{}", to.su_id), move || {
@@ -415,42 +484,97 @@ impl Runtime {
         }
     }
 
-    /// Closes, reopens or mutes the listener. It reopens on the very address it had:
-    /// the GCD and the peers know that one.
+    /// Closes, reopens or mutes the listener. It reopens on the very address it had (the
+    /// GCD and the peers know that one); if another process took that port meanwhile,
+    /// a background thread keeps trying it for [`RELISTEN_SAME_PORT`], then takes any
+    /// free port on the same host and the node registers that. The main loop never
+    /// waits for it.
     fn listen(&mut self, listening: Listening) {
         self.ignoring.store(listening == Listening::Ignoring, Ordering::SeqCst);
         match listening {
             Listening::Closed => {
+                self.want_open = false;
                 if let Some(listener) = self.listener.take() {
                     listener.shutdown();
                 }
             }
             Listening::Ignoring => {}
-            Listening::Open if self.listener.is_some() => {}
-            Listening::Open => match self.reopen() {
-                Ok(listener) => self.listener = Some(listener),
-                Err(e) => {
-                    log::error!("cannot listen on {} again: {e}; stopping", self.bound);
-                    self.mailbox.push(Envelope::Stop);
+            Listening::Open => {
+                self.want_open = true;
+                if self.listener.is_some() || self.relistening {
+                    return;
                 }
-            },
+                match TcpListener::bind(self.bound) {
+                    Ok(socket) => self.on_relistened(Ok(socket)),
+                    Err(e) => {
+                        info!(
+                            "cannot listen on {} again yet ({e}); trying it for {} ms, then another port",
+                            self.bound,
+                            RELISTEN_SAME_PORT.as_millis()
+                        );
+                        self.relisten_in_background();
+                    }
+                }
+            }
         }
     }
 
-    fn reopen(&self) -> std::io::Result<ListenerHandle> {
-        // A port just closed can take a moment to be free again; try for about a second.
-        let mut tries = 0;
-        let socket = loop {
-            match TcpListener::bind(self.bound) {
-                Ok(socket) => break socket,
-                Err(e) if tries >= 50 => return Err(e),
-                Err(_) => {
-                    tries += 1;
+    fn relisten_in_background(&mut self) {
+        let (bound, mailbox) = (self.bound, Arc::clone(&self.mailbox));
+        self.relistening = true;
+        let spawned = Self::spawn("relisten".into(), move || {
+            let mut last = None;
+            for _ in 0..RELISTEN_ROUNDS {
+                let until = Instant::now() + RELISTEN_SAME_PORT;
+                while Instant::now() < until {
+                    if let Ok(socket) = TcpListener::bind(bound) {
+                        mailbox.push(Envelope::Relistened(Ok(socket)));
+                        return;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                match TcpListener::bind(SocketAddr::new(bound.ip(), 0)) {
+                    Ok(socket) => {
+                        mailbox.push(Envelope::Relistened(Ok(socket)));
+                        return;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let e = last.unwrap_or_else(|| std::io::Error::other("no attempt made"));
+            mailbox.push(Envelope::Relistened(Err(e)));
+        });
+        if !spawned {
+            self.relistening = false;
+            warn!("no thread to listen again from; staying closed until the next recovery");
+        }
+    }
+
+    /// A listening socket came back (or could not be had).
+    fn on_relistened(&mut self, socket: std::io::Result<TcpListener>) {
+        self.relistening = false;
+        let socket = match socket {
+            Ok(socket) if self.want_open => socket,
+            Ok(_) => return, // failed again meanwhile: the next recovery listens anew
+            Err(e) => {
+                log::error!("cannot listen on {} or any other port: {e}; running without a listener", self.bound);
+                return;
             }
         };
-        listener::spawn(socket, self.node.id(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring))
+        let local = match socket.local_addr() {
+            Ok(local) => local,
+            Err(e) => return log::error!("cannot listen again: {e}; running without a listener"),
+        };
+        match listener::spawn(socket, self.node.id(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring)) {
+            Ok(handle) => self.listener = Some(handle),
+            Err(e) => return log::error!("cannot listen on {local} again: {e}; running without a listener"),
+        }
+        if local.port() != self.bound.port() {
+            self.bound = local;
+            self.addr = Addr::new(self.addr.host.clone(), local.port());
+            self.last_elect = None;
+            self.feed(Input::Moved { addr: self.addr.clone() });
+        }
     }
 
     fn register_again(&self, reason: String) {
@@ -491,5 +615,30 @@ fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome 
             FrameError::Io(e) if is_timeout(&e) => format!("no reply within {secs}s"),
             other => other.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gcd_on_this_machine_gets_the_loopback_address_whatever_name_reached_it() {
+        let towards = || IpAddr::from([192, 0, 2, 2]);
+        // The course server: its name resolves to its external address, which is ours.
+        let ours = |ip: IpAddr| ip == IpAddr::from([192, 0, 2, 2]) || ip.is_loopback();
+        assert_eq!(default_host(Some([192, 0, 2, 2].into()), ours, towards), "127.0.0.1");
+        assert_eq!(default_host(Some([127, 0, 0, 2].into()), ours, towards), "127.0.0.1");
+        // A GCD elsewhere: the address that reaches it.
+        assert_eq!(default_host(Some([198, 51, 100, 7].into()), ours, towards), "192.0.2.2");
+        assert_eq!(default_host(None, ours, towards), "192.0.2.2");
+    }
+
+    #[test]
+    fn local_addresses_are_the_ones_a_socket_can_bind() {
+        assert!(is_local_ip([127, 0, 0, 1].into()));
+        assert!(is_local_ip([127, 0, 0, 2].into()));
+        // TEST-NET-3, never assigned to a machine.
+        assert!(!is_local_ip([203, 0, 113, 254].into()));
     }
 }
