@@ -213,8 +213,9 @@ impl Members {
         learned
     }
 
-    /// Reads a members dict in either layout (deciding per entry). Entries with
-    /// unusable ids or addresses are dropped and counted, never taken in.
+    /// Reads a members dict in either layout (deciding per entry), every entry as
+    /// listed. Entries with unusable ids or addresses are dropped and counted, never
+    /// taken in.
     pub fn from_value(v: &Value) -> Option<Parsed> {
         let Value::Dict(pairs) = v else { return None };
         let mut members = Members::default();
@@ -232,7 +233,12 @@ impl Members {
                 },
             };
             layout.get_or_insert(this_layout);
-            members.insert(entry.0, entry.1);
+            // As listed: a peer's list may hold stale ids beside live ones (the same SU
+            // ID twice, an old id at a reused address), and the node must see them all
+            // to judge them; only a repeated id keeps its first address.
+            if !members.contains(entry.0) {
+                Arc::make_mut(&mut members.entries).push(Member { pid: entry.0, addr: entry.1 });
+            }
         }
         members.layout = layout.unwrap_or_default();
         Some(Parsed { members, rejected })

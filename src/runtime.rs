@@ -155,6 +155,8 @@ enum Envelope {
     Message(Incoming),
     /// The socket a background re-listen got (our port, or another), or why none.
     Relistened(std::io::Result<TcpListener>),
+    /// A member answered GOT_IT in this dialect.
+    Spoke(ProcessId, Dialect),
     Stop,
 }
 
@@ -240,6 +242,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         dialects: HashMap::new(),
         want_open: true,
         relistening: false,
+        announced_port: addr.port,
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -279,6 +282,8 @@ struct Runtime {
     want_open: bool,
     /// A background thread is getting a listening socket.
     relistening: bool,
+    /// The port the node (and through it the GCD) knows we listen on.
+    announced_port: u16,
 }
 
 /// The most members whose dialect a node remembers (past it, new ones are sent the
@@ -312,6 +317,7 @@ impl Runtime {
                 Taken::Item(Envelope::Input(input)) => self.feed(input),
                 Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
                 Taken::Item(Envelope::Relistened(socket)) => self.on_relistened(socket),
+                Taken::Item(Envelope::Spoke(pid, dialect)) => self.learn_dialect(pid, dialect),
                 Taken::Item(Envelope::Stop) | Taken::Closed => break,
                 Taken::TimedOut => {}
             }
@@ -338,11 +344,8 @@ impl Runtime {
 
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
-        if let Some(sender) = incoming.sender.filter(|s| *s != self.node.id()) {
-            let room = self.dialects.len() < MAX_DIALECTS || self.dialects.contains_key(&sender);
-            if room && self.dialects.insert(sender, incoming.dialect) != Some(incoming.dialect) {
-                debug!("{sender} speaks the {} dialect", incoming.dialect.as_str());
-            }
+        if let Some(sender) = incoming.sender {
+            self.learn_dialect(sender, incoming.dialect);
         }
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
@@ -403,8 +406,29 @@ impl Runtime {
         std::thread::Builder::new().name(name).spawn(work).is_ok()
     }
 
+    fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {
+        if pid == self.node.id() {
+            return;
+        }
+        let room = self.dialects.len() < MAX_DIALECTS || self.dialects.contains_key(&pid);
+        if room && self.dialects.insert(pid, dialect) != Some(dialect) {
+            info!("{pid} speaks the {} dialect: sending it that from now on", dialect.as_str());
+        }
+    }
+
     fn dialect_of(&self, pid: ProcessId) -> Dialect {
         self.dialects.get(&pid).copied().unwrap_or_default()
+    }
+
+    /// For a member whose dialect we don't know yet, the wrapped form of `message`:
+    /// a wrapped-dialect peer closes standard messages silently, so a silent close is
+    /// followed by this, and I_AM_LEADER goes in both forms.
+    fn wrapped_if_unknown(&self, to: ProcessId, message: &Message) -> Option<Vec<u8>> {
+        if self.dialects.contains_key(&to) {
+            return None;
+        }
+        let value = message.to_value_in(Dialect::Wrapped, self.node.id(), &self.addr, to, self.node.members());
+        Some(encode(&value, Style::Compact))
     }
 
     /// `message` for `to`, in the dialect it last spoke.
@@ -440,8 +464,10 @@ impl Runtime {
         debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
         let mailbox = Arc::clone(&self.mailbox);
         let timeout = self.config.socket_timeout;
+        let wrapped =
+            self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
         let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
-            let outcome = exchange_for_got_it(&addr, &bytes, timeout);
+            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
             mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         });
         if !spawned {
@@ -451,17 +477,26 @@ impl Runtime {
     }
 
     fn send_leader(&self, to: ProcessId, addr: Addr) {
-        let bytes = self.encode_for(to, &Message::IAmLeader { leader: self.node.id(), addr: None });
+        let announcement = Message::IAmLeader { leader: self.node.id(), addr: None };
+        let bytes = self.encode_for(to, &announcement);
+        // Unknown dialect: the wrapped form first, then the standard one, which a
+        // peer that believes the last announcement it heard reads last.
+        let forms: Vec<Vec<u8>> = self.wrapped_if_unknown(to, &announcement).into_iter().chain([bytes]).collect();
         let timeout = self.config.socket_timeout;
         let spawned = Self::spawn(format!("leader-{}", to.su_id), move || {
-            let sent = net::connect(&addr, timeout).and_then(|mut s| {
-                s.write_all(&bytes)?;
-                let _ = s.shutdown(Shutdown::Write);
-                Ok(())
-            });
-            match sent {
-                Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
-                Err(e) => debug!("I_AM_LEADER to {to} at {addr} failed: {e}"),
+            for bytes in forms {
+                let sent = net::connect(&addr, timeout).and_then(|mut s| {
+                    s.write_all(&bytes)?;
+                    let _ = s.shutdown(Shutdown::Write);
+                    Ok(())
+                });
+                match sent {
+                    Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
+                    Err(e) => {
+                        debug!("I_AM_LEADER to {to} at {addr} failed: {e}");
+                        break;
+                    }
+                }
             }
         });
         if !spawned {
@@ -472,10 +507,11 @@ impl Runtime {
     fn send_probe(&self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
         let bytes = self.encode_for(to, &Message::Probe);
+        let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
         let mailbox = Arc::clone(&self.mailbox);
         let spawned = Self::spawn(format!("probe-{}", to.su_id), move || {
-            let outcome = exchange_for_got_it(&addr, &bytes, timeout);
+            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
             mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
         });
         if !spawned {
@@ -555,7 +591,14 @@ impl Runtime {
         self.relistening = false;
         let socket = match socket {
             Ok(socket) if self.want_open => socket,
-            Ok(_) => return, // failed again meanwhile: the next recovery listens anew
+            Ok(socket) => {
+                // Failing again meanwhile: the next recovery opens the port we got
+                // (free again once this socket closes), and registers it then.
+                if let Ok(local) = socket.local_addr() {
+                    self.bound = local;
+                }
+                return;
+            }
             Err(e) => {
                 log::error!("cannot listen on {} or any other port: {e}; running without a listener", self.bound);
                 return;
@@ -569,8 +612,9 @@ impl Runtime {
             Ok(handle) => self.listener = Some(handle),
             Err(e) => return log::error!("cannot listen on {local} again: {e}; running without a listener"),
         }
-        if local.port() != self.bound.port() {
-            self.bound = local;
+        self.bound = local;
+        if local.port() != self.announced_port {
+            self.announced_port = local.port();
             self.addr = Addr::new(self.addr.host.clone(), local.port());
             self.last_elect = None;
             self.feed(Input::Moved { addr: self.addr.clone() });
@@ -595,6 +639,32 @@ impl Runtime {
     }
 }
 
+/// How a peer that read our message and closed without a word is reported.
+const CLOSED_SILENTLY: &str = "closed the connection without a reply";
+
+/// Sends one ELECT or PROBE; if the peer closed silently and `wrapped` is given (its
+/// dialect is unknown), sends that form too, and reports the dialect when it answers.
+fn exchange_trying_wrapped(
+    addr: &Addr,
+    bytes: &[u8],
+    wrapped: Option<&[u8]>,
+    timeout: Duration,
+    to: ProcessId,
+    mailbox: &Mailbox<Envelope>,
+) -> Outcome {
+    let outcome = exchange_for_got_it(addr, bytes, timeout);
+    match (wrapped, &outcome) {
+        (Some(wrapped), Outcome::Failed(reason)) if reason == CLOSED_SILENTLY => {
+            let second = exchange_for_got_it(addr, wrapped, timeout);
+            if second == Outcome::GotIt {
+                mailbox.push(Envelope::Spoke(to, Dialect::Wrapped));
+            }
+            second
+        }
+        _ => outcome,
+    }
+}
+
 /// Sends one ELECT or PROBE and says how it ended, in words for the log.
 fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome {
     let secs = timeout.as_secs_f64();
@@ -611,7 +681,7 @@ fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome 
         Err(ExchangeError::Connect(e)) => Outcome::Failed(format!("cannot connect to {addr}: {e}")),
         Err(ExchangeError::Send(e)) => Outcome::Failed(format!("sending failed: {e}")),
         Err(ExchangeError::Reply { error, .. }) => Outcome::Failed(match error {
-            FrameError::Incomplete { received: 0 } => "closed the connection without a reply".into(),
+            FrameError::Incomplete { received: 0 } => CLOSED_SILENTLY.into(),
             FrameError::Io(e) if is_timeout(&e) => format!("no reply within {secs}s"),
             other => other.to_string(),
         }),
