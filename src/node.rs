@@ -506,6 +506,10 @@ impl Node {
                 out.push(Action::Event(Event::ElectReceived { from: sender, learned: learned.clone(), electing }));
                 if electing {
                     self.ask_newcomers(&learned, &mut out);
+                } else if self.doubting && self.elect_after_registration.is_some() {
+                    // Asking the GCD after a GOT_IT that led nowhere: the election
+                    // starts when it answers, without the ids it no longer lists (an
+                    // election now would ask the same stale id again).
                 } else if let Some(until) = self.settling_until().filter(|until| now < *until) {
                     // Only the leader fires at the window's end; everyone else waits a
                     // window longer, so that the leader's announcement comes first and
@@ -1459,6 +1463,10 @@ mod tests {
         n.handle(S, Input::ElectReply { election: 2, to: stale, outcome: Outcome::GotIt });
         let out = n.handle(5 * S, Input::Timer(Timer::Leader(2)));
         assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        // An ELECT arriving before the GCD answers waits for it: electing now would
+        // ask the stale id again.
+        let out = n.handle(5 * S, Input::Elect { members: elect.clone(), sender: None });
+        assert!(elects(&out).is_empty(), "{out:?}");
         // The GCD does not list 300: only what it lists is asked (nobody ranks above
         // us there, so we win), and peers' ELECTs can't bring 300 back.
         let out = n.handle(5 * S, Input::Registered { members: group(&[1, 3, 5]) });
