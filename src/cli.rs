@@ -142,7 +142,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N")]
     pub days: Option<u32>,
 
-    /// Where to listen for peers [default: the local address that reaches the GCD, any free port]
+    /// Where to listen for peers [default: 127.0.0.1 when the GCD runs on this machine, else the local address that reaches the GCD; any free port]
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<Addr>,
 
@@ -286,7 +286,8 @@ impl From<AcceptName> for RegisterName {
 pub struct NodeConfig {
     pub gcd: Addr,
     pub pid: ProcessId,
-    /// Where to bind; `None` picks the local address that reaches the GCD.
+    /// Where to bind; `None` picks 127.0.0.1 when the GCD is on this machine, else the
+    /// local address that reaches the GCD.
     pub listen: Option<Addr>,
     pub gcd_message: NameChoice,
     pub settings: Settings,
