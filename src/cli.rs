@@ -248,7 +248,8 @@ pub struct NodeArgs {
 
     /// Where to listen for peers
     ///
-    /// [default: the local address that reaches the GCD, any free port]
+    /// [default: 127.0.0.1 when the GCD runs on this machine (its address is one of ours,
+    /// whatever name --gcd used), else the local address that reaches the GCD; any free port]
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<Addr>,
 
@@ -451,7 +452,8 @@ impl From<AcceptName> for RegisterName {
 pub struct NodeConfig {
     pub gcd: Addr,
     pub pid: ProcessId,
-    /// Where to bind; `None` picks the local address that reaches the GCD.
+    /// Where to bind; `None` picks 127.0.0.1 when the GCD is on this machine, else the
+    /// local address that reaches the GCD.
     pub listen: Option<Addr>,
     pub gcd_message: NameChoice,
     pub settings: Settings,

@@ -3,7 +3,7 @@
 //! (milliseconds since the Unix epoch), `"node"` (`[days, su_id]`) and `"event"`.
 
 use crate::identity::ProcessId;
-use crate::node::{Event, FeignMode};
+use crate::node::{Clash, Event, FeignMode};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,9 +37,10 @@ fn pids(list: &[ProcessId]) -> String {
 
 /// Whether a person should act on `event`, and so see it as a warning. The protocol's
 /// expected failures (an ELECT refused by a member that is down, a PROBE finding the
-/// leader gone) are the algorithm working, not warnings; a GCD that can't be reached is.
+/// leader gone) are the algorithm working, not warnings; a GCD that can't be reached is,
+/// and so is another process holding our SU ID or our address (stop one of them).
 pub fn is_warning(event: &Event) -> bool {
-    matches!(event, Event::ReregistrationFailed { .. })
+    matches!(event, Event::ReregistrationFailed { .. } | Event::IdentityClash { .. })
 }
 
 /// The line a person reads for `event`, or `None` for events shown otherwise.
@@ -98,6 +99,26 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
             format!("election #{election}: ELECT also to {} (learned meanwhile)", pids(asking))
         }
         Event::AnnouncedTo { members } => format!("I_AM_LEADER to {} (new to us)", pids(members)),
+        Event::IdentityClash { other, addr, clash, source } => {
+            let at = addr.as_ref().map_or(String::new(), |a| format!(" at {a}"));
+            match clash {
+                Clash::SuId => format!(
+                    "{other}{at} has our SU ID {} ({source}): the GCD keeps one process per SU ID, so whichever of us registered last replaced the other, and each re-registration replaces it again; stop the other process, or give one of us another --su-id",
+                    me.su_id
+                ),
+                Clash::SameId => format!(
+                    "another process runs as our id {me}{at} ({source}): the GCD keeps the latest registration, so one of us replaced the other; stop one of them"
+                ),
+                Clash::Address => format!(
+                    "{other} is listed at our address{at} ({source}): a stale entry of a process that used this port before us (or it replaced us at the GCD); we never ELECT it or pass it on"
+                ),
+            }
+        }
+        Event::Moved { from, to } => {
+            format!(
+                "our port {from} was taken while we were down: listening at {to} now, and registered it with the GCD"
+            )
+        }
         Event::Stopped => "stopped".into(),
     })
 }
@@ -259,6 +280,27 @@ pub fn json(event: &Event, me: ProcessId) -> String {
             j.pids("members", members);
             j
         }
+        Event::IdentityClash { other, addr, clash, source } => {
+            let mut j = line("identity_clash");
+            j.pid("other", *other).str(
+                "clash",
+                match clash {
+                    Clash::SuId => "su_id",
+                    Clash::SameId => "same_id",
+                    Clash::Address => "address",
+                },
+            );
+            if let Some(a) = addr {
+                j.str("addr", &a.to_string());
+            }
+            j.str("source", source);
+            j
+        }
+        Event::Moved { from, to } => {
+            let mut j = line("moved");
+            j.str("from", &from.to_string()).str("to", &to.to_string());
+            j
+        }
         Event::Stopped => line("stopped"),
     };
     j.finish()
@@ -410,5 +452,7 @@ mod tests {
         assert!(!is_warning(&Event::ElectFailed { to: other, reason: "refused".into() }));
         assert!(!is_warning(&Event::ProbeFailed { leader: other, reason: "refused".into() }));
         assert!(is_warning(&Event::ReregistrationFailed { reason: "GCD down".into() }));
+        let clash = Event::IdentityClash { other, addr: None, clash: crate::node::Clash::SuId, source: "GCD".into() };
+        assert!(is_warning(&clash));
     }
 }

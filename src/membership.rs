@@ -194,8 +194,28 @@ impl Members {
         learned
     }
 
-    /// Reads a members dict in either layout (deciding per entry). Entries with
-    /// unusable ids or addresses are dropped and counted, never taken in.
+    /// Takes in members a peer's message lists, by rules kinder than the GCD's: nothing
+    /// we know is ever removed or moved (a peer's list may be stale: classmates' peers
+    /// only ever add members), so two ids can share an SU ID or an address here until
+    /// the GCD is asked again. Entries `skip` refuses are left out. Returns the
+    /// newcomers. Stops at [`MAX_LEARNED_MEMBERS`].
+    pub fn learn(&mut self, other: &Members, mut skip: impl FnMut(&Member) -> bool) -> Vec<ProcessId> {
+        let mut learned = Vec::new();
+        for m in other.entries.iter() {
+            if self.len() >= MAX_LEARNED_MEMBERS {
+                break;
+            }
+            if !self.contains(m.pid) && !skip(m) {
+                Arc::make_mut(&mut self.entries).push(m.clone());
+                learned.push(m.pid);
+            }
+        }
+        learned
+    }
+
+    /// Reads a members dict in either layout (deciding per entry), every entry as
+    /// listed. Entries with unusable ids or addresses are dropped and counted, never
+    /// taken in.
     pub fn from_value(v: &Value) -> Option<Parsed> {
         let Value::Dict(pairs) = v else { return None };
         let mut members = Members::default();
@@ -213,7 +233,12 @@ impl Members {
                 },
             };
             layout.get_or_insert(this_layout);
-            members.insert(entry.0, entry.1);
+            // As listed: a peer's list may hold stale ids beside live ones (the same SU
+            // ID twice, an old id at a reused address), and the node must see them all
+            // to judge them; only a repeated id keeps its first address.
+            if !members.contains(entry.0) {
+                Arc::make_mut(&mut members.entries).push(Member { pid: entry.0, addr: entry.1 });
+            }
         }
         members.layout = layout.unwrap_or_default();
         Some(Parsed { members, rejected })
@@ -309,6 +334,27 @@ mod tests {
         assert_eq!(ours.merge(&theirs), [pid(9, 1_000_002)]);
         assert_eq!(ours.get(pid(5, 1_000_001)).unwrap().port, 1);
         assert_eq!(ours.higher_than(pid(5, 1_000_001)).count(), 1);
+    }
+
+    #[test]
+    fn learning_from_a_peer_never_removes_anyone() {
+        let me = pid(5, 1_000_001);
+        let mut ours: Members =
+            [(me, Addr::new("127.0.0.1", 1)), (pid(9, 1_000_002), Addr::new("127.0.0.1", 2))].into_iter().collect();
+        let theirs: Members = [
+            (pid(7, 1_000_001), Addr::new("127.0.0.1", 7)), // our SU ID, another pid
+            (pid(8, 1_000_003), Addr::new("localhost", 2)), // 9's address
+            (pid(6, 1_000_004), Addr::new("127.0.0.1", 1)), // our address
+        ]
+        .into_iter()
+        .collect();
+        let learned = ours.learn(&theirs, |m| m.addr.same_listener(&Addr::new("127.0.0.1", 1)));
+        assert_eq!(learned, [pid(7, 1_000_001), pid(8, 1_000_003)]);
+        assert!(ours.contains(me) && ours.contains(pid(9, 1_000_002)), "{ours:?}");
+        // merge (the GCD's rules) would have removed us and 9.
+        let mut gcd_rules = ours.clone();
+        gcd_rules.merge(&[(pid(2, 1_000_001), Addr::new("127.0.0.1", 3))].into_iter().collect());
+        assert!(!gcd_rules.contains(me));
     }
 
     #[test]

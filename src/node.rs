@@ -30,7 +30,7 @@
 //!   recovery it listens again, re-registers, and elects.
 
 use crate::identity::ProcessId;
-use crate::membership::{Addr, Members};
+use crate::membership::{Addr, Member, Members};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -191,6 +191,10 @@ pub enum Input {
     /// Feign failures from now on as given, or stop feigning (a failure under way
     /// still recovers).
     SetFeign(Option<Feign>),
+    /// We listen at `addr` now (our port was taken while we were down): register it.
+    Moved {
+        addr: Addr,
+    },
 }
 
 /// A request to the runtime.
@@ -293,8 +297,32 @@ pub enum Event {
     AnnouncedTo {
         members: Vec<ProcessId>,
     },
+    /// Another process claims our identity: `other` has our SU ID, or listens at our
+    /// address, as `source` (the GCD, or a peer's message) showed. Told once per id.
+    IdentityClash {
+        other: ProcessId,
+        addr: Option<Addr>,
+        clash: Clash,
+        source: String,
+    },
+    /// Our port was taken while we were down: we listen at `to` now, and registered it.
+    Moved {
+        from: Addr,
+        to: Addr,
+    },
     /// The node stopped (reported by the runtime, never by the state machine).
     Stopped,
+}
+
+/// How another process's identity collides with ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clash {
+    /// Another process id with our SU ID: the GCD keeps one per SU ID.
+    SuId,
+    /// Our very process id, listening elsewhere.
+    SameId,
+    /// Another process id listening at our address.
+    Address,
 }
 
 /// Where the node is in the algorithm.
@@ -341,7 +369,20 @@ pub struct Node {
     /// The registration retry armed, by number, after the GCD failed to answer.
     retry: Option<u64>,
     retries: u64,
+    /// Set after a GOT_IT with no I_AM_LEADER: the next GCD answer shows which members
+    /// it no longer lists.
+    doubting: bool,
+    /// Ids learned from peers that answered GOT_IT (or were listed at an address that
+    /// did) without ever announcing, and that the GCD does not list: peers' messages
+    /// can't bring them back until the GCD lists them again. At most
+    /// [`MAX_DOUBTED`], oldest forgotten first.
+    doubted: Vec<ProcessId>,
+    /// Ids we have said clash with our identity (each is told once).
+    clashes_told: Vec<ProcessId>,
 }
+
+/// The most ids a node remembers as doubted, and as clashing with its identity.
+pub const MAX_DOUBTED: usize = 256;
 
 /// How long after a failed re-registration the node asks the GCD again. It goes on with
 /// the members it has meanwhile; the retry is what lets a node that recovered during a
@@ -388,6 +429,9 @@ impl Node {
             deferrals: 0,
             retry: None,
             retries: 0,
+            doubting: false,
+            doubted: Vec::new(),
+            clashes_told: Vec::new(),
         }
     }
 
@@ -449,12 +493,23 @@ impl Node {
                     self.failure += 1; // the armed failure timer is now stale
                 }
             }
+            Input::Moved { addr } => {
+                let from = std::mem::replace(&mut self.my_addr, addr.clone());
+                self.members.insert(self.me, addr.clone());
+                out.push(Action::Event(Event::Moved { from, to: addr }));
+                out.push(Action::Register { reason: "we listen on another port now".into() });
+            }
             Input::Elect { members, sender } => {
-                let learned = self.members.merge(&members);
+                let source = format!("ELECT from {}", sender.map_or("a peer".to_string(), |s| s.to_string()));
+                let learned = self.learn_from_peer(&members, &source, &mut out);
                 let electing = self.is_electing();
                 out.push(Action::Event(Event::ElectReceived { from: sender, learned: learned.clone(), electing }));
                 if electing {
                     self.ask_newcomers(&learned, &mut out);
+                } else if self.doubting && self.elect_after_registration.is_some() {
+                    // Asking the GCD after a GOT_IT that led nowhere: the election
+                    // starts when it answers, without the ids it no longer lists (an
+                    // election now would ask the same stale id again).
                 } else if let Some(until) = self.settling_until().filter(|until| now < *until) {
                     // Only the leader fires at the window's end; everyone else waits a
                     // window longer, so that the leader's announcement comes first and
@@ -474,6 +529,46 @@ impl Node {
         }
         self.keep_probing(now, &mut out);
         out
+    }
+
+    /// Says so, once per id, when `m` claims our identity; true if it does.
+    fn check_identity(&mut self, m: &Member, source: &str, out: &mut Vec<Action>) -> bool {
+        let clash = if m.pid == self.me {
+            if m.addr.same_listener(&self.my_addr) {
+                return false;
+            }
+            Clash::SameId
+        } else if m.pid.su_id == self.me.su_id {
+            Clash::SuId
+        } else if m.addr.same_listener(&self.my_addr) {
+            Clash::Address
+        } else {
+            return false;
+        };
+        if !self.clashes_told.contains(&m.pid) && self.clashes_told.len() < MAX_DOUBTED {
+            self.clashes_told.push(m.pid);
+            out.push(Action::Event(Event::IdentityClash {
+                other: m.pid,
+                addr: Some(m.addr.clone()),
+                clash,
+                source: source.to_string(),
+            }));
+        }
+        true
+    }
+
+    /// Takes in the members a peer's message lists. Nothing we know is removed; left
+    /// out are ids that clash with ours (a stale entry at our address or with our SU ID
+    /// is never asked or forwarded), and ids in doubt.
+    fn learn_from_peer(&mut self, members: &Members, source: &str, out: &mut Vec<Action>) -> Vec<ProcessId> {
+        let mut clashing = Vec::new();
+        for m in members.iter() {
+            if self.check_identity(m, source, out) {
+                clashing.push(m.pid);
+            }
+        }
+        let doubted = &self.doubted;
+        self.members.learn(members, |m| clashing.contains(&m.pid) || doubted.contains(&m.pid))
     }
 
     /// Arms a deferred election unless one is pending already (it will elect anyway).
@@ -586,11 +681,27 @@ impl Node {
         self.retry = None;
         let first = self.election == 0 && self.leader.is_none() && self.phase == Phase::Idle;
         let before = self.members.clone();
-        // The GCD is the authority on membership; we stay in it whatever it says.
-        self.members = members;
-        if !self.members.contains(self.me) {
-            self.members.insert(self.me, self.my_addr.clone());
+        for m in members.iter() {
+            self.check_identity(m, "the GCD's list", out);
         }
+        // After a GOT_IT that no I_AM_LEADER followed: whoever we knew only from peers
+        // and the GCD does not list is in doubt (a stale id at a live member's address
+        // answers GOT_IT through that member and never announces).
+        if std::mem::take(&mut self.doubting) {
+            for m in before.iter().filter(|m| m.pid != self.me && !members.contains(m.pid)) {
+                if !self.doubted.contains(&m.pid) {
+                    if self.doubted.len() >= MAX_DOUBTED {
+                        self.doubted.remove(0);
+                    }
+                    self.doubted.push(m.pid);
+                }
+            }
+        }
+        self.doubted.retain(|p| !members.contains(*p));
+        // The GCD is the authority on membership; we stay in it whatever it says, and
+        // anyone else it shows at our address or with our SU ID is gone.
+        self.members = members;
+        self.members.insert(self.me, self.my_addr.clone());
         if first {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.arm_failure(now, out);
@@ -738,7 +849,12 @@ impl Node {
             }
             (Timer::Leader(n), Phase::AwaitingLeader { election }) if n == *election => {
                 out.push(Action::Event(Event::NoLeaderAfterGotIt { election: n }));
-                self.start_election(now, "no I_AM_LEADER came after GOT_IT".into(), out);
+                // Ask the GCD who is really in the group first: a member we know only
+                // from peers may be a stale id whose GOT_IT came from someone else.
+                self.phase = Phase::Idle;
+                self.doubting = true;
+                self.elect_after_registration = Some("no I_AM_LEADER came after GOT_IT".into());
+                out.push(Action::Register { reason: "a GOT_IT came but no I_AM_LEADER".into() });
             }
             _ => {} // a timer of an election that already ended
         }
@@ -760,7 +876,12 @@ impl Node {
             return;
         }
         if let (Some(addr), false) = (addr, self.members.contains(leader)) {
-            self.members.insert(leader, addr);
+            let announced: Members = [(leader, addr)].into_iter().collect();
+            self.learn_from_peer(&announced, &format!("I_AM_LEADER from {leader}"), out);
+        } else if leader.su_id == self.me.su_id && leader != self.me {
+            // Our SU ID under another id, at an address we may not know.
+            let addr = self.members.get(leader).cloned().unwrap_or_else(|| self.my_addr.clone());
+            self.check_identity(&Member { pid: leader, addr }, &format!("I_AM_LEADER from {leader}"), out);
         }
         let previous = self.leader;
         self.phase = Phase::Idle;
@@ -897,16 +1018,21 @@ mod tests {
         assert!(n.handle(2 * S, Input::Timer(Timer::Election(1))).is_empty());
         assert_eq!(n.leader(), None);
         let out = n.handle(leader_deadline, Input::Timer(Timer::Leader(1)));
-        assert_eq!(elects(&out), [(2, pid(9))]);
         assert!(out.contains(&Action::Event(Event::NoLeaderAfterGotIt { election: 1 })));
+        // The GCD is asked who is really in the group before the next election.
+        assert!(elects(&out).is_empty(), "{out:?}");
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        let out = n.handle(leader_deadline, Input::Registered { members: group(&[5, 9]) });
+        assert_eq!(elects(&out), [(2, pid(9))]);
     }
 
     #[test]
     fn stale_replies_from_an_earlier_election_never_count() {
         let (mut n, _) = joined(5, &[5, 9]);
         reply(&mut n, S / 10, 1, 9, true);
-        n.handle(5 * S, Input::Timer(Timer::Leader(1))); // election 2 starts
-                                                         // Election 1's late failure must not make us win election 2.
+        n.handle(5 * S, Input::Timer(Timer::Leader(1))); // asks the GCD, then election 2 starts
+        n.handle(5 * S, Input::Registered { members: group(&[5, 9]) });
+        // Election 1's late failure must not make us win election 2.
         reply(&mut n, 5 * S, 1, 9, false);
         assert_eq!(n.phase(), &Phase::Electing { election: 2, pending: vec![pid(9)] });
         assert_eq!(n.leader(), None);
@@ -1269,6 +1395,114 @@ mod tests {
         let out = m.handle(S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
         assert!(!out.iter().any(|a| matches!(a, Action::Register { .. })));
         assert_eq!(m.members().get(pid(12)), Some(&addr(12)));
+    }
+
+    /// A member of `days` whose SU ID is `su`.
+    fn other(days: u32, su: u32) -> ProcessId {
+        ProcessId::new(days, su)
+    }
+
+    #[test]
+    fn an_elect_listing_another_id_with_our_su_id_never_removes_us() {
+        let (mut n, _) = joined(5, &[5, 9]);
+        n.handle(S, Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::GotIt });
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        // A classmate's ELECT still lists the id we had before a restart (same SU ID,
+        // other days), and a stale id at our own address.
+        let stale_us = other(200, pid(5).su_id);
+        let at_our_port = other(150, 3_333_333);
+        let elect: Members =
+            [(pid(1), addr(1)), (stale_us, addr(77)), (at_our_port, addr(5)), (pid(9), addr(9))].into_iter().collect();
+        let out = n.handle(10 * S, Input::Elect { members: elect, sender: Some(pid(1)) });
+        assert!(n.members().contains(pid(5)), "we are still in our members: {:?}", n.members());
+        assert!(!n.members().contains(stale_us) && !n.members().contains(at_our_port));
+        // Our next ELECT lists us, and neither stale id is asked or passed on.
+        let sent: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendElect { to, members, .. } => Some((*to, members.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.iter().map(|(to, _)| *to).collect::<Vec<_>>(), [pid(9)]);
+        assert!(sent[0].1.contains(pid(5)) && !sent[0].1.contains(stale_us) && !sent[0].1.contains(at_our_port));
+        // Each clash is told once, in its own words.
+        let clashes: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event(Event::IdentityClash { other, clash, .. }) => Some((*other, *clash)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(clashes, [(stale_us, Clash::SuId), (at_our_port, Clash::Address)]);
+        let again: Members = [(stale_us, addr(77))].into_iter().collect();
+        let out = n.handle(20 * S, Input::Elect { members: again, sender: None });
+        assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { .. }))));
+    }
+
+    #[test]
+    fn a_peers_elect_never_removes_members_the_gcd_gave() {
+        let (mut n, _) = joined(5, &[1, 5, 9]);
+        // The peer lists 9's SU ID under old days, and another id at 9's address.
+        let stale: Members = [(other(3, pid(9).su_id), addr(30)), (other(4, 4_444_444), addr(9))].into_iter().collect();
+        n.handle(S / 10, Input::Elect { members: stale, sender: None });
+        assert_eq!(n.members().get(pid(9)), Some(&addr(9)));
+        assert!(n.members().contains(pid(1)));
+    }
+
+    #[test]
+    fn a_stale_id_answering_through_a_live_member_cannot_stall_elections() {
+        // 3 is alive and ranks below us; a peer's ELECT still lists the stale id 300 at
+        // 3's address: ELECT to "300" reaches 3, which answers GOT_IT and never announces.
+        let (mut n, _) = joined(5, &[3, 5]);
+        assert_eq!(n.leader(), Some(pid(5)));
+        let stale = other(300, 3_000_300);
+        let elect: Members = [(pid(1), addr(1)), (stale, addr(3))].into_iter().collect();
+        let out = n.handle(S, Input::Elect { members: elect.clone(), sender: None });
+        assert_eq!(elects(&out), [(2, stale)]);
+        n.handle(S, Input::ElectReply { election: 2, to: stale, outcome: Outcome::GotIt });
+        let out = n.handle(5 * S, Input::Timer(Timer::Leader(2)));
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        // An ELECT arriving before the GCD answers waits for it: electing now would
+        // ask the stale id again.
+        let out = n.handle(5 * S, Input::Elect { members: elect.clone(), sender: None });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        // The GCD does not list 300: only what it lists is asked (nobody ranks above
+        // us there, so we win), and peers' ELECTs can't bring 300 back.
+        let out = n.handle(5 * S, Input::Registered { members: group(&[1, 3, 5]) });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        assert_eq!(n.leader(), Some(pid(5)));
+        let out = n.handle(10 * S, Input::Elect { members: elect, sender: None });
+        assert!(!n.members().contains(stale));
+        assert!(elects(&out).is_empty(), "{out:?}");
+        // Once the GCD lists it again (it really re-registered), it is a member again.
+        let back: Members = [(pid(3), addr(3)), (pid(5), addr(5)), (stale, addr(30))].into_iter().collect();
+        let out = n.handle(20 * S, Input::Registered { members: back });
+        assert!(n.members().contains(stale));
+        assert_eq!(elects(&out).iter().map(|(_, to)| *to).collect::<Vec<_>>(), [stale]);
+    }
+
+    #[test]
+    fn a_gcd_list_showing_our_id_elsewhere_is_told() {
+        let mut n = Node::new(pid(5), addr(5), plain(), 0);
+        let out = n.handle(Duration::ZERO, Input::Registered { members: [(pid(5), addr(6))].into_iter().collect() });
+        assert!(out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { clash: Clash::SameId, .. }))));
+        assert_eq!(n.members().get(pid(5)), Some(&addr(5)));
+        // An announcement from another id with our SU ID is told too.
+        let out = n.handle(S, Input::IAmLeader { leader: other(9, pid(5).su_id), addr: None });
+        assert!(out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { clash: Clash::SuId, .. }))));
+    }
+
+    #[test]
+    fn moving_to_another_port_registers_it() {
+        let (mut n, _) = joined(5, &[5, 9]);
+        let out = n.handle(S, Input::Moved { addr: addr(55) });
+        assert_eq!(out[0], Action::Event(Event::Moved { from: addr(5), to: addr(55) }));
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
+        assert_eq!(n.members().get(pid(5)), Some(&addr(55)));
+        // The GCD's next answer (which still has us at the new port) keeps us there.
+        n.handle(S, Input::Registered { members: [(pid(5), addr(55)), (pid(9), addr(9))].into_iter().collect() });
+        assert_eq!(n.members().get(pid(5)), Some(&addr(55)));
     }
 
     #[test]

@@ -16,10 +16,12 @@ use crate::mailbox::{Mailbox, Taken};
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
-use crate::wire::{decode, encode_message, is_timeout, FrameError, Message, RegisterName, Reply};
+use crate::wire::{
+    decode, encode, encode_message, is_timeout, Dialect, FrameError, Message, RegisterName, Reply, Style,
+};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
@@ -81,11 +83,33 @@ pub fn local_ip_towards(gcd: &Addr) -> IpAddr {
     route().unwrap_or(Ipv4Addr::LOCALHOST.into())
 }
 
+/// Whether `ip` is one of this machine's addresses: binding a socket to it succeeds.
+pub fn is_local_ip(ip: IpAddr) -> bool {
+    ip.is_loopback() || UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// The host to listen on and register when `--listen` gave none (or a wildcard).
+/// When the GCD runs on this machine (its address is one of ours: the course server,
+/// reached as `cs2.seattleu.edu`), it only takes members registering a loopback
+/// address (gcd2 compares with `gethostbyname('localhost')`), and every member runs
+/// there too: `127.0.0.1`. Otherwise the IP this machine uses to reach the GCD.
+pub fn default_host(
+    gcd_ip: Option<IpAddr>,
+    is_local: impl Fn(IpAddr) -> bool,
+    towards_gcd: impl Fn() -> IpAddr,
+) -> String {
+    match gcd_ip {
+        Some(ip) if is_local(ip) => Ipv4Addr::LOCALHOST.to_string(),
+        _ => towards_gcd().to_string(),
+    }
+}
+
 /// Binds the listener and works out the address to give the GCD: the host as the user
-/// wrote it (peers resolve names), the IP that reaches the GCD when none was given or
-/// it was a wildcard, and the port actually bound.
+/// wrote it (peers resolve names), [`default_host`] when none was given or it was a
+/// wildcard, and the port actually bound.
 pub fn bind(config: &NodeConfig) -> Result<(TcpListener, Addr), NodeError> {
-    let towards_gcd = || local_ip_towards(&config.gcd).to_string();
+    let gcd_ip = net::resolve(&config.gcd).ok().map(|all| all[0].ip());
+    let towards_gcd = || default_host(gcd_ip, is_local_ip, || local_ip_towards(&config.gcd));
     let wanted = config.listen.clone().unwrap_or_else(|| Addr::new(towards_gcd(), 0));
     let listener = TcpListener::bind((wanted.host.as_str(), wanted.port))
         .map_err(|cause| NodeError::Bind { addr: wanted.clone(), cause })?;
@@ -129,6 +153,10 @@ fn register_at_startup(config: &NodeConfig, addr: &Addr) -> Result<gcd::Registra
 enum Envelope {
     Input(Input),
     Message(Incoming),
+    /// The socket a background re-listen got (our port, or another), or why none.
+    Relistened(std::io::Result<TcpListener>),
+    /// A member answered GOT_IT in this dialect.
+    Spoke(ProcessId, Dialect),
     Stop,
 }
 
@@ -191,7 +219,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     };
     let bound = listener.local_addr().map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     let ignoring = Arc::new(AtomicBool::new(false));
-    let listener = listener::spawn(listener, Arc::clone(&deliver), Arc::clone(&ignoring))
+    let listener = listener::spawn(listener, config.pid, Arc::clone(&deliver), Arc::clone(&ignoring))
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     info!("random choices seeded with {} (replay them with --seed {})", config.seed, config.seed);
     let pid = config.pid;
@@ -211,6 +239,10 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         warned_size: false,
         figures: crate::stats::NodeFigures::new(pid),
         last_elect: None,
+        dialects: HashMap::new(),
+        want_open: true,
+        relistening: false,
+        announced_port: addr.port,
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -243,7 +275,27 @@ struct Runtime {
     figures: crate::stats::NodeFigures,
     /// The ELECT last encoded: election number, the members it carries, its bytes.
     last_elect: Option<(u64, Members, Arc<Vec<u8>>)>,
+    /// The dialect each member last spoke (standard when unknown), at most
+    /// [`MAX_DIALECTS`] members.
+    dialects: HashMap<ProcessId, Dialect>,
+    /// Whether the node wants its listener open (false while feigning with it closed).
+    want_open: bool,
+    /// A background thread is getting a listening socket.
+    relistening: bool,
+    /// The port the node (and through it the GCD) knows we listen on.
+    announced_port: u16,
 }
+
+/// The most members whose dialect a node remembers (past it, new ones are sent the
+/// standard form). Twice the members a node takes in from peers.
+pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
+
+/// How long a node tries to listen on its own port again after a feigned failure
+/// before it takes another one (a port just closed can take a moment to be free).
+pub const RELISTEN_SAME_PORT: Duration = Duration::from_secs(1);
+
+/// Rounds of trying (same port, then any port) before a node gives up listening.
+const RELISTEN_ROUNDS: u32 = 30;
 
 impl Runtime {
     fn now(&self) -> Time {
@@ -264,6 +316,8 @@ impl Runtime {
             match self.mailbox.take(deadline) {
                 Taken::Item(Envelope::Input(input)) => self.feed(input),
                 Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
+                Taken::Item(Envelope::Relistened(socket)) => self.on_relistened(socket),
+                Taken::Item(Envelope::Spoke(pid, dialect)) => self.learn_dialect(pid, dialect),
                 Taken::Item(Envelope::Stop) | Taken::Closed => break,
                 Taken::TimedOut => {}
             }
@@ -295,6 +349,9 @@ impl Runtime {
 
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
+        if let Some(sender) = incoming.sender {
+            self.learn_dialect(sender, incoming.dialect);
+        }
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
                 if rejected > 0 {
@@ -352,9 +409,45 @@ impl Runtime {
         std::thread::Builder::new().name(name).spawn(work).is_ok()
     }
 
+    fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {
+        if pid == self.node.id() {
+            return;
+        }
+        let room = self.dialects.len() < MAX_DIALECTS || self.dialects.contains_key(&pid);
+        if room && self.dialects.insert(pid, dialect) != Some(dialect) {
+            info!("{pid} speaks the {} dialect: sending it that from now on", dialect.as_str());
+        }
+    }
+
+    fn dialect_of(&self, pid: ProcessId) -> Dialect {
+        self.dialects.get(&pid).copied().unwrap_or_default()
+    }
+
+    /// For a member whose dialect we don't know yet, the wrapped form of `message`:
+    /// a wrapped-dialect peer closes standard messages silently, so a silent close is
+    /// followed by this, and I_AM_LEADER goes in both forms.
+    fn wrapped_if_unknown(&self, to: ProcessId, message: &Message) -> Option<Vec<u8>> {
+        if self.dialects.contains_key(&to) {
+            return None;
+        }
+        let value = message.to_value_in(Dialect::Wrapped, self.node.id(), &self.addr, to, self.node.members());
+        Some(encode(&value, Style::Compact))
+    }
+
+    /// `message` for `to`, in the dialect it last spoke.
+    fn encode_for(&self, to: ProcessId, message: &Message) -> Vec<u8> {
+        let value = message.to_value_in(self.dialect_of(to), self.node.id(), &self.addr, to, self.node.members());
+        encode(&value, Style::Compact)
+    }
+
     fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
-        // An election sends the same ELECT to every higher member: encode it once.
+        // An election sends the same ELECT to every higher member: encode it once
+        // (the standard form; a member of another dialect gets its own).
+        let dialect = self.dialect_of(to);
         let bytes = match &self.last_elect {
+            _ if dialect != Dialect::Standard => {
+                Arc::new(self.encode_for(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 }))
+            }
             Some((n, m, bytes)) if *n == election && m == members => Arc::clone(bytes),
             _ => {
                 let bytes =
@@ -374,8 +467,10 @@ impl Runtime {
         debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
         let mailbox = Arc::clone(&self.mailbox);
         let timeout = self.config.socket_timeout;
+        let wrapped =
+            self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
         let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
-            let outcome = exchange_for_got_it(&addr, &bytes, timeout);
+            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
             mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
         });
         if !spawned {
@@ -385,17 +480,26 @@ impl Runtime {
     }
 
     fn send_leader(&self, to: ProcessId, addr: Addr) {
-        let bytes = encode_message(&Message::IAmLeader { leader: self.node.id(), addr: None });
+        let announcement = Message::IAmLeader { leader: self.node.id(), addr: None };
+        let bytes = self.encode_for(to, &announcement);
+        // Unknown dialect: the wrapped form first, then the standard one, which a
+        // peer that believes the last announcement it heard reads last.
+        let forms: Vec<Vec<u8>> = self.wrapped_if_unknown(to, &announcement).into_iter().chain([bytes]).collect();
         let timeout = self.config.socket_timeout;
         let spawned = Self::spawn(format!("leader-{}", to.su_id), move || {
-            let sent = net::connect(&addr, timeout).and_then(|mut s| {
-                s.write_all(&bytes)?;
-                let _ = s.shutdown(Shutdown::Write);
-                Ok(())
-            });
-            match sent {
-                Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
-                Err(e) => debug!("I_AM_LEADER to {to} at {addr} failed: {e}"),
+            for bytes in forms {
+                let sent = net::connect(&addr, timeout).and_then(|mut s| {
+                    s.write_all(&bytes)?;
+                    let _ = s.shutdown(Shutdown::Write);
+                    Ok(())
+                });
+                match sent {
+                    Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
+                    Err(e) => {
+                        debug!("I_AM_LEADER to {to} at {addr} failed: {e}");
+                        break;
+                    }
+                }
             }
         });
         if !spawned {
@@ -405,11 +509,12 @@ impl Runtime {
 
     fn send_probe(&self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
-        let bytes = encode_message(&Message::Probe);
+        let bytes = self.encode_for(to, &Message::Probe);
+        let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
         let mailbox = Arc::clone(&self.mailbox);
         let spawned = Self::spawn(format!("probe-{}", to.su_id), move || {
-            let outcome = exchange_for_got_it(&addr, &bytes, timeout);
+            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
             mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
         });
         if !spawned {
@@ -418,42 +523,105 @@ impl Runtime {
         }
     }
 
-    /// Closes, reopens or mutes the listener. It reopens on the very address it had:
-    /// the GCD and the peers know that one.
+    /// Closes, reopens or mutes the listener. It reopens on the very address it had (the
+    /// GCD and the peers know that one); if another process took that port meanwhile,
+    /// a background thread keeps trying it for [`RELISTEN_SAME_PORT`], then takes any
+    /// free port on the same host and the node registers that. The main loop never
+    /// waits for it.
     fn listen(&mut self, listening: Listening) {
         self.ignoring.store(listening == Listening::Ignoring, Ordering::SeqCst);
         match listening {
             Listening::Closed => {
+                self.want_open = false;
                 if let Some(listener) = self.listener.take() {
                     listener.shutdown();
                 }
             }
             Listening::Ignoring => {}
-            Listening::Open if self.listener.is_some() => {}
-            Listening::Open => match self.reopen() {
-                Ok(listener) => self.listener = Some(listener),
-                Err(e) => {
-                    log::error!("cannot listen on {} again: {e}; stopping", self.bound);
-                    self.mailbox.push(Envelope::Stop);
+            Listening::Open => {
+                self.want_open = true;
+                if self.listener.is_some() || self.relistening {
+                    return;
                 }
-            },
+                match TcpListener::bind(self.bound) {
+                    Ok(socket) => self.on_relistened(Ok(socket)),
+                    Err(e) => {
+                        info!(
+                            "cannot listen on {} again yet ({e}); trying it for {} ms, then another port",
+                            self.bound,
+                            RELISTEN_SAME_PORT.as_millis()
+                        );
+                        self.relisten_in_background();
+                    }
+                }
+            }
         }
     }
 
-    fn reopen(&self) -> std::io::Result<ListenerHandle> {
-        // A port just closed can take a moment to be free again; try for about a second.
-        let mut tries = 0;
-        let socket = loop {
-            match TcpListener::bind(self.bound) {
-                Ok(socket) => break socket,
-                Err(e) if tries >= 50 => return Err(e),
-                Err(_) => {
-                    tries += 1;
+    fn relisten_in_background(&mut self) {
+        let (bound, mailbox) = (self.bound, Arc::clone(&self.mailbox));
+        self.relistening = true;
+        let spawned = Self::spawn("relisten".into(), move || {
+            let mut last = None;
+            for _ in 0..RELISTEN_ROUNDS {
+                let until = Instant::now() + RELISTEN_SAME_PORT;
+                while Instant::now() < until {
+                    if let Ok(socket) = TcpListener::bind(bound) {
+                        mailbox.push(Envelope::Relistened(Ok(socket)));
+                        return;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                match TcpListener::bind(SocketAddr::new(bound.ip(), 0)) {
+                    Ok(socket) => {
+                        mailbox.push(Envelope::Relistened(Ok(socket)));
+                        return;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let e = last.unwrap_or_else(|| std::io::Error::other("no attempt made"));
+            mailbox.push(Envelope::Relistened(Err(e)));
+        });
+        if !spawned {
+            self.relistening = false;
+            warn!("no thread to listen again from; staying closed until the next recovery");
+        }
+    }
+
+    /// A listening socket came back (or could not be had).
+    fn on_relistened(&mut self, socket: std::io::Result<TcpListener>) {
+        self.relistening = false;
+        let socket = match socket {
+            Ok(socket) if self.want_open => socket,
+            Ok(socket) => {
+                // Failing again meanwhile: the next recovery opens the port we got
+                // (free again once this socket closes), and registers it then.
+                if let Ok(local) = socket.local_addr() {
+                    self.bound = local;
+                }
+                return;
+            }
+            Err(e) => {
+                log::error!("cannot listen on {} or any other port: {e}; running without a listener", self.bound);
+                return;
             }
         };
-        listener::spawn(socket, Arc::clone(&self.deliver), Arc::clone(&self.ignoring))
+        let local = match socket.local_addr() {
+            Ok(local) => local,
+            Err(e) => return log::error!("cannot listen again: {e}; running without a listener"),
+        };
+        match listener::spawn(socket, self.node.id(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring)) {
+            Ok(handle) => self.listener = Some(handle),
+            Err(e) => return log::error!("cannot listen on {local} again: {e}; running without a listener"),
+        }
+        self.bound = local;
+        if local.port() != self.announced_port {
+            self.announced_port = local.port();
+            self.addr = Addr::new(self.addr.host.clone(), local.port());
+            self.last_elect = None;
+            self.feed(Input::Moved { addr: self.addr.clone() });
+        }
     }
 
     fn register_again(&self, reason: String) {
@@ -474,6 +642,32 @@ impl Runtime {
     }
 }
 
+/// How a peer that read our message and closed without a word is reported.
+const CLOSED_SILENTLY: &str = "closed the connection without a reply";
+
+/// Sends one ELECT or PROBE; if the peer closed silently and `wrapped` is given (its
+/// dialect is unknown), sends that form too, and reports the dialect when it answers.
+fn exchange_trying_wrapped(
+    addr: &Addr,
+    bytes: &[u8],
+    wrapped: Option<&[u8]>,
+    timeout: Duration,
+    to: ProcessId,
+    mailbox: &Mailbox<Envelope>,
+) -> Outcome {
+    let outcome = exchange_for_got_it(addr, bytes, timeout);
+    match (wrapped, &outcome) {
+        (Some(wrapped), Outcome::Failed(reason)) if reason == CLOSED_SILENTLY => {
+            let second = exchange_for_got_it(addr, wrapped, timeout);
+            if second == Outcome::GotIt {
+                mailbox.push(Envelope::Spoke(to, Dialect::Wrapped));
+            }
+            second
+        }
+        _ => outcome,
+    }
+}
+
 /// Sends one ELECT or PROBE and says how it ended, in words for the log.
 fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome {
     let secs = timeout.as_secs_f64();
@@ -490,9 +684,34 @@ fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome 
         Err(ExchangeError::Connect(e)) => Outcome::Failed(format!("cannot connect to {addr}: {e}")),
         Err(ExchangeError::Send(e)) => Outcome::Failed(format!("sending failed: {e}")),
         Err(ExchangeError::Reply { error, .. }) => Outcome::Failed(match error {
-            FrameError::Incomplete { received: 0 } => "closed the connection without a reply".into(),
+            FrameError::Incomplete { received: 0 } => CLOSED_SILENTLY.into(),
             FrameError::Io(e) if is_timeout(&e) => format!("no reply within {secs}s"),
             other => other.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gcd_on_this_machine_gets_the_loopback_address_whatever_name_reached_it() {
+        let towards = || IpAddr::from([192, 0, 2, 2]);
+        // The course server: its name resolves to its external address, which is ours.
+        let ours = |ip: IpAddr| ip == IpAddr::from([192, 0, 2, 2]) || ip.is_loopback();
+        assert_eq!(default_host(Some([192, 0, 2, 2].into()), ours, towards), "127.0.0.1");
+        assert_eq!(default_host(Some([127, 0, 0, 2].into()), ours, towards), "127.0.0.1");
+        // A GCD elsewhere: the address that reaches it.
+        assert_eq!(default_host(Some([198, 51, 100, 7].into()), ours, towards), "192.0.2.2");
+        assert_eq!(default_host(None, ours, towards), "192.0.2.2");
+    }
+
+    #[test]
+    fn local_addresses_are_the_ones_a_socket_can_bind() {
+        assert!(is_local_ip([127, 0, 0, 1].into()));
+        assert!(is_local_ip([127, 0, 0, 2].into()));
+        // TEST-NET-3, never assigned to a machine.
+        assert!(!is_local_ip([203, 0, 113, 254].into()));
     }
 }

@@ -29,6 +29,10 @@ pub struct Scenario {
     pub joins: Vec<Time>,
     /// (member, crash time, restart time if it rejoins)
     pub crashes: Vec<(usize, Time, Option<Time>)>,
+    /// Members that restart as a student does in class: another birthday (days), the
+    /// same SU ID, the same port. Peers' lists then hold a stale id, with our SU ID, at
+    /// a live member's address.
+    pub rebirths: Vec<(usize, u32)>,
     /// GCD outages: (from, until)
     pub gcd_outages: Vec<(Time, Time)>,
     /// When feigning is switched off everywhere.
@@ -78,6 +82,14 @@ impl Scenario {
                 crashes.push((i, at, restart));
             }
         }
+        // Drawn from a stream of their own, so every other draw stays as it was.
+        let mut reborn = StdRng::seed_from_u64(seed ^ 0xb127_4da5);
+        let mut rebirths = Vec::new();
+        for (i, _, restart) in &crashes {
+            if restart.is_some() && reborn.random_bool(0.5) {
+                rebirths.push((*i, reborn.random_range(1..=365)));
+            }
+        }
         let mut gcd_outages = Vec::new();
         if rng.random_bool(0.2) {
             let from = Duration::from_millis(rng.random_range(0..chaos_end.as_millis() as u64));
@@ -89,6 +101,7 @@ impl Scenario {
             settings,
             joins,
             crashes,
+            rebirths,
             gcd_outages,
             chaos_end,
             socket_timeout: Duration::from_millis(1500),
@@ -340,6 +353,11 @@ impl Sim<'_> {
                 let m = &mut self.members[i];
                 if m.state != State::NotJoined && m.state != State::Crashed {
                     return;
+                }
+                if matches!(ev, Ev::Restart(_)) {
+                    if let Some((_, days)) = self.sc.rebirths.iter().find(|(j, _)| *j == i) {
+                        m.pid = ProcessId::new(*days, m.pid.su_id);
+                    }
                 }
                 m.incarnation += 1;
                 m.state = State::Up;

@@ -102,7 +102,7 @@ fn silent_and_trickling_connections_cost_a_thread_only_until_the_deadline() {
 }
 
 #[test]
-fn connections_past_the_cap_are_closed_at_once() {
+fn past_the_cap_the_oldest_silent_connection_makes_room() {
     let dir = Scratch::new("cap");
     let (_gcd, gcd_port) = rust_gcd("HOWDY");
     let (node, port) = lone_node(&dir, gcd_port, (5, 7100001));
@@ -110,10 +110,11 @@ fn connections_past_the_cap_are_closed_at_once() {
     let idle = (threads(pid), fds(pid));
     let held: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     wait_until("all held", || threads(pid) >= idle.0 + MAX_CONNECTIONS, || format!("threads {}", threads(pid)));
-    // Past the cap: accepted and closed straight away, long before the deadline.
+    // Past the cap: each newcomer is served, and the oldest connection that has sent
+    // nothing is closed at once, long before the deadline; the thread bound holds.
+    let newcomers: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     let mut closed_at_once = 0;
-    for _ in 0..20 {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for mut s in held.iter().take(20) {
         s.set_read_timeout(Some(READ_DEADLINE / 2)).unwrap();
         let mut buf = [0u8; 1];
         if matches!(s.read(&mut buf), Ok(0))
@@ -124,7 +125,10 @@ fn connections_past_the_cap_are_closed_at_once() {
     }
     assert_eq!(closed_at_once, 20);
     assert!(threads(pid) <= idle.0 + MAX_CONNECTIONS + 2, "threads {}", threads(pid));
+    // With every slot still taken, a real PROBE is answered.
+    assert!(probe(port).is_some());
     drop(held);
+    drop(newcomers);
     wait_idle(&node, idle);
     assert!(probe(port).is_some());
 }

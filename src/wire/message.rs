@@ -112,33 +112,118 @@ impl Message {
 
     /// Reads any accepted form of a message.
     pub fn from_value(v: &Value) -> Result<Message, MessageError> {
+        Self::hear(v).map(|h| h.message)
+    }
+
+    /// Reads any accepted form of a message, with the dialect it was in and its sender
+    /// when the form names one.
+    pub fn hear(v: &Value) -> Result<Heard, MessageError> {
         let (head, data) =
             v.as_pair().ok_or_else(|| MessageError(format!("expected a (name, data) pair, got {}", quote(v))))?;
         // The wrapped dialect: ((name, data), (sender, receiver)).
         if let Some((name, inner)) = head.as_pair().filter(|(n, _)| n.as_str().is_some()) {
             let sender = data.as_pair().and_then(|(s, _)| pid_from_value(s));
-            return Self::named(name, inner, sender);
+            let message = Self::named(name, inner, sender, true)?;
+            return Ok(Heard { sender: sender.or(message.named_sender()), message, dialect: Dialect::Wrapped });
         }
-        Self::named(head, data, None)
+        let message = Self::named(head, data, None, false)?;
+        let name = head.as_str().unwrap_or_default();
+        let dialect = if matches!(name, "ELECTION" | "COORDINATOR") {
+            Dialect::OldNames
+        } else if match &message {
+            Message::Elect { sender, .. } => sender.is_some(),
+            Message::IAmLeader { addr, .. } => matches!(data, Value::Dict(_)) && addr.is_some(),
+            _ => false,
+        } {
+            Dialect::Sender
+        } else {
+            Dialect::Standard
+        };
+        Ok(Heard { sender: message.named_sender(), message, dialect })
     }
 
-    fn named(name: &Value, data: &Value, sender: Option<ProcessId>) -> Result<Message, MessageError> {
+    /// The sender a message names by its content: ELECT's sender, the announcer.
+    fn named_sender(&self) -> Option<ProcessId> {
+        match self {
+            Message::Elect { sender, .. } => *sender,
+            Message::IAmLeader { leader, .. } => Some(*leader),
+            _ => None,
+        }
+    }
+
+    /// This message as a member of `dialect` expects it. `me` and `my_addr` are ours,
+    /// `to` the receiver's id, `members` what the wrapped dialect carries in every message.
+    pub fn to_value_in(
+        &self,
+        dialect: Dialect,
+        me: ProcessId,
+        my_addr: &Addr,
+        to: ProcessId,
+        members: &Members,
+    ) -> Value {
+        match dialect {
+            Dialect::Standard => self.to_value(),
+            Dialect::OldNames => {
+                let name = match self {
+                    Message::Elect { .. } => "ELECTION",
+                    Message::IAmLeader { .. } => "COORDINATOR",
+                    other => other.name(),
+                };
+                match self.to_value() {
+                    Value::Tuple(mut items) if items.len() == 2 => {
+                        items[0] = Value::str(name);
+                        Value::Tuple(items)
+                    }
+                    other => other,
+                }
+            }
+            Dialect::Sender => match self {
+                Message::Elect { members, .. } => {
+                    Value::tuple([Value::str("ELECT"), Value::tuple([pid_to_value(me), members.to_value()])])
+                }
+                Message::IAmLeader { leader, .. } => Value::tuple([
+                    Value::str("I_AM_LEADER"),
+                    Value::Dict(vec![(pid_to_value(*leader), my_addr.to_value())]),
+                ]),
+                other => other.to_value(),
+            },
+            Dialect::Wrapped => {
+                let carried = match self {
+                    Message::Elect { members: elect, .. } => elect.to_value(),
+                    _ => members.to_value(),
+                };
+                Value::tuple([
+                    Value::tuple([Value::str(self.name()), carried]),
+                    Value::tuple([pid_to_value(me), pid_to_value(to)]),
+                ])
+            }
+        }
+    }
+
+    fn named(name: &Value, data: &Value, sender: Option<ProcessId>, wrapped: bool) -> Result<Message, MessageError> {
         let name = name.as_str().ok_or_else(|| MessageError(format!("message name is not a str: {}", quote(name))))?;
         let bad = |what: &str| MessageError(format!("{name} with {what}: {}", quote(data)));
         Ok(match name {
             "ELECT" | "ELECTION" => {
-                // The bare dict, or (sender_pid, dict).
-                let (sender, dict) = match data.as_pair() {
-                    Some((s, d)) if matches!(d, Value::Dict(_)) => (pid_from_value(s).or(sender), d),
+                // Whatever the payload, an ELECT is an ELECT (its sender waits for
+                // GOT_IT): the bare dict, (sender_pid, dict), a list of (pid, address)
+                // pairs (the assignment calls it "a list"), or None. Members that can't
+                // be understood are counted, never a reason to refuse the message.
+                let (sender, members) = match data.as_pair() {
+                    Some((s, d)) if pid_from_value(s).is_some() && members_like(d) => (pid_from_value(s), d),
                     _ => (sender, data),
                 };
-                let parsed = crate::membership::Members::from_value(dict)
-                    .ok_or_else(|| bad("data that is not a members dict"))?;
-                Message::Elect { members: parsed.members, sender, rejected: parsed.rejected }
+                let (members, rejected) = read_members(members);
+                Message::Elect { members, sender, rejected }
             }
             "I_AM_LEADER" | "COORDINATOR" => {
                 if let Some(leader) = pid_from_value(data) {
                     Message::IAmLeader { leader, addr: None }
+                } else if let (true, Some(leader)) = (wrapped, sender) {
+                    // Wrapped: the data is the sender's members; the leader is the sender.
+                    let addr =
+                        crate::membership::Members::from_value(data).and_then(|p| p.members.get(leader).cloned());
+                    Message::IAmLeader { leader, addr }
                 } else if let Value::Dict(pairs) = data {
                     match pairs.as_slice() {
                         [(k, v)] => Message::IAmLeader {
@@ -165,6 +250,74 @@ impl Message {
             },
         })
     }
+}
+
+/// Whether `v` could be an ELECT's members: a dict, or a list of pairs.
+fn members_like(v: &Value) -> bool {
+    matches!(v, Value::Dict(_) | Value::List(_))
+}
+
+/// The members an ELECT's payload lists, and how many entries were unusable: a dict in
+/// either layout, a list or tuple of `(pid, (host, port))` pairs, or nothing (`None`).
+fn read_members(v: &Value) -> (Members, usize) {
+    match v {
+        Value::Dict(_) => Members::from_value(v).map_or((Members::default(), 1), |p| (p.members, p.rejected)),
+        Value::None => (Members::default(), 0),
+        Value::List(items) | Value::Tuple(items) => {
+            let pairs: Vec<(Value, Value)> =
+                items.iter().filter_map(|item| item.as_pair().map(|(a, b)| (a.clone(), b.clone()))).collect();
+            let unpaired = items.len() - pairs.len();
+            match Members::from_value(&Value::Dict(pairs)) {
+                Some(p) => (p.members, p.rejected + unpaired),
+                None => (Members::default(), items.len()),
+            }
+        }
+        _ => (Members::default(), 1),
+    }
+}
+
+/// How a member writes its messages (PROTOCOL.md, "Dialects, in detail").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    /// The assignment's `(name, data)`.
+    #[default]
+    Standard,
+    /// `((name, members), (sender_pid, receiver_pid))`; drops anything else silently.
+    Wrapped,
+    /// ELECT as `(sender_pid, members)`, I_AM_LEADER as `{leader: (host, port)}`,
+    /// replies `('GOT_IT', pid)`.
+    Sender,
+    /// ELECTION / OK / COORDINATOR.
+    OldNames,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Standard => "standard",
+            Dialect::Wrapped => "wrapped",
+            Dialect::Sender => "sender",
+            Dialect::OldNames => "old names",
+        }
+    }
+
+    /// The GOT_IT a member of this dialect expects back; `me` is our id.
+    pub fn got_it(self, me: ProcessId) -> Value {
+        match self {
+            Dialect::Sender => Value::tuple([Value::str("GOT_IT"), pid_to_value(me)]),
+            Dialect::OldNames => Value::str("OK"),
+            Dialect::Standard | Dialect::Wrapped => Reply::got_it(),
+        }
+    }
+}
+
+/// A message as heard: what it says, the dialect it was written in, and who sent it
+/// when the form names the sender.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heard {
+    pub message: Message,
+    pub dialect: Dialect,
+    pub sender: Option<ProcessId>,
 }
 
 /// What comes back on a connection after a message.
@@ -259,6 +412,79 @@ mod tests {
         );
     }
 
+    fn elect_of(data: Value) -> (Members, usize) {
+        match Message::from_value(&Value::tuple([Value::str("ELECT"), data])).unwrap() {
+            Message::Elect { members, rejected, .. } => (members, rejected),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_elect_shape_is_an_elect() {
+        let pid = ProcessId::new(5, 1_234_567);
+        let entry = Value::tuple([pid_to_value(pid), Addr::new("127.0.0.1", 9000).to_value()]);
+        // A list of (pid, address) pairs, as the assignment's words say.
+        assert_eq!(elect_of(Value::List(vec![entry.clone()])), (members(), 0));
+        // Lists inside lists, as JSON-minded peers write them, and junk beside them.
+        let listy = Value::List(vec![pid_to_value(pid), Addr::new("127.0.0.1", 9000).to_value()]);
+        assert_eq!(elect_of(Value::List(vec![listy, Value::Int(3)])), (members(), 1));
+        // Nothing at all, or a payload of no known shape: still an ELECT, with no members.
+        assert_eq!(elect_of(Value::None), (Members::default(), 0));
+        assert_eq!(elect_of(Value::Int(4)), (Members::default(), 1));
+        // (sender, list).
+        let v = Value::tuple([
+            Value::str("ELECT"),
+            Value::tuple([pid_to_value(ProcessId::new(3, 7_654_321)), Value::List(vec![entry])]),
+        ]);
+        let heard = Message::hear(&v).unwrap();
+        assert_eq!(heard.sender, Some(ProcessId::new(3, 7_654_321)));
+        assert_eq!(heard.dialect, Dialect::Sender);
+    }
+
+    #[test]
+    fn dialects_are_recognised_and_written() {
+        let me = ProcessId::new(9, 9_000_000);
+        let them = ProcessId::new(5, 1_234_567);
+        let here = Addr::new("127.0.0.1", 7000);
+        let group: Members = [(me, here.clone()), (them, Addr::new("127.0.0.1", 9000))].into_iter().collect();
+        let msgs = [
+            Message::Elect { members: group.clone(), sender: None, rejected: 0 },
+            Message::IAmLeader { leader: me, addr: None },
+            Message::Probe,
+        ];
+        for dialect in [Dialect::Standard, Dialect::Wrapped, Dialect::Sender, Dialect::OldNames] {
+            for m in &msgs {
+                let v = m.to_value_in(dialect, me, &here, them, &group);
+                let heard = Message::hear(&v).unwrap();
+                let expected = match (dialect, m) {
+                    (Dialect::Sender, Message::Probe) => Dialect::Standard,
+                    (Dialect::OldNames, Message::Probe) => Dialect::Standard,
+                    _ => dialect,
+                };
+                assert_eq!(heard.dialect, expected, "{dialect:?} {v}");
+                match (&heard.message, m) {
+                    (Message::Elect { members, .. }, Message::Elect { .. }) => assert_eq!(members, &group),
+                    (Message::IAmLeader { leader, .. }, Message::IAmLeader { .. }) => assert_eq!(*leader, me),
+                    (Message::Probe, Message::Probe) => {}
+                    other => panic!("{dialect:?}: {other:?}"),
+                }
+                let names_sender = match m {
+                    Message::Elect { .. } => matches!(dialect, Dialect::Wrapped | Dialect::Sender),
+                    Message::IAmLeader { .. } => true,
+                    _ => dialect == Dialect::Wrapped,
+                };
+                if names_sender {
+                    assert_eq!(heard.sender, Some(me), "{dialect:?} {v}");
+                }
+            }
+        }
+        // The wrapped I_AM_LEADER names its leader as the sender, and where it listens.
+        let v = Message::IAmLeader { leader: me, addr: None }.to_value_in(Dialect::Wrapped, me, &here, them, &group);
+        assert_eq!(Message::from_value(&v).unwrap(), Message::IAmLeader { leader: me, addr: Some(here) });
+        assert_eq!(Reply::from_value(Dialect::Sender.got_it(me)), Reply::GotIt);
+        assert_eq!(Reply::from_value(Dialect::OldNames.got_it(me)), Reply::GotIt);
+    }
+
     #[test]
     fn replies() {
         assert_eq!(Reply::from_value(Value::str("GOT_IT")), Reply::GotIt);
@@ -273,8 +499,8 @@ mod tests {
         let long = Value::str("x".repeat(1000));
         let err = Message::from_value(&long).unwrap_err().to_string();
         assert!(err.len() < 200, "{err}");
-        let err = Message::from_value(&Value::tuple([Value::str("ELECT"), Value::Int(4)])).unwrap_err();
-        assert!(err.to_string().contains("members dict"));
+        let err = Message::from_value(&Value::tuple([Value::str("I_AM_LEADER"), Value::Int(4)])).unwrap_err();
+        assert!(err.to_string().contains("no valid leader id"), "{err}");
         let err = Message::from_value(&Value::tuple([Value::Int(1), Value::None])).unwrap_err();
         assert!(err.to_string().contains("not a str"));
     }

@@ -14,7 +14,7 @@ pub use encode::{encode, Style};
 pub use framing::{
     is_timeout, read_pickle, read_pickle_into, FrameError, Framer, Progress, MAX_LINE_BYTES, MAX_PICKLE_BYTES,
 };
-pub use message::{Message, MessageError, RegisterName, Reply};
+pub use message::{Dialect, Heard, Message, MessageError, RegisterName, Reply};
 pub use value::Value;
 
 /// Pickles a message in the compact style we send to peers.
