@@ -33,6 +33,15 @@ fn main() -> ExitCode {
             let log_color = cli.color.enabled(std::io::stdout().is_terminal());
             logging::init("GCD".into(), cli.verbose, cli.quiet, false, log_color);
             let listen = args.listen_addr();
+            // The server blocks in accept() and keeps nothing to save: Ctrl-C or SIGTERM
+            // ends the process at once, saying so. Installed before "listening" is
+            // printed, so whoever reads that line may stop it right away.
+            if let Err(e) = ctrlc::set_handler(|| {
+                log::info!("stopped (Ctrl-C or SIGTERM)");
+                std::process::exit(0);
+            }) {
+                log::warn!("Ctrl-C will end the GCD without a word: {e}");
+            }
             match TcpListener::bind((listen.host.as_str(), listen.port)) {
                 Ok(listener) => {
                     let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -42,14 +51,6 @@ fn main() -> ExitCode {
                         config.accept,
                         if config.allow_remote { ", remote members allowed" } else { "" }
                     );
-                    // The server blocks in accept() and keeps nothing to save: Ctrl-C or
-                    // SIGTERM ends the process at once, saying so.
-                    if let Err(e) = ctrlc::set_handler(|| {
-                        log::info!("stopped (Ctrl-C or SIGTERM)");
-                        std::process::exit(0);
-                    }) {
-                        log::warn!("Ctrl-C will end the GCD without a word: {e}");
-                    }
                     server::serve(listener, Arc::new(Coordinator::new(config))).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(format!(
