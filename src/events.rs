@@ -86,6 +86,28 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
             format!("election #{election}: ELECT also to {} (learned meanwhile)", pids(asking))
         }
         Event::AnnouncedTo { members } => format!("I_AM_LEADER to {} (new to us)", pids(members)),
+        Event::LeaderChecked { members, learned, forgot, electing_for, announced_to } => {
+            let mut s = format!("asked the GCD again (leader's check): it lists {members}, ");
+            match learned.len() {
+                0 => s.push_str("nothing new"),
+                1 => s.push_str("learned 1 member"),
+                n => {
+                    let _ = write!(s, "learned {n} members");
+                }
+            }
+            if *forgot > 0 {
+                let _ = write!(s, ", it has forgotten {forgot} we know (restarted?)");
+            }
+            if let Some(higher) = electing_for {
+                let _ = write!(s, ", {higher} ranks higher: electing");
+            } else if !announced_to.is_empty() {
+                let _ = write!(s, ": I_AM_LEADER to {}", pids(announced_to));
+            }
+            s
+        }
+        Event::LeaderCheckFailed { reason } => {
+            format!("asking the GCD again (leader's check) failed, asking again next period: {reason}")
+        }
         Event::Stopped => "stopped".into(),
     })
 }
@@ -245,6 +267,17 @@ pub fn json(event: &Event, me: ProcessId) -> String {
         Event::AnnouncedTo { members } => {
             let mut j = line("announced_to");
             j.pids("members", members);
+            j
+        }
+        Event::LeaderChecked { members, learned, forgot, electing_for, announced_to } => {
+            let mut j = line("leader_checked");
+            j.num("members", members).pids("learned", learned).num("forgot", forgot);
+            j.opt_pid("electing_for", *electing_for).pids("announced_to", announced_to);
+            j
+        }
+        Event::LeaderCheckFailed { reason } => {
+            let mut j = line("leader_check_failed");
+            j.str("reason", reason);
             j
         }
         Event::Stopped => line("stopped"),

@@ -28,6 +28,13 @@
 //! - Feigned failure: after a random time the node goes deaf for a random time
 //!   (listener closed, or open but ignoring), abandoning whatever it was doing; on
 //!   recovery it listens again, re-registers, and elects.
+//! - The leader's check (heals a split group, e.g. after the GCD restarted and forgot
+//!   everyone): the leader alone asks the GCD again every 10 to 20 s and takes in its
+//!   list (merging: the GCD may have forgotten members we know). A member above us that
+//!   is new to us, or any member above us when the GCD has forgotten members we know,
+//!   starts an election; members below us that were new to us get I_AM_LEADER.
+//! - A higher member announcing itself while we lead may not know our followers (it
+//!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
@@ -116,7 +123,14 @@ pub struct Settings {
     pub probe: Option<Span>,
     /// `None` never feigns failure.
     pub feign: Option<Feign>,
+    /// The wait before each leader's check of the GCD (while leading); `None` never
+    /// checks.
+    pub leader_check: Option<Span>,
 }
+
+/// The leader's check's default period: slow enough that a group of any size costs the
+/// serial GCD one request per 15 s on average, quick enough to heal within 30 s.
+pub const LEADER_CHECK: Span = Span { min: Duration::from_secs(10), max: Duration::from_secs(20) };
 
 impl Default for Settings {
     fn default() -> Self {
@@ -124,6 +138,7 @@ impl Default for Settings {
             timeouts: Timeouts::default(),
             probe: Some(Span::new(Duration::from_millis(500), Duration::from_millis(3000))),
             feign: Some(Feign::default()),
+            leader_check: Some(LEADER_CHECK),
         }
     }
 }
@@ -153,6 +168,8 @@ pub enum Timer {
     Deferred(u64),
     /// Try registration number `n` again: the GCD did not answer the last attempt.
     Reregister(u64),
+    /// Time for the leader's check number `n`.
+    LeaderCheck(u64),
 }
 
 /// A fact for the node.
@@ -293,6 +310,20 @@ pub enum Event {
     AnnouncedTo {
         members: Vec<ProcessId>,
     },
+    /// The leader's check: the GCD listed `members`, of which `learned` were new to us;
+    /// `forgot` members we know were missing from its list (it restarted). We elect
+    /// because of `electing_for` (a member above us), or sent I_AM_LEADER to `announced_to`.
+    LeaderChecked {
+        members: usize,
+        learned: Vec<ProcessId>,
+        forgot: usize,
+        electing_for: Option<ProcessId>,
+        announced_to: Vec<ProcessId>,
+    },
+    /// The leader's check got no answer from the GCD; the next check asks again.
+    LeaderCheckFailed {
+        reason: String,
+    },
     /// The node stopped (reported by the runtime, never by the state machine).
     Stopped,
 }
@@ -341,6 +372,18 @@ pub struct Node {
     /// The registration retry armed, by number, after the GCD failed to answer.
     retry: Option<u64>,
     retries: u64,
+    check: LeaderCheck,
+}
+
+/// The leader's periodic check of the GCD (see the module's rules).
+#[derive(Clone, Debug, Default)]
+struct LeaderCheck {
+    /// Number of the latest check timer armed, and whether it is still pending.
+    timer: u64,
+    armed: bool,
+    /// A check's registration is in flight: its answer is merged into the members we
+    /// know, not taken whole, since a restarted GCD lists only part of the group.
+    asking: bool,
 }
 
 /// How long after a failed re-registration the node asks the GCD again. It goes on with
@@ -388,6 +431,7 @@ impl Node {
             deferrals: 0,
             retry: None,
             retries: 0,
+            check: LeaderCheck::default(),
         }
     }
 
@@ -429,6 +473,8 @@ impl Node {
             return out;
         }
         match input {
+            Input::Registered { members } if self.check.asking => self.on_check_answer(now, members, &mut out),
+            Input::RegistrationFailed { reason } if self.check.asking => self.on_check_failed(now, reason, &mut out),
             Input::Registered { members } => self.on_registered(now, members, &mut out),
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
@@ -473,6 +519,7 @@ impl Node {
             Input::Timer(timer) => self.on_timer(now, timer, &mut out),
         }
         self.keep_probing(now, &mut out);
+        self.keep_checking(now, &mut out);
         out
     }
 
@@ -564,6 +611,8 @@ impl Node {
         self.elect_after_registration = None;
         self.deferred = None;
         self.retry = None;
+        self.check.armed = false;
+        self.check.asking = false;
         self.failure += 1;
         out.push(Action::Event(Event::Failed { mode: feign.mode, lasting }));
         out.push(Action::Listen(match feign.mode {
@@ -726,6 +775,7 @@ impl Node {
     fn on_timer(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
         match (timer, &self.phase) {
             (Timer::Probe(n), _) if n == self.probe_timer && self.probe_armed => self.send_probe(out),
+            (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
             (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(now, out),
             (Timer::Reregister(n), _) if self.retry == Some(n) => {
@@ -770,6 +820,12 @@ impl Node {
         }
         self.follow(leader, out);
         let unknown = !self.members.contains(leader);
+        if leader > self.me
+            && previous == Some(self.me)
+            && self.members.iter().any(|m| m.pid != self.me && m.pid != leader)
+        {
+            return self.overtaken(now, leader, unknown, out);
+        }
         if let Some(higher) = previous.filter(|p| leader < *p) {
             // Announcements travel on separate connections and can arrive out of
             // order: a late one from a lower winner must not demote a higher leader
@@ -785,6 +841,109 @@ impl Node {
                 self.start_election(now, reason, out);
             }
         } else if unknown {
+            out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+        }
+    }
+    /// Whether we lead and are not electing: the only state that checks the GCD.
+    fn leads_idle(&self) -> bool {
+        !self.down && self.phase == Phase::Idle && self.leader == Some(self.me)
+    }
+
+    /// Arms the leader's next check when we lead and none is pending or in flight.
+    fn keep_checking(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some(span) = self.settings.leader_check else { return };
+        if self.check.armed || self.check.asking || !self.leads_idle() {
+            return;
+        }
+        self.check.timer += 1;
+        self.check.armed = true;
+        out.push(Action::SetTimer { at: now + span.draw(&mut self.rng), timer: Timer::LeaderCheck(self.check.timer) });
+    }
+
+    fn ask_gcd_as_leader(&mut self, out: &mut Vec<Action>) {
+        self.check.armed = false;
+        // No longer leading, or a registration of another cause is pending: skip this
+        // one; the next is armed once we lead again.
+        if !self.leads_idle() || self.elect_after_registration.is_some() || self.retry.is_some() {
+            return;
+        }
+        self.check.asking = true;
+        out.push(Action::Register { reason: "leader's check: asking who the GCD lists now".into() });
+    }
+
+    /// The GCD answered a leader's check (or the registration of an overtaken leader).
+    fn on_check_answer(&mut self, now: Time, gcd: Members, out: &mut Vec<Action>) {
+        self.check.asking = false;
+        // gcd2.py never drops a member, so a list that lacks one we know (at any id on
+        // its address) comes from a GCD that restarted: those it lists may have joined
+        // it seeing only part of the group.
+        let forgot = self
+            .members
+            .iter()
+            .filter(|m| m.pid != self.me && !gcd.iter().any(|g| g.addr.same_listener(&m.addr)))
+            .count();
+        let mut learned = Vec::new();
+        for m in gcd.iter() {
+            if !self.members.contains(m.pid) {
+                learned.push(m.pid);
+            }
+            self.members.insert(m.pid, m.addr.clone()); // the GCD knows current addresses
+        }
+        self.members.insert(self.me, self.my_addr.clone());
+        learned.retain(|p| self.members.contains(*p) && *p != self.me);
+        let bar = self.leader.unwrap_or(self.me).max(self.me);
+        let above = gcd.iter().map(|m| m.pid).filter(|p| *p > bar && self.members.contains(*p));
+        let top = above.filter(|p| forgot > 0 || learned.contains(p)).max();
+        let pending = self.elect_after_registration.take();
+        let (electing_for, announced_to) = match (&pending, &self.phase, top) {
+            (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
+            (None, Phase::Idle, None) if self.leader == Some(self.me) => (None, learned.clone()),
+            _ => (None, Vec::new()),
+        };
+        out.push(Action::Event(Event::LeaderChecked {
+            members: gcd.len(),
+            learned: learned.clone(),
+            forgot,
+            electing_for,
+            announced_to: announced_to.clone(),
+        }));
+        if let Some(why) = pending {
+            self.start_election(now, why, out);
+        } else if let Some(top) = electing_for {
+            self.start_election(now, format!("leader's check: the GCD lists {top} above us"), out);
+        } else if matches!(self.phase, Phase::Electing { .. }) {
+            self.ask_newcomers(&learned, out);
+        } else {
+            for pid in announced_to {
+                if let Some(addr) = self.members.get(pid) {
+                    out.push(Action::SendLeader { to: pid, addr: addr.clone() });
+                }
+            }
+        }
+    }
+
+    fn on_check_failed(&mut self, now: Time, reason: String, out: &mut Vec<Action>) {
+        self.check.asking = false;
+        out.push(Action::Event(Event::LeaderCheckFailed { reason }));
+        if let Some(why) = self.elect_after_registration.take() {
+            self.start_election(now, why, out);
+        }
+    }
+
+    /// `leader`, above us, announced itself while we led. If it joined a GCD that had
+    /// forgotten our followers, nobody else will tell it of them, and they would go on
+    /// following us: our ELECT carries them to it, and its answer (an election it wins)
+    /// announces it to them. Asks the GCD first when we don't know where it listens,
+    /// merging its answer (it may list only part of the group).
+    fn overtaken(&mut self, now: Time, leader: ProcessId, unknown: bool, out: &mut Vec<Action>) {
+        let reason = format!("{leader} took over while we led and may not know our members");
+        if !unknown {
+            self.start_election(now, reason, out);
+            return;
+        }
+        self.elect_after_registration = Some(reason);
+        if !self.check.asking {
+            self.check.asking = true;
             out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
         }
     }
@@ -1052,7 +1211,7 @@ mod tests {
         let mut leader = Node::new(pid(9), addr(9), with(Some(Span::new(ms(500), ms(3000))), None), 1);
         let out = leader.handle(Duration::ZERO, Input::Registered { members: group(&[5, 9]) });
         assert_eq!(leader.leader(), Some(pid(9)));
-        assert!(timers(&out).is_empty(), "{out:?}");
+        assert!(timers(&out).iter().all(|(_, t)| !matches!(t, Timer::Probe(_))), "{out:?}");
     }
 
     #[test]
@@ -1279,5 +1438,306 @@ mod tests {
         let failed = n.handle(S, Input::RegistrationFailed { reason: "down".into() });
         assert_eq!(failed[0], Action::Event(Event::ReregistrationFailed { reason: "down".into() }));
         assert_eq!(n.members().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod leader_check_tests {
+    //! The leader's check, driven by a fake clock.
+    use super::*;
+
+    fn pid(days: u32) -> ProcessId {
+        ProcessId::new(days, 1_000_000 + days)
+    }
+
+    fn addr(days: u32) -> Addr {
+        Addr::new("127.0.0.1", 40_000 + days as u16)
+    }
+
+    fn group(days: &[u32]) -> Members {
+        days.iter().map(|d| (pid(*d), addr(*d))).collect()
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    /// No probes, no feigned failures, the default check.
+    fn checking() -> Settings {
+        Settings { probe: None, feign: None, ..Settings::default() }
+    }
+
+    fn check_timer(out: &[Action]) -> Option<(Time, Timer)> {
+        out.iter().find_map(|a| match a {
+            Action::SetTimer { at, timer: timer @ Timer::LeaderCheck(_) } => Some((*at, *timer)),
+            _ => None,
+        })
+    }
+
+    fn elects(out: &[Action]) -> Vec<(ProcessId, usize)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SendElect { to, members, .. } => Some((*to, members.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn leaders_sent(out: &[Action]) -> Vec<ProcessId> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SendLeader { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn registers(out: &[Action]) -> usize {
+        out.iter().filter(|a| matches!(a, Action::Register { .. })).count()
+    }
+
+    fn checked(out: &[Action]) -> Option<&Event> {
+        out.iter().find_map(|a| match a {
+            Action::Event(e @ Event::LeaderChecked { .. }) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// 9 has joined {1, 5, 9} and leads; returns it and the time its first check fires.
+    fn leader_of(days: &[u32], me: u32, seed: u64) -> (Node, Time, Timer) {
+        let mut n = Node::new(pid(me), addr(me), checking(), seed);
+        let out = n.handle(Duration::ZERO, Input::Registered { members: group(days) });
+        assert_eq!(n.leader(), Some(pid(me)));
+        let (at, timer) = check_timer(&out).expect("a leader arms its check");
+        (n, at, timer)
+    }
+
+    /// Fires the check and answers it with the GCD's list `gcd`.
+    fn check_with(n: &mut Node, at: Time, timer: Timer, gcd: &[u32]) -> Vec<Action> {
+        let out = n.handle(at, Input::Timer(timer));
+        assert_eq!(registers(&out), 1, "{out:?}");
+        assert!(check_timer(&out).is_none(), "one check at a time");
+        n.handle(at + S / 10, Input::Registered { members: group(gcd) })
+    }
+
+    #[test]
+    fn only_the_leader_checks_every_10_to_20_seconds() {
+        let mut waits = Vec::new();
+        for seed in 0..50 {
+            let (mut n, at, timer) = leader_of(&[1, 5, 9], 9, seed);
+            waits.push(at);
+            // Nothing new: the next check is armed 10..20 s after the answer.
+            let out = check_with(&mut n, at, timer, &[1, 5, 9]);
+            assert_eq!(
+                checked(&out),
+                Some(&Event::LeaderChecked {
+                    members: 3,
+                    learned: vec![],
+                    forgot: 0,
+                    electing_for: None,
+                    announced_to: vec![]
+                })
+            );
+            let (next, _) = check_timer(&out).expect("the next check");
+            assert!((at + S / 10 + 10 * S..=at + S / 10 + 20 * S).contains(&next), "{next:?}");
+        }
+        assert!(waits.iter().all(|w| (10 * S..=20 * S).contains(w)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+        // A follower never checks; nor does a leader with the check turned off.
+        let mut f = Node::new(pid(5), addr(5), checking(), 0);
+        let out = f.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        let out2 = f.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert!(check_timer(&out).is_none() && check_timer(&out2).is_none());
+        let mut off = Node::new(pid(9), addr(9), Settings { leader_check: None, ..checking() }, 0);
+        let out = off.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        assert_eq!(off.leader(), Some(pid(9)));
+        assert!(check_timer(&out).is_none());
+    }
+
+    #[test]
+    fn after_a_gcd_restart_a_higher_newcomer_is_elected_and_told_of_everyone() {
+        // The GCD restarted; 300 joined it alone and leads itself. Our check registers
+        // us again, so the GCD lists just the two of us.
+        let (mut n, at, timer) = leader_of(&[1, 5, 9], 9, 3);
+        let out = check_with(&mut n, at, timer, &[300, 9]);
+        assert_eq!(
+            checked(&out),
+            Some(&Event::LeaderChecked {
+                members: 2,
+                learned: vec![pid(300)],
+                forgot: 2,
+                electing_for: Some(pid(300)),
+                announced_to: vec![]
+            })
+        );
+        // Our followers are kept, and the ELECT carries them to 300.
+        assert_eq!(elects(&out), [(pid(300), 4)]);
+        assert!(n.members().contains(pid(1)) && n.members().contains(pid(5)));
+        // A lower newcomer instead hears that we lead.
+        let (mut m, at, timer) = leader_of(&[1, 5, 9], 9, 4);
+        let out = check_with(&mut m, at, timer, &[3, 9]);
+        assert!(elects(&out).is_empty());
+        assert_eq!(leaders_sent(&out), [pid(3)]);
+        assert!(check_timer(&out).is_some(), "still leading: the next check is armed");
+    }
+
+    #[test]
+    fn a_higher_member_we_know_is_asked_only_when_the_gcd_has_forgotten_members() {
+        // 12 was found dead in our election. gcd2.py never drops anyone, so a full list
+        // naming 12 says nothing new: no election every period for a stale entry.
+        let mut n = Node::new(pid(9), addr(9), checking(), 1);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9, 12]) });
+        let out = n
+            .handle(S / 10, Input::ElectReply { election: 1, to: pid(12), outcome: Outcome::Failed("refused".into()) });
+        assert_eq!(n.leader(), Some(pid(9)));
+        let (at, timer) = check_timer(&out).expect("the new leader arms its check");
+        let mut again = n.clone();
+        let out = check_with(&mut n, at, timer, &[1, 5, 9, 12]);
+        assert!(elects(&out).is_empty(), "{out:?}");
+        // A restarted GCD that lists 12 (registered since, maybe with only part of the
+        // group in view) makes us ask it.
+        let out = check_with(&mut again, at, timer, &[12, 9]);
+        assert_eq!(elects(&out), [(pid(12), 4)]);
+    }
+
+    #[test]
+    fn an_overtaken_leader_tells_the_newcomer_of_its_followers() {
+        // We lead {1, 5}; 9 joined a restarted GCD that listed us, won, and announced
+        // itself to us alone. We don't know where 9 listens: the GCD is asked, and its
+        // partial answer merged, so that our ELECT carries 1 to 9.
+        let mut n = Node::new(pid(5), addr(5), checking(), 0);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
+        assert_eq!(n.leader(), Some(pid(5)));
+        let out = n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert_eq!(n.leader(), Some(pid(9)));
+        assert_eq!(registers(&out), 1);
+        let out = n.handle(S + S / 10, Input::Registered { members: group(&[9, 5]) });
+        assert_eq!(elects(&out), [(pid(9), 3)]);
+        // Where it listens is known (a dialect that says): the election is at once.
+        let mut m = Node::new(pid(5), addr(5), checking(), 0);
+        m.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
+        let out = m.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
+        assert_eq!(elects(&out), [(pid(9), 3)]);
+        // A leader with nobody to tell of, and a follower, simply follow.
+        let mut alone = Node::new(pid(5), addr(5), checking(), 0);
+        alone.handle(Duration::ZERO, Input::Registered { members: group(&[5]) });
+        let out = alone.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
+        assert!(elects(&out).is_empty());
+        let out = m.handle(2 * S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
+        assert!(elects(&out).is_empty(), "following 9, not leading");
+    }
+
+    #[test]
+    fn a_check_the_gcd_does_not_answer_waits_for_the_next_period() {
+        let (mut n, at, timer) = leader_of(&[1, 5, 9], 9, 7);
+        n.handle(at, Input::Timer(timer));
+        let out = n.handle(at + S, Input::RegistrationFailed { reason: "refused".into() });
+        assert_eq!(out[0], Action::Event(Event::LeaderCheckFailed { reason: "refused".into() }));
+        // No 2 s retry (that is for members without a leader): the next check.
+        let timers: Vec<_> = out.iter().filter(|a| matches!(a, Action::SetTimer { .. })).collect();
+        assert_eq!(timers.len(), 1, "{out:?}");
+        let (next, _) = check_timer(&out).unwrap();
+        assert!(next >= at + S + 10 * S);
+        // A check that fires while we no longer lead asks nothing.
+        let (mut m, at, timer) = leader_of(&[1, 5, 9], 9, 8);
+        m.handle(S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
+        assert_eq!(registers(&m.handle(at, Input::Timer(timer))), 0);
+    }
+
+    /// A tiny fake network: members that answer each other at once, a GCD that can be
+    /// wiped, and a fake clock that jumps from timer to timer.
+    struct Net {
+        days: Vec<u32>,
+        nodes: Vec<Node>,
+        gcd: Members,
+        timers: Vec<(Time, usize, Timer)>,
+        now: Time,
+    }
+
+    impl Net {
+        fn idx(&self, p: ProcessId) -> usize {
+            self.days.iter().position(|d| pid(*d) == p).unwrap()
+        }
+
+        /// Delivers `input` to member `i` and everything it causes, at once.
+        fn run(&mut self, i: usize, input: Input) {
+            let mut queue = vec![(i, input)];
+            let mut steps = 0;
+            while let Some((i, input)) = queue.pop() {
+                steps += 1;
+                assert!(steps < 10_000, "a storm");
+                let me = pid(self.days[i]);
+                for action in self.nodes[i].handle(self.now, input) {
+                    match action {
+                        Action::SendElect { election, to, members, .. } => {
+                            queue.push((i, Input::ElectReply { election, to, outcome: Outcome::GotIt }));
+                            queue.push((self.idx(to), Input::Elect { members, sender: Some(me) }));
+                        }
+                        Action::SendLeader { to, .. } => {
+                            queue.push((self.idx(to), Input::IAmLeader { leader: me, addr: None }))
+                        }
+                        Action::Register { .. } => {
+                            self.gcd.insert(me, addr(self.days[i]));
+                            queue.push((i, Input::Registered { members: self.gcd.clone() }));
+                        }
+                        Action::SetTimer { at, timer } => self.timers.push((at, i, timer)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        fn join(&mut self, i: usize) {
+            self.gcd.insert(pid(self.days[i]), addr(self.days[i]));
+            let members = self.gcd.clone();
+            self.run(i, Input::Registered { members });
+        }
+
+        /// Fires timers in order until `done` holds (true) or the next is past `until`.
+        fn until(&mut self, until: Time, done: impl Fn(&[Node]) -> bool) -> bool {
+            loop {
+                if done(&self.nodes) {
+                    return true;
+                }
+                self.timers.sort_by_key(|t| t.0);
+                if self.timers.first().is_none_or(|t| t.0 > until) {
+                    return false;
+                }
+                let (at, i, timer) = self.timers.remove(0);
+                self.now = at;
+                self.run(i, Input::Timer(timer));
+            }
+        }
+    }
+
+    /// 1, 5 and 9 settle on 9; the GCD restarts; `newcomer` joins it. Returns how long
+    /// after the newcomer joined every member followed the highest, if within 2 minutes.
+    fn heal_time(seed: u64, newcomer: u32, settings: Settings) -> Option<Duration> {
+        let days = vec![1, 5, 9, newcomer];
+        let nodes = days.iter().enumerate().map(|(i, d)| Node::new(pid(*d), addr(*d), settings, seed * 10 + i as u64));
+        let mut net = Net { nodes: nodes.collect(), days, gcd: Members::default(), timers: Vec::new(), now: S / 10 };
+        (0..3).for_each(|i| net.join(i));
+        net.until(7 * S, |_| false);
+        assert!(net.nodes[..3].iter().all(|n| n.leader() == Some(pid(9))));
+        net.gcd = Members::default();
+        net.now = 8 * S;
+        net.join(3);
+        let top = pid(newcomer.max(9));
+        let joined = net.now;
+        net.until(joined + 120 * S, |nodes| nodes.iter().all(|n| n.leader() == Some(top))).then(|| net.now - joined)
+    }
+
+    #[test]
+    fn a_group_split_by_a_gcd_restart_heals_within_30_seconds() {
+        let mut worst = Duration::ZERO;
+        for seed in 0..200 {
+            for newcomer in [300, 3] {
+                let t = heal_time(seed, newcomer, checking()).unwrap_or_else(|| panic!("seed {seed}: never healed"));
+                worst = worst.max(t);
+            }
+        }
+        assert!(worst <= 30 * S, "worst {worst:?}");
+        assert!(worst > 10 * S, "only a check heals it, and none comes within 10 s: {worst:?}");
+        // Without the check, the higher newcomer leads alone for good.
+        let off = Settings { leader_check: None, ..checking() };
+        assert_eq!(heal_time(1, 300, off), None);
     }
 }

@@ -335,7 +335,10 @@ impl Runtime {
         if let Some(line) = events::describe(event, me) {
             match event {
                 Event::Leader { .. } => info!(target: LEADER_TARGET, "{line}"),
-                Event::ElectFailed { .. } | Event::ReregistrationFailed { .. } | Event::ProbeFailed { .. } => {
+                Event::ElectFailed { .. }
+                | Event::ReregistrationFailed { .. }
+                | Event::ProbeFailed { .. }
+                | Event::LeaderCheckFailed { .. } => {
                     warn!("{line}")
                 }
                 _ => info!("{line}"),
