@@ -170,6 +170,8 @@ pub enum Timer {
     Reregister(u64),
     /// Time for the leader's check number `n`.
     LeaderCheck(u64),
+    /// Time to ask the GCD again about a leader it did not list after restarting.
+    Doubt(u64),
 }
 
 /// A fact for the node.
@@ -384,6 +386,10 @@ struct LeaderCheck {
     /// A check's registration is in flight: its answer is merged into the members we
     /// know, not taken whole, since a restarted GCD lists only part of the group.
     asking: bool,
+    /// A leader the GCD did not list, and how often we found it so (see `doubt_leader`);
+    /// the number of the latest timer to ask about it again.
+    unlisted: Option<(ProcessId, u8)>,
+    doubt_timer: u64,
 }
 
 /// How long after a failed re-registration the node asks the GCD again. It goes on with
@@ -637,6 +643,7 @@ impl Node {
         let before = self.members.clone();
         // The GCD is the authority on membership; we stay in it whatever it says.
         self.members = members;
+        self.keep_members_the_gcd_forgot(&before);
         if !self.members.contains(self.me) {
             self.members.insert(self.me, self.my_addr.clone());
         }
@@ -654,6 +661,9 @@ impl Node {
             // We followed an announcement from an id the GCD does not list: not a
             // member (a confused or hostile peer), so we find the real leader.
             if let Some(fake) = self.leader.filter(|l| *l != self.me && !self.members.contains(*l)) {
+                if !self.is_electing() && self.doubt_leader(now, fake, out) {
+                    return;
+                }
                 if !self.is_electing() {
                     self.start_election(now, format!("leader {fake} is not a member the GCD knows"), out);
                     return;
@@ -776,6 +786,7 @@ impl Node {
         match (timer, &self.phase) {
             (Timer::Probe(n), _) if n == self.probe_timer && self.probe_armed => self.send_probe(out),
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
+            (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
             (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(now, out),
             (Timer::Reregister(n), _) if self.retry == Some(n) => {
@@ -844,6 +855,60 @@ impl Node {
             out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
         }
     }
+    /// Keeps the members of `before` that listen at an address the GCD's list lacks
+    /// altogether. gcd2.py never drops a member, so only a restarted GCD lacks one, and
+    /// it lists just who registered since: taking its list whole would forget members
+    /// that are alive and follow us (found by the simulator: a leader that re-registered
+    /// after a GCD restart forgot its follower, and a newcomer never learned of it).
+    fn keep_members_the_gcd_forgot(&mut self, before: &Members) {
+        for m in before.iter() {
+            if m.pid != self.me && !self.members.iter().any(|g| g.addr.same_listener(&m.addr)) {
+                self.members.insert(m.pid, m.addr.clone());
+            }
+        }
+    }
+
+    /// The leader we follow is not in the GCD's list. The first time, the caller elects
+    /// to find the real leader. If the same leader announces itself again and the GCD
+    /// still does not list it, it may be a real leader that a restarted GCD forgot, and
+    /// its next leader's check will register it: we follow it and ask the GCD once more
+    /// after the check's longest period, electing only if it is still unlisted then
+    /// (found by the simulator: a member that never learned where the leader listens
+    /// elected on every one of its announcements, for as long as the GCD did not list
+    /// it). Returns whether to hold the election.
+    fn doubt_leader(&mut self, now: Time, leader: ProcessId, out: &mut Vec<Action>) -> bool {
+        let span = self.settings.leader_check.unwrap_or(LEADER_CHECK);
+        let seen = match self.check.unlisted {
+            Some((l, n)) if l == leader => n,
+            _ => 0,
+        };
+        match seen {
+            1 => {
+                self.check.unlisted = Some((leader, 2));
+                self.check.doubt_timer += 1;
+                out.push(Action::SetTimer { at: now + span.max, timer: Timer::Doubt(self.check.doubt_timer) });
+                true
+            }
+            2 => true, // still waiting to ask again
+            // Asked again after the wait and still unlisted: elect; the next time, wait again.
+            _ => {
+                self.check.unlisted = Some((leader, 1));
+                false
+            }
+        }
+    }
+
+    fn on_doubt_timer(&mut self, out: &mut Vec<Action>) {
+        let Some((leader, 2)) = self.check.unlisted else { return };
+        if self.leader == Some(leader) && self.phase == Phase::Idle {
+            self.check.unlisted = Some((leader, 3));
+            let reason = format!("leader {leader} was not in the GCD's list; asking again after its check");
+            out.push(Action::Register { reason });
+        } else {
+            self.check.unlisted = None; // moved on: the next doubt starts afresh
+        }
+    }
+
     /// Whether we lead and are not electing: the only state that checks the GCD.
     fn leads_idle(&self) -> bool {
         !self.down && self.phase == Phase::Idle && self.leader == Some(self.me)
@@ -1640,6 +1705,55 @@ mod leader_check_tests {
         let (mut m, at, timer) = leader_of(&[1, 5, 9], 9, 8);
         m.handle(S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
         assert_eq!(registers(&m.handle(at, Input::Timer(timer))), 0);
+    }
+
+    #[test]
+    fn a_restarted_gcd_s_short_list_does_not_make_us_forget_members() {
+        let mut n = Node::new(pid(5), addr(5), checking(), 0);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        // A re-registration of any cause, to a GCD that restarted and has since seen
+        // only 12 and us: 1 and 9 listen at addresses it lacks, and are kept.
+        n.handle(2 * S, Input::Registered { members: group(&[12, 5]) });
+        let mut known: Vec<_> = n.members().iter().map(|m| m.pid).collect();
+        known.sort();
+        assert_eq!(known, [pid(1), pid(5), pid(9), pid(12)]);
+        // A member at an address the GCD lists under another id is replaced, as before.
+        let moved: Members = [(pid(5), addr(5)), (pid(7), addr(1))].into_iter().collect();
+        n.handle(3 * S, Input::Registered { members: moved });
+        assert!(!n.members().contains(pid(1)) && n.members().contains(pid(7)));
+    }
+
+    #[test]
+    fn a_leader_the_gcd_does_not_list_twice_is_asked_about_again_after_a_check_period() {
+        // We follow 5; 9, which the GCD does not list, announces itself.
+        let mut n = Node::new(pid(1), addr(1), checking(), 0);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
+        n.handle(S / 10, Input::IAmLeader { leader: pid(5), addr: None });
+        let doubt = |out: &[Action]| {
+            out.iter().find_map(|a| match a {
+                Action::SetTimer { at, timer: t @ Timer::Doubt(_) } => Some((*at, *t)),
+                _ => None,
+            })
+        };
+        let announce = |n: &mut Node, t: Time| {
+            n.handle(t, Input::IAmLeader { leader: pid(9), addr: None });
+            n.handle(t, Input::Registered { members: group(&[1, 5]) })
+        };
+        // The first time: elect, as for any announcer the GCD does not know.
+        let out = announce(&mut n, S);
+        assert_eq!(elects(&out).len(), 1, "{out:?}");
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        // Again: it may be a real leader a restarted GCD forgot; wait for its check.
+        let out = n.handle(2 * S, Input::Registered { members: group(&[1, 5]) });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        let (at, timer) = doubt(&out).expect("asks again later");
+        assert_eq!(at, 2 * S + LEADER_CHECK.max);
+        assert!(elects(&announce(&mut n, 3 * S)).is_empty(), "still waiting");
+        assert_eq!(registers(&n.handle(at, Input::Timer(timer))), 1);
+        // Still unlisted after its check would have registered it: elect.
+        let out = n.handle(at + S, Input::Registered { members: group(&[1, 5]) });
+        assert_eq!(elects(&out).len(), 1, "{out:?}");
     }
 
     /// A tiny fake network: members that answer each other at once, a GCD that can be
