@@ -314,7 +314,8 @@ pub enum Event {
     },
     /// The leader's check: the GCD listed `members`, of which `learned` were new to us;
     /// `forgot` members we know were missing from its list (it restarted). We elect
-    /// because of `electing_for` (a member above us), or sent I_AM_LEADER to `announced_to`.
+    /// because of `electing_for` (a member above us that registered since our last
+    /// check), or sent I_AM_LEADER to `announced_to` (those below us that did).
     LeaderChecked {
         members: usize,
         learned: Vec<ProcessId>,
@@ -390,6 +391,11 @@ struct LeaderCheck {
     /// the number of the latest timer to ask about it again.
     unlisted: Option<(ProcessId, u8)>,
     doubt_timer: u64,
+    /// The higher leader that took over while we led, whose address the GCD is being
+    /// asked for: we elect once it is known (see `overtaken`).
+    overtaken_by: Option<ProcessId>,
+    /// Whom the GCD listed at our last check in this term as leader.
+    last_listed: Option<Vec<ProcessId>>,
 }
 
 /// How long after a failed re-registration the node asks the GCD again. It goes on with
@@ -902,6 +908,8 @@ impl Node {
         let Some((leader, 2)) = self.check.unlisted else { return };
         if self.leader == Some(leader) && self.phase == Phase::Idle {
             self.check.unlisted = Some((leader, 3));
+            // The answer to an overtaken leader's question is merged, as a check's is.
+            self.check.asking |= self.check.overtaken_by == Some(leader);
             let reason = format!("leader {leader} was not in the GCD's list; asking again after its check");
             out.push(Action::Register { reason });
         } else {
@@ -916,6 +924,9 @@ impl Node {
 
     /// Arms the leader's next check when we lead and none is pending or in flight.
     fn keep_checking(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.leader != Some(self.me) {
+            self.check.last_listed = None; // the next term's first check considers everyone
+        }
         let Some(span) = self.settings.leader_check else { return };
         if self.check.armed || self.check.asking || !self.leads_idle() {
             return;
@@ -956,13 +967,41 @@ impl Node {
         }
         self.members.insert(self.me, self.my_addr.clone());
         learned.retain(|p| self.members.contains(*p) && *p != self.me);
+        // Who registered since our last check (everyone, at the first check of our
+        // term or when the GCD restarted since) may have joined seeing only part of the
+        // group, or may lead a part of it: we elect if one ranks above us, and tell
+        // those below that we lead.
+        let listed: Vec<ProcessId> = gcd.iter().map(|m| m.pid).filter(|p| *p != self.me).collect();
+        let mut previous = self.check.last_listed.replace(listed.clone());
+        if previous.as_ref().is_some_and(|before| before.iter().any(|p| !listed.contains(p))) {
+            previous = None; // it lost someone since our last check: it restarted since
+        }
+        let fresh: Vec<ProcessId> = listed
+            .into_iter()
+            .filter(|p| self.members.contains(*p))
+            .filter(|p| learned.contains(p) || previous.as_ref().is_none_or(|before| !before.contains(p)))
+            .collect();
         let bar = self.leader.unwrap_or(self.me).max(self.me);
-        let above = gcd.iter().map(|m| m.pid).filter(|p| *p > bar && self.members.contains(*p));
-        let top = above.filter(|p| forgot > 0 || learned.contains(p)).max();
+        let top = fresh.iter().copied().filter(|p| *p > bar).max();
         let pending = self.elect_after_registration.take();
-        let (electing_for, announced_to) = match (&pending, &self.phase, top) {
+        // Overtaken while leading: now that the GCD told us where the new leader listens.
+        let overtaken = self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.phase == Phase::Idle);
+        let tell = overtaken.filter(|l| self.members.contains(*l));
+        if let Some(l) = overtaken.filter(|l| !self.members.contains(*l)) {
+            // The GCD does not list the new leader either: a restarted GCD it has not
+            // checked in with yet. Ask again once its check will have (see `doubt_leader`).
+            if self.check.unlisted == Some((l, 3)) {
+                self.check.unlisted = None;
+                self.start_election(now, format!("leader {l} is not a member the GCD knows"), out);
+                return;
+            }
+            self.check.unlisted = Some((l, 1));
+            self.check.overtaken_by = Some(l);
+            self.doubt_leader(now, l, out);
+        }
+        let (electing_for, announced_to) = match (&pending, &self.phase, top.or(tell)) {
             (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
-            (None, Phase::Idle, None) if self.leader == Some(self.me) => (None, learned.clone()),
+            (None, Phase::Idle, None) if self.leader == Some(self.me) => (None, fresh.clone()),
             _ => (None, Vec::new()),
         };
         out.push(Action::Event(Event::LeaderChecked {
@@ -974,6 +1013,8 @@ impl Node {
         }));
         if let Some(why) = pending {
             self.start_election(now, why, out);
+        } else if let (Some(leader), None) = (tell, top) {
+            self.start_election(now, format!("{leader} took over while we led and may not know our members"), out);
         } else if let Some(top) = electing_for {
             self.start_election(now, format!("leader's check: the GCD lists {top} above us"), out);
         } else if matches!(self.phase, Phase::Electing { .. }) {
@@ -989,7 +1030,17 @@ impl Node {
 
     fn on_check_failed(&mut self, now: Time, reason: String, out: &mut Vec<Action>) {
         self.check.asking = false;
+        // Without the new leader's address an election could not ask it, and would
+        // wrongly win: we go on following it.
+        self.check.overtaken_by = None;
         out.push(Action::Event(Event::LeaderCheckFailed { reason }));
+        // Following a leader whose address we don't know, we can't probe it: ask again
+        // soon, as after any failed registration (found by the simulator).
+        if self.leader.is_some_and(|l| !self.members.contains(l)) {
+            self.retries += 1;
+            self.retry = Some(self.retries);
+            out.push(Action::SetTimer { at: now + REGISTER_RETRY, timer: Timer::Reregister(self.retries) });
+        }
         if let Some(why) = self.elect_after_registration.take() {
             self.start_election(now, why, out);
         }
@@ -1006,7 +1057,7 @@ impl Node {
             self.start_election(now, reason, out);
             return;
         }
-        self.elect_after_registration = Some(reason);
+        self.check.overtaken_by = Some(leader);
         if !self.check.asking {
             self.check.asking = true;
             out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
@@ -1589,6 +1640,10 @@ mod leader_check_tests {
         for seed in 0..50 {
             let (mut n, at, timer) = leader_of(&[1, 5, 9], 9, seed);
             waits.push(at);
+            // The first check of a term tells everyone listed that we lead.
+            let out = check_with(&mut n, at, timer, &[1, 5, 9]);
+            assert_eq!(leaders_sent(&out), [pid(1), pid(5)]);
+            let (at, timer) = check_timer(&out).expect("the next check");
             // Nothing new: the next check is armed 10..20 s after the answer.
             let out = check_with(&mut n, at, timer, &[1, 5, 9]);
             assert_eq!(
@@ -1645,20 +1700,27 @@ mod leader_check_tests {
     }
 
     #[test]
-    fn a_higher_member_we_know_is_asked_only_when_the_gcd_has_forgotten_members() {
-        // 12 was found dead in our election. gcd2.py never drops anyone, so a full list
-        // naming 12 says nothing new: no election every period for a stale entry.
+    fn a_higher_member_listed_is_asked_once_per_term_or_when_the_gcd_restarted() {
+        // 12 was found dead in our election. gcd2.py never drops anyone: the first check
+        // of our term asks 12, later ones with the same list do not (no election every
+        // period for a stale entry).
         let mut n = Node::new(pid(9), addr(9), checking(), 1);
         n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9, 12]) });
         let out = n
             .handle(S / 10, Input::ElectReply { election: 1, to: pid(12), outcome: Outcome::Failed("refused".into()) });
         assert_eq!(n.leader(), Some(pid(9)));
         let (at, timer) = check_timer(&out).expect("the new leader arms its check");
+        let out = check_with(&mut n, at, timer, &[1, 5, 9, 12]);
+        assert_eq!(elects(&out), [(pid(12), 4)]);
+        let out =
+            n.handle(at + S, Input::ElectReply { election: 2, to: pid(12), outcome: Outcome::Failed("x".into()) });
+        assert_eq!(n.leader(), Some(pid(9)));
+        let (at, timer) = check_timer(&out).expect("the next check");
         let mut again = n.clone();
         let out = check_with(&mut n, at, timer, &[1, 5, 9, 12]);
         assert!(elects(&out).is_empty(), "{out:?}");
-        // A restarted GCD that lists 12 (registered since, maybe with only part of the
-        // group in view) makes us ask it.
+        // A GCD that restarted since, and lists 12 (registered since, maybe with only
+        // part of the group in view), makes us ask it again.
         let out = check_with(&mut again, at, timer, &[12, 9]);
         assert_eq!(elects(&out), [(pid(12), 4)]);
     }
