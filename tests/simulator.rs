@@ -113,3 +113,40 @@ fn replay() {
     println!("{r:#?}");
     check(&sc, &r).unwrap_or_else(|why| panic!("seed {seed}: {why}"));
 }
+
+/// The lab's case (issue 15): three members settle, the GCD restarts on the same
+/// address, and a higher member joins it. With the default settings and feigning off,
+/// the group follows the newcomer within 30 s of its joining, whatever the seed; with
+/// the leader's check off, it never does.
+#[test]
+fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
+    use bully_node::identity::ProcessId;
+    use bully_node::node::Settings;
+    // The newcomer joins at a different point of the leader's check period each seed.
+    let joins_at = |seed: u64| Duration::from_secs(8) + Duration::from_millis(seed * 97 % 20_000);
+    let scenario = |seed: u64, settings: Settings| Scenario {
+        seed,
+        pids: [100, 200, 250, 300].iter().map(|d| ProcessId::new(*d, 4_300_000 + d)).collect(),
+        settings: vec![settings; 4],
+        joins: vec![Duration::ZERO, Duration::from_millis(100), Duration::from_millis(200), joins_at(seed)],
+        crashes: vec![],
+        gcd_outages: vec![],
+        gcd_restarts: vec![joins_at(seed) - Duration::from_secs(1)],
+        chaos_end: Duration::from_secs(1),
+        socket_timeout: Duration::from_millis(1500),
+        delay: bully_node::node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
+    };
+    let quiet = Settings { feign: None, ..Settings::default() };
+    let mut worst = Duration::ZERO;
+    for seed in 0..200 {
+        let r = run(&scenario(seed, quiet));
+        assert_eq!(r.quiet_at, joins_at(seed), "the newcomer's join is the last disturbance");
+        let healed = r.agreed_at.unwrap_or_else(|| panic!("seed {seed}: never healed: {:?}", r.final_leaders));
+        worst = worst.max(healed - r.quiet_at);
+    }
+    println!("healed at worst {worst:?} after the newcomer joined");
+    assert!(worst <= Duration::from_secs(30), "{worst:?}");
+    let off = Settings { leader_check: None, ..quiet };
+    let r = run(&scenario(1, off));
+    assert_eq!(r.agreed_at, None, "without the check the split stays: {:?}", r.final_leaders);
+}
