@@ -19,4 +19,6 @@ fn the_benchmark_runs_and_fills_its_table() {
         assert!(ours.split(' ').next().unwrap().parse::<f64>().is_ok(), "bully-node cell {ours:?} in {line}");
     }
     assert!(out.lines().any(|l| l.starts_with("| bully-node | 3 |")), "scale row:\n{out}");
+    let load = out.lines().skip_while(|l| !l.starts_with("| GCD load")).nth(2).unwrap_or_default();
+    assert!(load.split('|').nth(3).is_some_and(|c| c.trim().parse::<usize>().is_ok()), "GCD load row:\n{out}");
 }
