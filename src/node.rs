@@ -30,9 +30,12 @@
 //!   recovery it listens again, re-registers, and elects.
 //! - The leader's check (heals a split group, e.g. after the GCD restarted and forgot
 //!   everyone): the leader alone asks the GCD again every 10 to 20 s and takes in its
-//!   list (merging: the GCD may have forgotten members we know). A member above us that
-//!   is new to us, or any member above us when the GCD has forgotten members we know,
-//!   starts an election; members below us that were new to us get I_AM_LEADER.
+//!   list (merging: the GCD may have forgotten members we know). Of the members that
+//!   registered since our last check (all, at a term's first check or after the GCD
+//!   restarted), one above us starts an election; those below us get I_AM_LEADER.
+//! - Any re-registration keeps known members at addresses the GCD no longer lists (only
+//!   a restarted GCD forgets), and a leader the GCD does not list is followed, the
+//!   second time, until the GCD is asked again a check period later.
 //! - A higher member announcing itself while we lead may not know our followers (it
 //!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
 
@@ -170,7 +173,7 @@ pub enum Timer {
     Reregister(u64),
     /// Time for the leader's check number `n`.
     LeaderCheck(u64),
-    /// Time to ask the GCD again about a leader it did not list after restarting.
+    /// Time to ask the GCD again about a leader it did not list (see `doubt_leader`).
     Doubt(u64),
 }
 
