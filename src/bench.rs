@@ -449,15 +449,14 @@ fn gcd_load(n: usize, window: Duration) -> Result<usize, String> {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["gcd", "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| e.to_string())?;
     let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = Arc::clone(&answered);
-    let err = child.stderr.take().expect("piped");
+    let err = child.stdout.take().expect("piped");
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             if line.contains(": accepted") {
