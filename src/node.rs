@@ -844,7 +844,7 @@ impl Node {
             && previous == Some(self.me)
             && self.members.iter().any(|m| m.pid != self.me && m.pid != leader)
         {
-            return self.overtaken(now, leader, unknown, out);
+            return self.overtaken(leader, out);
         }
         if let Some(higher) = previous.filter(|p| leader < *p) {
             // Announcements travel on separate connections and can arrive out of
@@ -989,7 +989,7 @@ impl Node {
         let pending = self.elect_after_registration.take();
         // Overtaken while leading: now that the GCD told us where the new leader listens.
         let overtaken = self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.phase == Phase::Idle);
-        let tell = overtaken.filter(|l| self.members.contains(*l));
+        let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0);
         if let Some(l) = overtaken.filter(|l| !self.members.contains(*l)) {
             // The GCD does not list the new leader either: a restarted GCD it has not
             // checked in with yet. Ask again once its check will have (see `doubt_leader`).
@@ -1051,19 +1051,16 @@ impl Node {
 
     /// `leader`, above us, announced itself while we led. If it joined a GCD that had
     /// forgotten our followers, nobody else will tell it of them, and they would go on
-    /// following us: our ELECT carries them to it, and its answer (an election it wins)
-    /// announces it to them. Asks the GCD first when we don't know where it listens,
-    /// merging its answer (it may list only part of the group).
-    fn overtaken(&mut self, now: Time, leader: ProcessId, unknown: bool, out: &mut Vec<Action>) {
-        let reason = format!("{leader} took over while we led and may not know our members");
-        if !unknown {
-            self.start_election(now, reason, out);
-            return;
-        }
+    /// following us. So we ask the GCD (merging its answer, which also says where the
+    /// new leader listens): if it has forgotten members we know, our ELECT carries them
+    /// to the new leader, and its answer (an election it wins) announces it to them. An
+    /// intact GCD gave the new leader everyone when it joined: we just follow it (an
+    /// election then would only double every join's announcements).
+    fn overtaken(&mut self, leader: ProcessId, out: &mut Vec<Action>) {
         self.check.overtaken_by = Some(leader);
         if !self.check.asking {
             self.check.asking = true;
-            out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+            out.push(Action::Register { reason: format!("leader {leader} took over while we led") });
         }
     }
 }
@@ -1741,11 +1738,15 @@ mod leader_check_tests {
         assert_eq!(registers(&out), 1);
         let out = n.handle(S + S / 10, Input::Registered { members: group(&[9, 5]) });
         assert_eq!(elects(&out), [(pid(9), 3)]);
-        // Where it listens is known (a dialect that says): the election is at once.
+        // A GCD that still lists everyone gave 9 the whole group when it joined: no
+        // election (it would only double every join's announcements).
         let mut m = Node::new(pid(5), addr(5), checking(), 0);
         m.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
         let out = m.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
-        assert_eq!(elects(&out), [(pid(9), 3)]);
+        assert_eq!(registers(&out), 1);
+        let out = m.handle(S + S / 10, Input::Registered { members: group(&[1, 5, 9]) });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        assert_eq!(m.leader(), Some(pid(9)));
         // A leader with nobody to tell of, and a follower, simply follow.
         let mut alone = Node::new(pid(5), addr(5), checking(), 0);
         alone.handle(Duration::ZERO, Input::Registered { members: group(&[5]) });
