@@ -162,6 +162,8 @@ pub struct Report {
     pub episodes: Vec<Episode>,
     pub elections_started: usize,
     pub messages: usize,
+    /// When a member asked the GCD (joins not counted): the coordinator's load.
+    pub gcd_requests: Vec<Time>,
     /// Events processed, and whether the run hit [`MAX_EVENTS`] before its end.
     pub events: usize,
     pub exhausted: bool,
@@ -480,6 +482,7 @@ impl Sim<'_> {
                 self.at(at, Ev::Deliver { to: i, incarnation, input: Input::Timer(timer) });
             }
             Action::Register { .. } => {
+                self.report.gcd_requests.push(self.now);
                 let d = self.delay();
                 if self.gcd_up() {
                     let (pid, addr) = (self.members[i].pid, self.members[i].addr.clone());
