@@ -446,6 +446,36 @@ fn idle_cost(kind: Kind, idle: Duration) -> Result<(f64, f64, f64), String> {
     Ok((rss, threads, cpu))
 }
 
+/// A settled, idle group of `n` (no failures: only the leader's check asks the GCD):
+/// the registrations the coordinator answered over `window`, counted from its own log.
+fn gcd_load(n: usize, window: Duration) -> Result<usize, String> {
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["gcd", "--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&answered);
+    let err = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains(": accepted") {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let gcd = Gcd { child, port };
+    poll(Duration::from_secs(5), || TcpStream::connect(("127.0.0.1", port)).ok()).ok_or("no coordinator")?;
+    let members = start_group(Kind::Rust, &gcd, &identities(n, 9_000_000))?;
+    settle(&members)?;
+    let before = answered.load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(window);
+    Ok(answered.load(std::sync::atomic::Ordering::Relaxed) - before)
+}
+
 /// Members join one after another, each the new highest: does the whole group follow
 /// the last within 10 s of its registration? Returns the time and the group's memory.
 fn scale(kind: Kind, n: usize) -> Result<(Duration, f64), String> {
@@ -593,6 +623,24 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         match result {
             Ok((rss, threads, cpu)) => out!("| {} | {rss:.1} | {threads:.1} | {cpu:.0} |", kind.name()),
             Err(e) => errors.push(format!("idle, {}: {e}", kind.name())),
+        }
+    }
+    // The smallest join size, then the scale sizes (by default 5, 50, 100, 150, 200):
+    // the check's cost must not grow with the group.
+    let window = config.idle;
+    let load_sizes = config.sizes.iter().min().into_iter().chain(&config.scale);
+    out!(
+        "\n| GCD load of a settled idle group (the leader's check, 10-20 s) | N | requests in {:.0} s | per second |",
+        window.as_secs_f64()
+    );
+    out!("|---|---|---|---|");
+    for &n in load_sizes {
+        match gcd_load(n, window) {
+            Ok(k) => out!("| bully-node | {n} | {k} | {:.3} |", k as f64 / window.as_secs_f64()),
+            Err(e) => {
+                out!("| bully-node | {n} | did not: {e} | - |");
+                break;
+            }
         }
     }
     out!("\n| scale: all follow the highest within 10 s of the last join | N | ms after the last join | group's resident MiB |");

@@ -288,6 +288,19 @@ pub struct NodeArgs {
     #[arg(long)]
     pub no_probe: bool,
 
+    /// While leading, the wait before asking the GCD again who is in the group
+    ///
+    /// Heals a group split by a GCD restart: the leader alone asks, at most once per wait,
+    /// whatever the group's size.
+    #[arg(long, value_name = "MIN..MAX", default_value = "10s..20s", value_parser = parse_check_span)]
+    pub leader_check: Span,
+
+    /// Never ask the GCD again while leading
+    ///
+    /// A group split by a GCD restart then stays split until someone fails.
+    #[arg(long)]
+    pub no_leader_check: bool,
+
     /// Time to the next feigned failure, drawn at random
     ///
     /// Counted from start-up or recovery.
@@ -381,6 +394,16 @@ pub fn parse_span(s: &str) -> Result<Span, String> {
     let span = Span::new(one(lo)?, one(hi)?);
     if span.min > span.max {
         return Err(format!("{s:?} has MIN above MAX"));
+    }
+    Ok(span)
+}
+
+/// A leader's check period: as [`parse_span`], but at least 100ms, so that no setting
+/// can make a leader hammer the serial GCD.
+pub fn parse_check_span(s: &str) -> Result<Span, String> {
+    let span = parse_span(s)?;
+    if span.min < Duration::from_millis(100) {
+        return Err(format!("{s:?}: MIN must be at least 100ms (the GCD serves one request at a time)"));
     }
     Ok(span)
 }
@@ -498,6 +521,7 @@ impl NodeArgs {
                         FeignModeArg::Ignore => FeignMode::Ignore,
                     },
                 }),
+                leader_check: (!self.no_leader_check).then_some(self.leader_check),
             },
             seed: self.seed.unwrap_or_else(rand::random),
             observer: None,
@@ -595,6 +619,25 @@ mod tests {
         assert_eq!(parse_span("0..10s"), Ok(Span::new(Duration::ZERO, Duration::from_secs(10))));
         for bad in ["3s..1s", "1s", "a..b", "1s..2h"] {
             assert!(parse_span(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn leader_check_flags() {
+        let base = ["--gcd", "h:1", "--days", "7", "--su-id", "4123456"];
+        let config = parse(&base).unwrap().node.into_config(today()).unwrap();
+        assert_eq!(config.settings.leader_check, Some(crate::node::LEADER_CHECK));
+        let mut args = base.to_vec();
+        args.extend(["--leader-check", "500ms..1s"]);
+        let config = parse(&args).unwrap().node.into_config(today()).unwrap();
+        assert_eq!(config.settings.leader_check, Some(Span::new(Duration::from_millis(500), Duration::from_secs(1))));
+        let mut args = base.to_vec();
+        args.push("--no-leader-check");
+        assert_eq!(parse(&args).unwrap().node.into_config(today()).unwrap().settings.leader_check, None);
+        for bad in ["0..10s", "50ms..1s", "20s..10s"] {
+            let mut args = base.to_vec();
+            args.extend(["--leader-check", bad]);
+            assert!(parse(&args).is_err(), "{bad}");
         }
     }
 

@@ -37,10 +37,11 @@ fn pids(list: &[ProcessId]) -> String {
 
 /// Whether a person should act on `event`, and so see it as a warning. The protocol's
 /// expected failures (an ELECT refused by a member that is down, a PROBE finding the
-/// leader gone) are the algorithm working, not warnings; a GCD that can't be reached is,
+/// leader gone) are the algorithm working, not warnings; a GCD that can't be reached is
+/// (at start-up, on re-registration, or at the leader's check),
 /// and so is another process holding our SU ID or our address (stop one of them).
 pub fn is_warning(event: &Event) -> bool {
-    matches!(event, Event::ReregistrationFailed { .. } | Event::IdentityClash { .. })
+    matches!(event, Event::ReregistrationFailed { .. } | Event::LeaderCheckFailed { .. } | Event::IdentityClash { .. })
 }
 
 /// The line a person reads for `event`, or `None` for events shown otherwise.
@@ -118,6 +119,28 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
             format!(
                 "our port {from} was taken while we were down: listening at {to} now, and registered it with the GCD"
             )
+        }
+        Event::LeaderChecked { members, learned, forgot, electing_for, announced_to } => {
+            let mut s = format!("asked the GCD again (leader's check): it lists {members}, ");
+            match learned.len() {
+                0 => s.push_str("nothing new"),
+                1 => s.push_str("learned 1 member"),
+                n => {
+                    let _ = write!(s, "learned {n} members");
+                }
+            }
+            if *forgot > 0 {
+                let _ = write!(s, ", it has forgotten {forgot} we know (restarted?)");
+            }
+            if let Some(higher) = electing_for {
+                let _ = write!(s, ", {higher} ranks higher: electing");
+            } else if !announced_to.is_empty() {
+                let _ = write!(s, ": I_AM_LEADER to {}", pids(announced_to));
+            }
+            s
+        }
+        Event::LeaderCheckFailed { reason } => {
+            format!("asking the GCD again (leader's check) failed, asking again next period: {reason}")
         }
         Event::Stopped => "stopped".into(),
     })
@@ -299,6 +322,17 @@ pub fn json(event: &Event, me: ProcessId) -> String {
         Event::Moved { from, to } => {
             let mut j = line("moved");
             j.str("from", &from.to_string()).str("to", &to.to_string());
+            j
+        }
+        Event::LeaderChecked { members, learned, forgot, electing_for, announced_to } => {
+            let mut j = line("leader_checked");
+            j.num("members", members).pids("learned", learned).num("forgot", forgot);
+            j.opt_pid("electing_for", *electing_for).pids("announced_to", announced_to);
+            j
+        }
+        Event::LeaderCheckFailed { reason } => {
+            let mut j = line("leader_check_failed");
+            j.str("reason", reason);
             j
         }
         Event::Stopped => line("stopped"),

@@ -28,6 +28,16 @@
 //! - Feigned failure: after a random time the node goes deaf for a random time
 //!   (listener closed, or open but ignoring), abandoning whatever it was doing; on
 //!   recovery it listens again, re-registers, and elects.
+//! - The leader's check (heals a split group, e.g. after the GCD restarted and forgot
+//!   everyone): the leader alone asks the GCD again every 10 to 20 s and takes in its
+//!   list (merging: the GCD may have forgotten members we know). Of the members that
+//!   registered since our last check (all, at a term's first check or after the GCD
+//!   restarted), one above us starts an election; those below us get I_AM_LEADER.
+//! - Any re-registration keeps known members at addresses the GCD no longer lists (only
+//!   a restarted GCD forgets), and a leader the GCD does not list is followed, the
+//!   second time, until the GCD is asked again a check period later.
+//! - A higher member announcing itself while we lead may not know our followers (it
+//!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Member, Members};
@@ -116,7 +126,14 @@ pub struct Settings {
     pub probe: Option<Span>,
     /// `None` never feigns failure.
     pub feign: Option<Feign>,
+    /// The wait before each leader's check of the GCD (while leading); `None` never
+    /// checks.
+    pub leader_check: Option<Span>,
 }
+
+/// The leader's check's default period: slow enough that a group of any size costs the
+/// serial GCD one request per 15 s on average, quick enough to heal within 30 s.
+pub const LEADER_CHECK: Span = Span { min: Duration::from_secs(10), max: Duration::from_secs(20) };
 
 impl Default for Settings {
     fn default() -> Self {
@@ -124,6 +141,7 @@ impl Default for Settings {
             timeouts: Timeouts::default(),
             probe: Some(Span::new(Duration::from_millis(500), Duration::from_millis(3000))),
             feign: Some(Feign::default()),
+            leader_check: Some(LEADER_CHECK),
         }
     }
 }
@@ -153,6 +171,10 @@ pub enum Timer {
     Deferred(u64),
     /// Try registration number `n` again: the GCD did not answer the last attempt.
     Reregister(u64),
+    /// Time for the leader's check number `n`.
+    LeaderCheck(u64),
+    /// Time to ask the GCD again about a leader it did not list (see `doubt_leader`).
+    Doubt(u64),
 }
 
 /// A fact for the node.
@@ -310,6 +332,21 @@ pub enum Event {
         from: Addr,
         to: Addr,
     },
+    /// The leader's check: the GCD listed `members`, of which `learned` were new to us;
+    /// `forgot` members we know were missing from its list (it restarted). We elect
+    /// because of `electing_for` (a member above us that registered since our last
+    /// check), or sent I_AM_LEADER to `announced_to` (those below us that did).
+    LeaderChecked {
+        members: usize,
+        learned: Vec<ProcessId>,
+        forgot: usize,
+        electing_for: Option<ProcessId>,
+        announced_to: Vec<ProcessId>,
+    },
+    /// The leader's check got no answer from the GCD; the next check asks again.
+    LeaderCheckFailed {
+        reason: String,
+    },
     /// The node stopped (reported by the runtime, never by the state machine).
     Stopped,
 }
@@ -379,6 +416,27 @@ pub struct Node {
     doubted: Vec<ProcessId>,
     /// Ids we have said clash with our identity (each is told once).
     clashes_told: Vec<ProcessId>,
+    check: LeaderCheck,
+}
+
+/// The leader's periodic check of the GCD (see the module's rules).
+#[derive(Clone, Debug, Default)]
+struct LeaderCheck {
+    /// Number of the latest check timer armed, and whether it is still pending.
+    timer: u64,
+    armed: bool,
+    /// A check's registration is in flight: its answer is merged into the members we
+    /// know, not taken whole, since a restarted GCD lists only part of the group.
+    asking: bool,
+    /// A leader the GCD did not list, and how often we found it so (see `doubt_leader`);
+    /// the number of the latest timer to ask about it again.
+    unlisted: Option<(ProcessId, u8)>,
+    doubt_timer: u64,
+    /// The higher leader that took over while we led, whose address the GCD is being
+    /// asked for: we elect once it is known (see `overtaken`).
+    overtaken_by: Option<ProcessId>,
+    /// Whom the GCD listed at our last check in this term as leader.
+    last_listed: Option<Vec<ProcessId>>,
 }
 
 /// The most ids a node remembers as doubted, and as clashing with its identity.
@@ -432,6 +490,7 @@ impl Node {
             doubting: false,
             doubted: Vec::new(),
             clashes_told: Vec::new(),
+            check: LeaderCheck::default(),
         }
     }
 
@@ -473,6 +532,8 @@ impl Node {
             return out;
         }
         match input {
+            Input::Registered { members } if self.check.asking => self.on_check_answer(now, members, &mut out),
+            Input::RegistrationFailed { reason } if self.check.asking => self.on_check_failed(now, reason, &mut out),
             Input::Registered { members } => self.on_registered(now, members, &mut out),
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
@@ -528,6 +589,7 @@ impl Node {
             Input::Timer(timer) => self.on_timer(now, timer, &mut out),
         }
         self.keep_probing(now, &mut out);
+        self.keep_checking(now, &mut out);
         out
     }
 
@@ -659,6 +721,8 @@ impl Node {
         self.elect_after_registration = None;
         self.deferred = None;
         self.retry = None;
+        self.check.armed = false;
+        self.check.asking = false;
         self.failure += 1;
         out.push(Action::Event(Event::Failed { mode: feign.mode, lasting }));
         out.push(Action::Listen(match feign.mode {
@@ -687,7 +751,8 @@ impl Node {
         // After a GOT_IT that no I_AM_LEADER followed: whoever we knew only from peers
         // and the GCD does not list is in doubt (a stale id at a live member's address
         // answers GOT_IT through that member and never announces).
-        if std::mem::take(&mut self.doubting) {
+        let doubting = std::mem::take(&mut self.doubting);
+        if doubting {
             for m in before.iter().filter(|m| m.pid != self.me && !members.contains(m.pid)) {
                 if !self.doubted.contains(&m.pid) {
                     if self.doubted.len() >= MAX_DOUBTED {
@@ -702,6 +767,11 @@ impl Node {
         // anyone else it shows at our address or with our SU ID is gone.
         self.members = members;
         self.members.insert(self.me, self.my_addr.clone());
+        // Only a restarted GCD forgets members, so we keep those it no longer lists,
+        // unless we asked because of a silent GOT_IT: then only what it lists is asked.
+        if !doubting {
+            self.keep_members_the_gcd_forgot(&before);
+        }
         if first {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.arm_failure(now, out);
@@ -716,6 +786,9 @@ impl Node {
             // We followed an announcement from an id the GCD does not list: not a
             // member (a confused or hostile peer), so we find the real leader.
             if let Some(fake) = self.leader.filter(|l| *l != self.me && !self.members.contains(*l)) {
+                if !self.is_electing() && self.doubt_leader(now, fake, out) {
+                    return;
+                }
                 if !self.is_electing() {
                     self.start_election(now, format!("leader {fake} is not a member the GCD knows"), out);
                     return;
@@ -837,6 +910,8 @@ impl Node {
     fn on_timer(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
         match (timer, &self.phase) {
             (Timer::Probe(n), _) if n == self.probe_timer && self.probe_armed => self.send_probe(out),
+            (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
+            (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
             (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. }) if n == *election => self.win(now, out),
             (Timer::Reregister(n), _) if self.retry == Some(n) => {
@@ -891,6 +966,12 @@ impl Node {
         }
         self.follow(leader, out);
         let unknown = !self.members.contains(leader);
+        if leader > self.me
+            && previous == Some(self.me)
+            && self.members.iter().any(|m| m.pid != self.me && m.pid != leader)
+        {
+            return self.overtaken(leader, out);
+        }
         if let Some(higher) = previous.filter(|p| leader < *p) {
             // Announcements travel on separate connections and can arrive out of
             // order: a late one from a lower winner must not demote a higher leader
@@ -907,6 +988,213 @@ impl Node {
             }
         } else if unknown {
             out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+        }
+    }
+    /// Keeps the members of `before` that listen at an address the GCD's list lacks
+    /// altogether. gcd2.py never drops a member, so only a restarted GCD lacks one, and
+    /// it lists just who registered since: taking its list whole would forget members
+    /// that are alive and follow us (found by the simulator: a leader that re-registered
+    /// after a GCD restart forgot its follower, and a newcomer never learned of it).
+    fn keep_members_the_gcd_forgot(&mut self, before: &Members) {
+        for m in before.iter() {
+            // Never an id that clashes with ours (stale: the GCD replaced it) or one in doubt.
+            let clashes = m.pid.su_id == self.me.su_id || m.addr.same_listener(&self.my_addr);
+            if clashes || self.doubted.contains(&m.pid) {
+                continue;
+            }
+            if !self.members.iter().any(|g| g.addr.same_listener(&m.addr)) {
+                self.members.insert(m.pid, m.addr.clone());
+            }
+        }
+    }
+
+    /// The leader we follow is not in the GCD's list. The first time, the caller elects
+    /// to find the real leader. If the same leader announces itself again and the GCD
+    /// still does not list it, it may be a real leader that a restarted GCD forgot, and
+    /// its next leader's check will register it: we follow it and ask the GCD once more
+    /// after the check's longest period, electing only if it is still unlisted then
+    /// (found by the simulator: a member that never learned where the leader listens
+    /// elected on every one of its announcements, for as long as the GCD did not list
+    /// it). Returns whether to hold the election.
+    fn doubt_leader(&mut self, now: Time, leader: ProcessId, out: &mut Vec<Action>) -> bool {
+        let span = self.settings.leader_check.unwrap_or(LEADER_CHECK);
+        let seen = match self.check.unlisted {
+            Some((l, n)) if l == leader => n,
+            _ => 0,
+        };
+        match seen {
+            1 => {
+                self.check.unlisted = Some((leader, 2));
+                self.check.doubt_timer += 1;
+                out.push(Action::SetTimer { at: now + span.max, timer: Timer::Doubt(self.check.doubt_timer) });
+                true
+            }
+            2 => true, // still waiting to ask again
+            // Asked again after the wait and still unlisted: elect; the next time, wait again.
+            _ => {
+                self.check.unlisted = Some((leader, 1));
+                false
+            }
+        }
+    }
+
+    fn on_doubt_timer(&mut self, out: &mut Vec<Action>) {
+        let Some((leader, 2)) = self.check.unlisted else { return };
+        if self.leader == Some(leader) && self.phase == Phase::Idle {
+            self.check.unlisted = Some((leader, 3));
+            // The answer to an overtaken leader's question is merged, as a check's is.
+            self.check.asking |= self.check.overtaken_by == Some(leader);
+            let reason = format!("leader {leader} was not in the GCD's list; asking again after its check");
+            out.push(Action::Register { reason });
+        } else {
+            self.check.unlisted = None; // moved on: the next doubt starts afresh
+        }
+    }
+
+    /// Whether we lead and are not electing: the only state that checks the GCD.
+    fn leads_idle(&self) -> bool {
+        !self.down && self.phase == Phase::Idle && self.leader == Some(self.me)
+    }
+
+    /// Arms the leader's next check when we lead and none is pending or in flight.
+    fn keep_checking(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.leader != Some(self.me) {
+            self.check.last_listed = None; // the next term's first check considers everyone
+        }
+        let Some(span) = self.settings.leader_check else { return };
+        if self.check.armed || self.check.asking || !self.leads_idle() {
+            return;
+        }
+        self.check.timer += 1;
+        self.check.armed = true;
+        out.push(Action::SetTimer { at: now + span.draw(&mut self.rng), timer: Timer::LeaderCheck(self.check.timer) });
+    }
+
+    fn ask_gcd_as_leader(&mut self, out: &mut Vec<Action>) {
+        self.check.armed = false;
+        // No longer leading, or a registration of another cause is pending: skip this
+        // one; the next is armed once we lead again.
+        if !self.leads_idle() || self.elect_after_registration.is_some() || self.retry.is_some() {
+            return;
+        }
+        self.check.asking = true;
+        out.push(Action::Register { reason: "leader's check: asking who the GCD lists now".into() });
+    }
+
+    /// The GCD answered a leader's check (or the registration of an overtaken leader).
+    fn on_check_answer(&mut self, now: Time, gcd: Members, out: &mut Vec<Action>) {
+        self.check.asking = false;
+        for m in gcd.iter() {
+            self.check_identity(m, "the GCD's list", out);
+        }
+        // gcd2.py never drops a member, so a list that lacks one we know (at any id on
+        // its address) comes from a GCD that restarted: those it lists may have joined
+        // it seeing only part of the group.
+        let forgot = self
+            .members
+            .iter()
+            .filter(|m| m.pid != self.me && !gcd.iter().any(|g| g.addr.same_listener(&m.addr)))
+            .count();
+        let mut learned = Vec::new();
+        for m in gcd.iter() {
+            if !self.members.contains(m.pid) {
+                learned.push(m.pid);
+            }
+            self.members.insert(m.pid, m.addr.clone()); // the GCD knows current addresses
+        }
+        self.members.insert(self.me, self.my_addr.clone());
+        learned.retain(|p| self.members.contains(*p) && *p != self.me);
+        // Who registered since our last check (everyone, at the first check of our
+        // term or when the GCD restarted since) may have joined seeing only part of the
+        // group, or may lead a part of it: we elect if one ranks above us, and tell
+        // those below that we lead.
+        let listed: Vec<ProcessId> = gcd.iter().map(|m| m.pid).filter(|p| *p != self.me).collect();
+        let mut previous = self.check.last_listed.replace(listed.clone());
+        if previous.as_ref().is_some_and(|before| before.iter().any(|p| !listed.contains(p))) {
+            previous = None; // it lost someone since our last check: it restarted since
+        }
+        let fresh: Vec<ProcessId> = listed
+            .into_iter()
+            .filter(|p| self.members.contains(*p))
+            .filter(|p| learned.contains(p) || previous.as_ref().is_none_or(|before| !before.contains(p)))
+            .collect();
+        let bar = self.leader.unwrap_or(self.me).max(self.me);
+        let top = fresh.iter().copied().filter(|p| *p > bar).max();
+        let pending = self.elect_after_registration.take();
+        // Overtaken while leading: now that the GCD told us where the new leader listens.
+        let overtaken = self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.phase == Phase::Idle);
+        let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0);
+        if let Some(l) = overtaken.filter(|l| !self.members.contains(*l)) {
+            // The GCD does not list the new leader either: a restarted GCD it has not
+            // checked in with yet. Ask again once its check will have (see `doubt_leader`).
+            if self.check.unlisted == Some((l, 3)) {
+                self.check.unlisted = None;
+                self.start_election(now, format!("leader {l} is not a member the GCD knows"), out);
+                return;
+            }
+            self.check.unlisted = Some((l, 1));
+            self.check.overtaken_by = Some(l);
+            self.doubt_leader(now, l, out);
+        }
+        let (electing_for, announced_to) = match (&pending, &self.phase, top.or(tell)) {
+            (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
+            (None, Phase::Idle, None) if self.leader == Some(self.me) => (None, fresh.clone()),
+            _ => (None, Vec::new()),
+        };
+        out.push(Action::Event(Event::LeaderChecked {
+            members: gcd.len(),
+            learned: learned.clone(),
+            forgot,
+            electing_for,
+            announced_to: announced_to.clone(),
+        }));
+        if let Some(why) = pending {
+            self.start_election(now, why, out);
+        } else if let (Some(leader), None) = (tell, top) {
+            self.start_election(now, format!("{leader} took over while we led and may not know our members"), out);
+        } else if let Some(top) = electing_for {
+            self.start_election(now, format!("leader's check: the GCD lists {top} above us"), out);
+        } else if matches!(self.phase, Phase::Electing { .. }) {
+            self.ask_newcomers(&learned, out);
+        } else {
+            for pid in announced_to {
+                if let Some(addr) = self.members.get(pid) {
+                    out.push(Action::SendLeader { to: pid, addr: addr.clone() });
+                }
+            }
+        }
+    }
+
+    fn on_check_failed(&mut self, now: Time, reason: String, out: &mut Vec<Action>) {
+        self.check.asking = false;
+        // Without the new leader's address an election could not ask it, and would
+        // wrongly win: we go on following it.
+        self.check.overtaken_by = None;
+        out.push(Action::Event(Event::LeaderCheckFailed { reason }));
+        // Following a leader whose address we don't know, we can't probe it: ask again
+        // soon, as after any failed registration (found by the simulator).
+        if self.leader.is_some_and(|l| !self.members.contains(l)) {
+            self.retries += 1;
+            self.retry = Some(self.retries);
+            out.push(Action::SetTimer { at: now + REGISTER_RETRY, timer: Timer::Reregister(self.retries) });
+        }
+        if let Some(why) = self.elect_after_registration.take() {
+            self.start_election(now, why, out);
+        }
+    }
+
+    /// `leader`, above us, announced itself while we led. If it joined a GCD that had
+    /// forgotten our followers, nobody else will tell it of them, and they would go on
+    /// following us. So we ask the GCD (merging its answer, which also says where the
+    /// new leader listens): if it has forgotten members we know, our ELECT carries them
+    /// to the new leader, and its answer (an election it wins) announces it to them. An
+    /// intact GCD gave the new leader everyone when it joined: we just follow it (an
+    /// election then would only double every join's announcements).
+    fn overtaken(&mut self, leader: ProcessId, out: &mut Vec<Action>) {
+        self.check.overtaken_by = Some(leader);
+        if !self.check.asking {
+            self.check.asking = true;
+            out.push(Action::Register { reason: format!("leader {leader} took over while we led") });
         }
     }
 }
@@ -1178,7 +1466,7 @@ mod tests {
         let mut leader = Node::new(pid(9), addr(9), with(Some(Span::new(ms(500), ms(3000))), None), 1);
         let out = leader.handle(Duration::ZERO, Input::Registered { members: group(&[5, 9]) });
         assert_eq!(leader.leader(), Some(pid(9)));
-        assert!(timers(&out).is_empty(), "{out:?}");
+        assert!(timers(&out).iter().all(|(_, t)| !matches!(t, Timer::Probe(_))), "{out:?}");
     }
 
     #[test]
@@ -1513,5 +1801,370 @@ mod tests {
         let failed = n.handle(S, Input::RegistrationFailed { reason: "down".into() });
         assert_eq!(failed[0], Action::Event(Event::ReregistrationFailed { reason: "down".into() }));
         assert_eq!(n.members().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod leader_check_tests {
+    //! The leader's check, driven by a fake clock.
+    use super::*;
+
+    fn pid(days: u32) -> ProcessId {
+        ProcessId::new(days, 1_000_000 + days)
+    }
+
+    fn addr(days: u32) -> Addr {
+        Addr::new("127.0.0.1", 40_000 + days as u16)
+    }
+
+    fn group(days: &[u32]) -> Members {
+        days.iter().map(|d| (pid(*d), addr(*d))).collect()
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    /// No probes, no feigned failures, the default check.
+    fn checking() -> Settings {
+        Settings { probe: None, feign: None, ..Settings::default() }
+    }
+
+    fn check_timer(out: &[Action]) -> Option<(Time, Timer)> {
+        out.iter().find_map(|a| match a {
+            Action::SetTimer { at, timer: timer @ Timer::LeaderCheck(_) } => Some((*at, *timer)),
+            _ => None,
+        })
+    }
+
+    fn elects(out: &[Action]) -> Vec<(ProcessId, usize)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SendElect { to, members, .. } => Some((*to, members.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn leaders_sent(out: &[Action]) -> Vec<ProcessId> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SendLeader { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn registers(out: &[Action]) -> usize {
+        out.iter().filter(|a| matches!(a, Action::Register { .. })).count()
+    }
+
+    fn checked(out: &[Action]) -> Option<&Event> {
+        out.iter().find_map(|a| match a {
+            Action::Event(e @ Event::LeaderChecked { .. }) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// 9 has joined {1, 5, 9} and leads; returns it and the time its first check fires.
+    fn leader_of(days: &[u32], me: u32, seed: u64) -> (Node, Time, Timer) {
+        let mut n = Node::new(pid(me), addr(me), checking(), seed);
+        let out = n.handle(Duration::ZERO, Input::Registered { members: group(days) });
+        assert_eq!(n.leader(), Some(pid(me)));
+        let (at, timer) = check_timer(&out).expect("a leader arms its check");
+        (n, at, timer)
+    }
+
+    /// Fires the check and answers it with the GCD's list `gcd`.
+    fn check_with(n: &mut Node, at: Time, timer: Timer, gcd: &[u32]) -> Vec<Action> {
+        let out = n.handle(at, Input::Timer(timer));
+        assert_eq!(registers(&out), 1, "{out:?}");
+        assert!(check_timer(&out).is_none(), "one check at a time");
+        n.handle(at + S / 10, Input::Registered { members: group(gcd) })
+    }
+
+    #[test]
+    fn only_the_leader_checks_every_10_to_20_seconds() {
+        let mut waits = Vec::new();
+        for seed in 0..50 {
+            let (mut n, at, timer) = leader_of(&[1, 5, 9], 9, seed);
+            waits.push(at);
+            // The first check of a term tells everyone listed that we lead.
+            let out = check_with(&mut n, at, timer, &[1, 5, 9]);
+            assert_eq!(leaders_sent(&out), [pid(1), pid(5)]);
+            let (at, timer) = check_timer(&out).expect("the next check");
+            // Nothing new: the next check is armed 10..20 s after the answer.
+            let out = check_with(&mut n, at, timer, &[1, 5, 9]);
+            assert_eq!(
+                checked(&out),
+                Some(&Event::LeaderChecked {
+                    members: 3,
+                    learned: vec![],
+                    forgot: 0,
+                    electing_for: None,
+                    announced_to: vec![]
+                })
+            );
+            let (next, _) = check_timer(&out).expect("the next check");
+            assert!((at + S / 10 + 10 * S..=at + S / 10 + 20 * S).contains(&next), "{next:?}");
+        }
+        assert!(waits.iter().all(|w| (10 * S..=20 * S).contains(w)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+        // A follower never checks; nor does a leader with the check turned off.
+        let mut f = Node::new(pid(5), addr(5), checking(), 0);
+        let out = f.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        let out2 = f.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert!(check_timer(&out).is_none() && check_timer(&out2).is_none());
+        let mut off = Node::new(pid(9), addr(9), Settings { leader_check: None, ..checking() }, 0);
+        let out = off.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        assert_eq!(off.leader(), Some(pid(9)));
+        assert!(check_timer(&out).is_none());
+    }
+
+    #[test]
+    fn after_a_gcd_restart_a_higher_newcomer_is_elected_and_told_of_everyone() {
+        // The GCD restarted; 300 joined it alone and leads itself. Our check registers
+        // us again, so the GCD lists just the two of us.
+        let (mut n, at, timer) = leader_of(&[1, 5, 9], 9, 3);
+        let out = check_with(&mut n, at, timer, &[300, 9]);
+        assert_eq!(
+            checked(&out),
+            Some(&Event::LeaderChecked {
+                members: 2,
+                learned: vec![pid(300)],
+                forgot: 2,
+                electing_for: Some(pid(300)),
+                announced_to: vec![]
+            })
+        );
+        // Our followers are kept, and the ELECT carries them to 300.
+        assert_eq!(elects(&out), [(pid(300), 4)]);
+        assert!(n.members().contains(pid(1)) && n.members().contains(pid(5)));
+        // A lower newcomer instead hears that we lead.
+        let (mut m, at, timer) = leader_of(&[1, 5, 9], 9, 4);
+        let out = check_with(&mut m, at, timer, &[3, 9]);
+        assert!(elects(&out).is_empty());
+        assert_eq!(leaders_sent(&out), [pid(3)]);
+        assert!(check_timer(&out).is_some(), "still leading: the next check is armed");
+    }
+
+    #[test]
+    fn a_higher_member_listed_is_asked_once_per_term_or_when_the_gcd_restarted() {
+        // 12 was found dead in our election. gcd2.py never drops anyone: the first check
+        // of our term asks 12, later ones with the same list do not (no election every
+        // period for a stale entry).
+        let mut n = Node::new(pid(9), addr(9), checking(), 1);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9, 12]) });
+        let out = n
+            .handle(S / 10, Input::ElectReply { election: 1, to: pid(12), outcome: Outcome::Failed("refused".into()) });
+        assert_eq!(n.leader(), Some(pid(9)));
+        let (at, timer) = check_timer(&out).expect("the new leader arms its check");
+        let out = check_with(&mut n, at, timer, &[1, 5, 9, 12]);
+        assert_eq!(elects(&out), [(pid(12), 4)]);
+        let out =
+            n.handle(at + S, Input::ElectReply { election: 2, to: pid(12), outcome: Outcome::Failed("x".into()) });
+        assert_eq!(n.leader(), Some(pid(9)));
+        let (at, timer) = check_timer(&out).expect("the next check");
+        let mut again = n.clone();
+        let out = check_with(&mut n, at, timer, &[1, 5, 9, 12]);
+        assert!(elects(&out).is_empty(), "{out:?}");
+        // A GCD that restarted since, and lists 12 (registered since, maybe with only
+        // part of the group in view), makes us ask it again.
+        let out = check_with(&mut again, at, timer, &[12, 9]);
+        assert_eq!(elects(&out), [(pid(12), 4)]);
+    }
+
+    #[test]
+    fn an_overtaken_leader_tells_the_newcomer_of_its_followers() {
+        // We lead {1, 5}; 9 joined a restarted GCD that listed us, won, and announced
+        // itself to us alone. We don't know where 9 listens: the GCD is asked, and its
+        // partial answer merged, so that our ELECT carries 1 to 9.
+        let mut n = Node::new(pid(5), addr(5), checking(), 0);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
+        assert_eq!(n.leader(), Some(pid(5)));
+        let out = n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert_eq!(n.leader(), Some(pid(9)));
+        assert_eq!(registers(&out), 1);
+        let out = n.handle(S + S / 10, Input::Registered { members: group(&[9, 5]) });
+        assert_eq!(elects(&out), [(pid(9), 3)]);
+        // A GCD that still lists everyone gave 9 the whole group when it joined: no
+        // election (it would only double every join's announcements).
+        let mut m = Node::new(pid(5), addr(5), checking(), 0);
+        m.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
+        let out = m.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
+        assert_eq!(registers(&out), 1);
+        let out = m.handle(S + S / 10, Input::Registered { members: group(&[1, 5, 9]) });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        assert_eq!(m.leader(), Some(pid(9)));
+        // A leader with nobody to tell of, and a follower, simply follow.
+        let mut alone = Node::new(pid(5), addr(5), checking(), 0);
+        alone.handle(Duration::ZERO, Input::Registered { members: group(&[5]) });
+        let out = alone.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
+        assert!(elects(&out).is_empty());
+        let out = m.handle(2 * S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
+        assert!(elects(&out).is_empty(), "following 9, not leading");
+    }
+
+    #[test]
+    fn a_check_the_gcd_does_not_answer_waits_for_the_next_period() {
+        let (mut n, at, timer) = leader_of(&[1, 5, 9], 9, 7);
+        n.handle(at, Input::Timer(timer));
+        let out = n.handle(at + S, Input::RegistrationFailed { reason: "refused".into() });
+        assert_eq!(out[0], Action::Event(Event::LeaderCheckFailed { reason: "refused".into() }));
+        // No 2 s retry (that is for members without a leader): the next check.
+        let timers: Vec<_> = out.iter().filter(|a| matches!(a, Action::SetTimer { .. })).collect();
+        assert_eq!(timers.len(), 1, "{out:?}");
+        let (next, _) = check_timer(&out).unwrap();
+        assert!(next >= at + S + 10 * S);
+        // A check that fires while we no longer lead asks nothing.
+        let (mut m, at, timer) = leader_of(&[1, 5, 9], 9, 8);
+        m.handle(S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
+        assert_eq!(registers(&m.handle(at, Input::Timer(timer))), 0);
+    }
+
+    #[test]
+    fn a_restarted_gcd_s_short_list_does_not_make_us_forget_members() {
+        let mut n = Node::new(pid(5), addr(5), checking(), 0);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        // A re-registration of any cause, to a GCD that restarted and has since seen
+        // only 12 and us: 1 and 9 listen at addresses it lacks, and are kept.
+        n.handle(2 * S, Input::Registered { members: group(&[12, 5]) });
+        let mut known: Vec<_> = n.members().iter().map(|m| m.pid).collect();
+        known.sort();
+        assert_eq!(known, [pid(1), pid(5), pid(9), pid(12)]);
+        // A member at an address the GCD lists under another id is replaced, as before.
+        let moved: Members = [(pid(5), addr(5)), (pid(7), addr(1))].into_iter().collect();
+        n.handle(3 * S, Input::Registered { members: moved });
+        assert!(!n.members().contains(pid(1)) && n.members().contains(pid(7)));
+    }
+
+    #[test]
+    fn a_leader_the_gcd_does_not_list_twice_is_asked_about_again_after_a_check_period() {
+        // We follow 5; 9, which the GCD does not list, announces itself.
+        let mut n = Node::new(pid(1), addr(1), checking(), 0);
+        n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
+        n.handle(S / 10, Input::IAmLeader { leader: pid(5), addr: None });
+        let doubt = |out: &[Action]| {
+            out.iter().find_map(|a| match a {
+                Action::SetTimer { at, timer: t @ Timer::Doubt(_) } => Some((*at, *t)),
+                _ => None,
+            })
+        };
+        let announce = |n: &mut Node, t: Time| {
+            n.handle(t, Input::IAmLeader { leader: pid(9), addr: None });
+            n.handle(t, Input::Registered { members: group(&[1, 5]) })
+        };
+        // The first time: elect, as for any announcer the GCD does not know.
+        let out = announce(&mut n, S);
+        assert_eq!(elects(&out).len(), 1, "{out:?}");
+        n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        // Again: it may be a real leader a restarted GCD forgot; wait for its check.
+        let out = n.handle(2 * S, Input::Registered { members: group(&[1, 5]) });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        let (at, timer) = doubt(&out).expect("asks again later");
+        assert_eq!(at, 2 * S + LEADER_CHECK.max);
+        assert!(elects(&announce(&mut n, 3 * S)).is_empty(), "still waiting");
+        assert_eq!(registers(&n.handle(at, Input::Timer(timer))), 1);
+        // Still unlisted after its check would have registered it: elect.
+        let out = n.handle(at + S, Input::Registered { members: group(&[1, 5]) });
+        assert_eq!(elects(&out).len(), 1, "{out:?}");
+    }
+
+    /// A tiny fake network: members that answer each other at once, a GCD that can be
+    /// wiped, and a fake clock that jumps from timer to timer.
+    struct Net {
+        days: Vec<u32>,
+        nodes: Vec<Node>,
+        gcd: Members,
+        timers: Vec<(Time, usize, Timer)>,
+        now: Time,
+    }
+
+    impl Net {
+        fn idx(&self, p: ProcessId) -> usize {
+            self.days.iter().position(|d| pid(*d) == p).unwrap()
+        }
+
+        /// Delivers `input` to member `i` and everything it causes, at once.
+        fn run(&mut self, i: usize, input: Input) {
+            let mut queue = vec![(i, input)];
+            let mut steps = 0;
+            while let Some((i, input)) = queue.pop() {
+                steps += 1;
+                assert!(steps < 10_000, "a storm");
+                let me = pid(self.days[i]);
+                for action in self.nodes[i].handle(self.now, input) {
+                    match action {
+                        Action::SendElect { election, to, members, .. } => {
+                            queue.push((i, Input::ElectReply { election, to, outcome: Outcome::GotIt }));
+                            queue.push((self.idx(to), Input::Elect { members, sender: Some(me) }));
+                        }
+                        Action::SendLeader { to, .. } => {
+                            queue.push((self.idx(to), Input::IAmLeader { leader: me, addr: None }))
+                        }
+                        Action::Register { .. } => {
+                            self.gcd.insert(me, addr(self.days[i]));
+                            queue.push((i, Input::Registered { members: self.gcd.clone() }));
+                        }
+                        Action::SetTimer { at, timer } => self.timers.push((at, i, timer)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        fn join(&mut self, i: usize) {
+            self.gcd.insert(pid(self.days[i]), addr(self.days[i]));
+            let members = self.gcd.clone();
+            self.run(i, Input::Registered { members });
+        }
+
+        /// Fires timers in order until `done` holds (true) or the next is past `until`.
+        fn until(&mut self, until: Time, done: impl Fn(&[Node]) -> bool) -> bool {
+            loop {
+                if done(&self.nodes) {
+                    return true;
+                }
+                self.timers.sort_by_key(|t| t.0);
+                if self.timers.first().is_none_or(|t| t.0 > until) {
+                    return false;
+                }
+                let (at, i, timer) = self.timers.remove(0);
+                self.now = at;
+                self.run(i, Input::Timer(timer));
+            }
+        }
+    }
+
+    /// 1, 5 and 9 settle on 9; the GCD restarts; `newcomer` joins it. Returns how long
+    /// after the newcomer joined every member followed the highest, if within 2 minutes.
+    fn heal_time(seed: u64, newcomer: u32, settings: Settings) -> Option<Duration> {
+        let days = vec![1, 5, 9, newcomer];
+        let nodes = days.iter().enumerate().map(|(i, d)| Node::new(pid(*d), addr(*d), settings, seed * 10 + i as u64));
+        let mut net = Net { nodes: nodes.collect(), days, gcd: Members::default(), timers: Vec::new(), now: S / 10 };
+        (0..3).for_each(|i| net.join(i));
+        net.until(7 * S, |_| false);
+        assert!(net.nodes[..3].iter().all(|n| n.leader() == Some(pid(9))));
+        net.gcd = Members::default();
+        net.now = 8 * S;
+        net.join(3);
+        let top = pid(newcomer.max(9));
+        let joined = net.now;
+        net.until(joined + 120 * S, |nodes| nodes.iter().all(|n| n.leader() == Some(top))).then(|| net.now - joined)
+    }
+
+    #[test]
+    fn a_group_split_by_a_gcd_restart_heals_within_30_seconds() {
+        let mut worst = Duration::ZERO;
+        for seed in 0..200 {
+            for newcomer in [300, 3] {
+                let t = heal_time(seed, newcomer, checking()).unwrap_or_else(|| panic!("seed {seed}: never healed"));
+                worst = worst.max(t);
+            }
+        }
+        assert!(worst <= 30 * S, "worst {worst:?}");
+        assert!(worst > 10 * S, "only a check heals it, and none comes within 10 s: {worst:?}");
+        // Without the check, the higher newcomer leads alone for good.
+        let off = Settings { leader_check: None, ..checking() };
+        assert_eq!(heal_time(1, 300, off), None);
     }
 }

@@ -36,6 +36,7 @@ pub fn messages_sent(event: &Event) -> usize {
         Event::ElectionStarted { asking, .. } | Event::ElectionWidened { asking, .. } => asking.len(),
         Event::Won { announcing_to, .. } => *announcing_to,
         Event::AnnouncedTo { members } => members.len(),
+        Event::LeaderChecked { announced_to, .. } => announced_to.len(),
         Event::ProbeOk { .. } | Event::ProbeFailed { .. } => 1,
         _ => 0,
     }

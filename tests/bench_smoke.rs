@@ -21,4 +21,6 @@ fn the_benchmark_runs_and_fills_its_table() {
     assert!(out.lines().any(|l| l.starts_with("| bully-node | 3 |")), "scale row:\n{out}");
     // Not a terminal: no progress bar (tests/output.rs checks the terminal case).
     assert!(!out.contains(" left) ") && !out.contains('\r'), "a progress bar in a pipe:\n{out}");
+    let load = out.lines().skip_while(|l| !l.starts_with("| GCD load")).nth(2).unwrap_or_default();
+    assert!(load.split('|').nth(3).is_some_and(|c| c.trim().parse::<usize>().is_ok()), "GCD load row:\n{out}");
 }

@@ -113,3 +113,76 @@ fn replay() {
     println!("{r:#?}");
     check(&sc, &r).unwrap_or_else(|why| panic!("seed {seed}: {why}"));
 }
+
+/// The lab's case (issue 15): three members settle, the GCD restarts on the same
+/// address, and a higher member joins it. With the default settings and feigning off,
+/// the group follows the newcomer within 30 s of its joining, whatever the seed; with
+/// the leader's check off, it never does.
+#[test]
+fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
+    use bully_node::identity::ProcessId;
+    use bully_node::node::Settings;
+    // The newcomer joins at a different point of the leader's check period each seed.
+    let joins_at = |seed: u64| Duration::from_secs(8) + Duration::from_millis(seed * 97 % 20_000);
+    let scenario = |seed: u64, settings: Settings| Scenario {
+        seed,
+        pids: [100, 200, 250, 300].iter().map(|d| ProcessId::new(*d, 4_300_000 + d)).collect(),
+        settings: vec![settings; 4],
+        joins: vec![Duration::ZERO, Duration::from_millis(100), Duration::from_millis(200), joins_at(seed)],
+        crashes: vec![],
+        gcd_outages: vec![],
+        gcd_restarts: vec![joins_at(seed) - Duration::from_secs(1)],
+        rebirths: vec![],
+        chaos_end: Duration::from_secs(1),
+        socket_timeout: Duration::from_millis(1500),
+        delay: bully_node::node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
+    };
+    let quiet = Settings { feign: None, ..Settings::default() };
+    let mut worst = Duration::ZERO;
+    for seed in 0..200 {
+        let r = run(&scenario(seed, quiet));
+        assert_eq!(r.quiet_at, joins_at(seed), "the newcomer's join is the last disturbance");
+        let healed = r.agreed_at.unwrap_or_else(|| panic!("seed {seed}: never healed: {:?}", r.final_leaders));
+        worst = worst.max(healed - r.quiet_at);
+    }
+    println!("healed at worst {worst:?} after the newcomer joined");
+    assert!(worst <= Duration::from_secs(30), "{worst:?}");
+    let off = Settings { leader_check: None, ..quiet };
+    let r = run(&scenario(1, off));
+    assert_eq!(r.agreed_at, None, "without the check the split stays: {:?}", r.final_leaders);
+}
+
+/// The leader's check costs the serial GCD the same whatever the group's size: in a
+/// settled, idle group (no failures, so nobody else asks), one request per 10-20 s.
+#[test]
+fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
+    use bully_node::identity::ProcessId;
+    use bully_node::node::Settings;
+    for n in [5usize, 50, 200] {
+        let sc = Scenario {
+            seed: n as u64,
+            pids: (0..n).map(|i| ProcessId::new(1 + (i * 359 / n) as u32, 5_000_000 + i as u32)).collect(),
+            settings: vec![Settings { feign: None, ..Settings::default() }; n],
+            joins: (0..n).map(|i| Duration::from_millis(50 * i as u64)).collect(),
+            crashes: vec![],
+            gcd_outages: vec![],
+            gcd_restarts: vec![],
+            rebirths: vec![],
+            // Nothing feigns; a late end of "chaos" only makes the run, and the
+            // window watched, five minutes long.
+            chaos_end: Duration::from_secs(300),
+            socket_timeout: Duration::from_millis(1500),
+            delay: bully_node::node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
+        };
+        let r = run(&sc);
+        assert!(!r.exhausted && r.agreed_at.is_some(), "{n} members did not settle");
+        // From well after the last join to the end of the run.
+        let from = *sc.joins.last().unwrap() + Duration::from_secs(30);
+        let window = (r.ended_at - from).as_secs_f64();
+        let asked = r.gcd_requests.iter().filter(|t| **t >= from).count();
+        println!("{n} members: {asked} GCD requests in {window:.0} s ({:.3}/s)", asked as f64 / window);
+        // One request per 10 to 20 s, give or take the one under way at each end.
+        let (fewest, most) = (window / 20.0 - 1.0, window / 10.0 + 1.0);
+        assert!((fewest..=most).contains(&(asked as f64)), "{n} members: {asked} requests in {window:.0} s");
+    }
+}
