@@ -18,9 +18,8 @@ pub enum Role {
     Low2,
     /// The higher member that answers GOT_IT and announces itself: the peer's leader.
     Leader,
-    /// Higher members that accept ELECT and never answer.
-    Silent1,
-    Silent2,
+    /// A higher member that accepts ELECT and never answers.
+    Silent,
     /// A higher member the GCD lists but nothing listens for: refused connections.
     Dead,
     /// A higher member the GCD never heard of, named only in the checker's ELECT.
@@ -28,16 +27,14 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 7] =
-        [Role::Low1, Role::Low2, Role::Leader, Role::Silent1, Role::Silent2, Role::Dead, Role::Unknown];
+    pub const ALL: [Role; 6] = [Role::Low1, Role::Low2, Role::Leader, Role::Silent, Role::Dead, Role::Unknown];
 
     pub fn label(self) -> &'static str {
         match self {
             Role::Low1 => "L1",
             Role::Low2 => "L2",
             Role::Leader => "H1",
-            Role::Silent1 => "S1",
-            Role::Silent2 => "S2",
+            Role::Silent => "S",
             Role::Dead => "D",
             Role::Unknown => "X",
         }

@@ -18,10 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long the leader member waits after its GOT_IT before announcing itself: long
-/// enough to see a peer that declares itself leader meanwhile, well inside the 4 s that
-/// peers wait for I_AM_LEADER.
+/// How long the leader member waits after its GOT_IT before announcing itself, the
+/// first [`SLOW_ANNOUNCEMENTS`] times: long enough to see a peer that declares itself
+/// leader meanwhile, well inside the 4 s that peers wait for I_AM_LEADER.
 pub const ANNOUNCE_AFTER: Duration = Duration::from_millis(1500);
+/// After that it announces sooner, so that a peer that feigns failure often spends
+/// more of its time up following (and PROBEing) it.
+pub const ANNOUNCE_SOON: Duration = Duration::from_millis(300);
+pub const SLOW_ANNOUNCEMENTS: usize = 4;
 
 /// A reply later than this is late (the checks' "within 1 s").
 pub const REPLY_LIMIT: Duration = Duration::from_secs(1);
@@ -312,7 +316,8 @@ impl Member {
     fn announce_later(&self) {
         let (shared, mode, pid, addr) = (Arc::clone(&self.shared), Arc::clone(&self.mode), self.pid, self.addr.clone());
         let _ = std::thread::Builder::new().name("member-announce".into()).spawn(move || {
-            std::thread::sleep(ANNOUNCE_AFTER);
+            let slow = shared.journal.lock().announced.len() < SLOW_ANNOUNCEMENTS;
+            std::thread::sleep(if slow { ANNOUNCE_AFTER } else { ANNOUNCE_SOON });
             let still_leading = *mode.lock().unwrap_or_else(|e| e.into_inner()) == Mode::Lead;
             let Some((peer, peer_addr)) = shared.peer() else { return };
             if !still_leading || shared.stopping.load(Ordering::SeqCst) {
