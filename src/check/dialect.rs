@@ -131,10 +131,19 @@ pub fn classify(v: &Value) -> Option<Spoken> {
     Some(Spoken { dialect, old_names })
 }
 
-/// The leader an I_AM_LEADER names, in any dialect.
-pub fn announced_leader(msg: &Message) -> Option<ProcessId> {
-    match msg {
-        Message::IAmLeader { leader, .. } => Some(*leader),
+/// The leader an I_AM_LEADER names, in any dialect. The wrapped dialect names it as
+/// the sender and carries the whole members dict as data, which
+/// [`Message::from_value`] does not read as an announcement: it is read here.
+pub fn announced_leader(v: &Value) -> Option<ProcessId> {
+    if let Some((head, route)) = v.as_pair() {
+        if let (Some((name, _)), Some((sender, _))) = (head.as_pair(), route.as_pair()) {
+            if matches!(name.as_str(), Some("I_AM_LEADER" | "COORDINATOR")) {
+                return crate::membership::pid_from_value(sender);
+            }
+        }
+    }
+    match Message::from_value(v) {
+        Ok(Message::IAmLeader { leader, .. }) => Some(leader),
         _ => None,
     }
 }
@@ -165,7 +174,7 @@ mod tests {
                 }
                 let leader = spoken.leader(pid(9), &Addr::new("127.0.0.1", 9009), &members(), pid(5));
                 assert_eq!(classify(&leader), Some(spoken));
-                assert_eq!(announced_leader(&Message::from_value(&leader).unwrap()), Some(pid(9)));
+                assert_eq!(announced_leader(&leader), Some(pid(9)), "{spoken}");
                 let probe = spoken.probe(&members(), pid(5), pid(9));
                 assert_eq!(Message::from_value(&probe).unwrap(), Message::Probe);
                 let reply = crate::wire::Reply::from_value(spoken.got_it(pid(9)));

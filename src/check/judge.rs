@@ -416,7 +416,16 @@ pub fn elects_on_join(r: &Records, c: &Context, spans: &[Span]) -> Check {
     let downtime: Duration = spans.iter().filter(|s| s.end > joined).map(|s| s.len()).sum();
     let limit = joined + Duration::from_secs(5) + downtime;
     match next_election(r, joined) {
-        Some((at, roles)) if at <= limit => {
+        Some((at, _)) if at <= limit => {
+            // Only this election: not the ones the checker's own ELECTs start later.
+            let cut = r.our_elects.iter().copied().find(|t| *t > at).unwrap_or(At::MAX);
+            let mut roles: Vec<Role> = r
+                .elects()
+                .filter(|e| e.at >= at && e.at < cut && e.at <= at + Duration::from_millis(4500))
+                .map(|e| e.role)
+                .collect();
+            roles.sort();
+            roles.dedup();
             let missing: Vec<_> = HIGHER_LISTENING.iter().copied().filter(|h| !roles.contains(h)).collect();
             let lows: Vec<_> = roles.iter().copied().filter(|h| matches!(h, Role::Low1 | Role::Low2)).collect();
             let verdict = if missing.is_empty() && lows.is_empty() { Verdict::Pass } else { Verdict::Fail };
@@ -927,4 +936,132 @@ pub fn all(r: &Records, c: &Context) -> Vec<Check> {
         survives_garbage(c),
         large_elect(c),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::journal::{GcdRecord, Ping, Received};
+    use crate::membership::Addr;
+
+    fn ms(n: u64) -> At {
+        Duration::from_millis(n)
+    }
+
+    fn me() -> ProcessId {
+        ProcessId::new(100, 2_000_000)
+    }
+
+    /// Monitor samples every 250 ms from `from` to `to`, refused inside `down`.
+    fn pings(r: &mut Records, from: u64, to: u64, down: &[(u64, u64)]) {
+        for t in (from..to).step_by(250) {
+            let refused = down.iter().any(|(a, b)| t >= *a && t < *b);
+            let outcome = if refused { Outcome::Refused } else { Outcome::Ok(ms(1)) };
+            r.pings.push(Ping { sent: ms(t), outcome });
+        }
+    }
+
+    fn got(r: &mut Records, at: u64, role: Role, kind: Kind, answered: bool) {
+        r.received.push(Received { at: ms(at), role, kind, answered, conn: r.received.len() as u64 });
+    }
+
+    fn registered(r: &mut Records, at: u64) {
+        r.gcd.push(GcdRecord { at: ms(at), result: Ok(("HOWDY".into(), me(), Addr::new("127.0.0.1", 9))) });
+    }
+
+    #[test]
+    fn spans_come_from_refused_samples_and_blips_are_not_failures() {
+        let mut r = Records::default();
+        pings(&mut r, 0, 20_000, &[(2_000, 4_500), (9_000, 9_250)]);
+        let s = spans(&r, ms(20_000));
+        assert_eq!(s, vec![Span { start: ms(2_000), end: ms(4_500), closed: true }], "the 250 ms blip is dropped");
+    }
+
+    #[test]
+    fn back_to_back_failures_are_split_where_the_peer_showed_life() {
+        let mut r = Records::default();
+        pings(&mut r, 0, 20_000, &[(2_000, 9_500)]);
+        registered(&mut r, 5_000); // it recovered, registered, and failed again at once
+        got(&mut r, 5_001, Role::Leader, Kind::Elect, true);
+        let s = spans(&r, ms(20_000));
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!((s[0].start, s[0].end, s[1].end), (ms(2_000), ms(5_000), ms(9_500)));
+        registered(&mut r, 0);
+        let c = feigns_failure(&r, &s, ms(20_000));
+        assert_eq!(c.verdict, Verdict::Pass, "two failures of 3 and 4.5 s: {}", c.evidence);
+    }
+
+    #[test]
+    fn feigning_within_the_assignments_bounds_passes_and_too_long_a_failure_fails() {
+        let mut r = Records::default();
+        registered(&mut r, 0);
+        pings(&mut r, 0, 30_000, &[(3_000, 5_000), (12_000, 15_500), (22_000, 23_000)]);
+        let s = spans(&r, ms(30_000));
+        assert_eq!(feigns_failure(&r, &s, ms(30_000)).verdict, Verdict::Pass);
+        let mut r = Records::default();
+        registered(&mut r, 0);
+        pings(&mut r, 0, 30_000, &[(3_000, 5_000), (10_000, 18_000)]);
+        let s = spans(&r, ms(30_000));
+        let c = feigns_failure(&r, &s, ms(30_000));
+        assert_eq!(c.verdict, Verdict::Fail, "{}", c.evidence);
+        assert!(c.evidence.contains("a span of 8000 ms"), "{}", c.evidence);
+    }
+
+    #[test]
+    fn probes_answered_late_while_electing_are_not_answers_probes_to_judge() {
+        let mut r = Records::default();
+        got(&mut r, 1_000, Role::Silent, Kind::Elect, false);
+        for t in [1_100, 1_350, 1_600] {
+            r.pings.push(Ping { sent: ms(t), outcome: Outcome::Late(ms(1_400)) });
+        }
+        r.pings.push(Ping { sent: ms(6_000), outcome: Outcome::Ok(ms(2)) });
+        assert_eq!(answers_probe(&r, &[]).verdict, Verdict::Pass);
+        // Dropped PROBEs from a peer that never answers one: a failure, not feigning.
+        let mut r = Records::default();
+        for t in (0..5_000).step_by(250) {
+            r.pings.push(Ping { sent: ms(t), outcome: Outcome::Dropped });
+        }
+        assert_eq!(spans(&r, ms(5_000)), vec![], "no span: it never answers PROBE at all");
+        assert_eq!(answers_probe(&r, &[]).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_self_announcement_before_the_leader_announces_breaks_the_wait() {
+        let mut r = Records::default();
+        got(&mut r, 1_000, Role::Leader, Kind::Elect, true);
+        r.announced.push(ms(2_500));
+        got(&mut r, 2_600, Role::Leader, Kind::Probe, true);
+        assert_eq!(waits_after_got_it(&r, me()).verdict, Verdict::Pass);
+        assert_eq!(follows_higher_leader(&r, me(), &[], ms(10_000)).verdict, Verdict::Pass);
+        got(&mut r, 1_010, Role::Low1, Kind::Leader(me()), false);
+        assert_eq!(waits_after_got_it(&r, me()).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn refusals_alone_decide_nothing_and_a_reachable_wrong_answer_fails() {
+        let refused =
+            Trial { attempts: vec![(ms(1), Outcome::Refused), (ms(2), Outcome::Refused)], note: String::new() };
+        assert_eq!(reply_trial("t", &refused, "x").verdict, Verdict::Skip);
+        let mut late = refused.clone();
+        late.attempts.push((ms(3), Outcome::Late(ms(1_500))));
+        assert_eq!(reply_trial("t", &late, "x").verdict, Verdict::Fail);
+        late.attempts.push((ms(4), Outcome::Ok(ms(3))));
+        let c = reply_trial("t", &late, "x");
+        assert_eq!(c.verdict, Verdict::Pass);
+        assert!(c.evidence.contains("4 attempts"), "{}", c.evidence);
+    }
+
+    #[test]
+    fn a_probe_gap_across_an_election_or_a_failure_is_not_an_interval() {
+        let mut r = Records::default();
+        for t in [1_000, 2_000, 3_000, 10_000, 11_000] {
+            got(&mut r, t, Role::Leader, Kind::Probe, true);
+        }
+        got(&mut r, 5_000, Role::Leader, Kind::Elect, true);
+        let c = probe_interval(&r, &[]);
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.evidence);
+        assert!(c.evidence.starts_with("3 gaps"), "{}", c.evidence);
+        got(&mut r, 11_100, Role::Leader, Kind::Probe, true);
+        assert_eq!(probe_interval(&r, &[]).verdict, Verdict::Fail, "100 ms is too fast");
+    }
 }

@@ -235,7 +235,11 @@ impl Member {
         let at = journal.now();
         let Ok(value) = decode(&bytes) else { return };
         let spoken = classify(&value);
-        let kind = match Message::from_value(&value) {
+        let kind = match super::dialect::announced_leader(&value) {
+            Some(leader) => Ok(Message::IAmLeader { leader, addr: None }),
+            None => Message::from_value(&value),
+        };
+        let kind = match kind {
             Ok(Message::Elect { .. }) => Kind::Elect,
             Ok(Message::IAmLeader { leader, .. }) => Kind::Leader(leader),
             Ok(Message::Probe) => Kind::Probe,
