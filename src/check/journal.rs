@@ -182,9 +182,16 @@ impl Journal {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Changes the records and wakes whoever waits on them.
+    /// Changes the records and wakes whoever waits on them. Threads take their times
+    /// before they take the lock, so records are put back in time order here.
     pub fn update<T>(&self, f: impl FnOnce(&mut Records) -> T) -> T {
-        let out = f(&mut self.lock());
+        let mut records = self.lock();
+        let out = f(&mut records);
+        records.gcd.sort_by_key(|g| g.at);
+        records.received.sort_by_key(|x| x.at);
+        records.pings.sort_by_key(|p| p.sent);
+        records.announced.sort();
+        drop(records);
         self.changed.notify_all();
         out
     }

@@ -143,7 +143,7 @@ pub struct Span {
 
 impl Span {
     pub fn len(&self) -> Duration {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
 
     fn overlaps(&self, a: At, b: At) -> bool {
@@ -237,7 +237,7 @@ pub fn registers(r: &Records, c: &Context) -> Check {
         Some((at, (msg, pid, addr))) if at <= limit && *pid == c.assigned => check(
             name,
             Verdict::Pass,
-            format!("{msg} as {pid} listening at {addr}, {} after start", ms(at - c.spawned)),
+            format!("{msg} as {pid} listening at {addr}, {} after start", ms(at.saturating_sub(c.spawned))),
         ),
         Some((at, (msg, pid, _))) if *pid != c.assigned => check(
             name,
@@ -248,9 +248,11 @@ pub fn registers(r: &Records, c: &Context) -> Check {
                 c.assigned
             ),
         ),
-        Some((at, (msg, ..))) => {
-            check(name, Verdict::Fail, format!("{msg} accepted only {} after start (limit 10 s)", ms(at - c.spawned)))
-        }
+        Some((at, (msg, ..))) => check(
+            name,
+            Verdict::Fail,
+            format!("{msg} accepted only {} after start (limit 10 s)", ms(at.saturating_sub(c.spawned))),
+        ),
         None if !refusals.is_empty() => check(
             name,
             Verdict::Fail,
@@ -365,7 +367,7 @@ pub fn learns_from_elect(r: &Records, c: &Context, spans: &[Span]) -> Check {
                     format!(
                         "our ELECT at {} named X {x}, unknown to the GCD; its next election ({} later) asked {}",
                         secs(t),
-                        ms(at - t),
+                        ms(at.saturating_sub(t)),
                         labels(&roles)
                     ),
                 )
@@ -432,7 +434,7 @@ pub fn elects_on_join(r: &Records, c: &Context, spans: &[Span]) -> Check {
             let mut ev = format!(
                 "ELECT to {} {} after its {}",
                 labels(&roles),
-                ms(at - joined),
+                ms(at.saturating_sub(joined)),
                 registrations(r).next().map(|(_, (m, ..))| m.as_str()).unwrap_or("registration")
             );
             if !missing.is_empty() {
@@ -456,7 +458,7 @@ fn bursts(r: &Records, me: ProcessId) -> Vec<(At, Vec<Role>)> {
     let mut out: Vec<(At, Vec<Role>)> = Vec::new();
     for a in r.self_announcements(me) {
         match out.last_mut() {
-            Some((start, roles)) if a.at - *start <= Duration::from_secs(1) => roles.push(a.role),
+            Some((start, roles)) if a.at.saturating_sub(*start) <= Duration::from_secs(1) => roles.push(a.role),
             _ => out.push((a.at, vec![a.role])),
         }
     }
@@ -520,12 +522,24 @@ pub fn follows_higher_leader(r: &Records, me: ProcessId, spans: &[Span], end: At
             r.received.iter().find(|x| x.role == Role::Leader && x.kind == Kind::Probe && x.at > a && x.at <= until);
         let boast = r.self_announcements(me).find(|x| x.at > a && x.at <= until);
         if let Some(b) = boast {
-            announced.push(format!("announced itself {} after H1's I_AM_LEADER at {}", ms(b.at - a), secs(a)));
+            announced.push(format!(
+                "announced itself {} after H1's I_AM_LEADER at {}",
+                ms(b.at.saturating_sub(a)),
+                secs(a)
+            ));
         } else if let Some(p) = probe {
             followed += 1;
-            first.get_or_insert(format!("H1 announced at {}; PROBE to H1 {} later", secs(a), ms(p.at - a)));
-        } else if until - a >= FOLLOW_WINDOW - Duration::from_millis(500) {
-            idle.push(format!("no PROBE to H1 within {} after its I_AM_LEADER at {}", ms(until - a), secs(a)));
+            first.get_or_insert(format!(
+                "H1 announced at {}; PROBE to H1 {} later",
+                secs(a),
+                ms(p.at.saturating_sub(a))
+            ));
+        } else if until.saturating_sub(a) >= FOLLOW_WINDOW - Duration::from_millis(500) {
+            idle.push(format!(
+                "no PROBE to H1 within {} after its I_AM_LEADER at {}",
+                ms(until.saturating_sub(a)),
+                secs(a)
+            ));
         } else {
             cut += 1;
         }
@@ -567,7 +581,7 @@ pub fn waits_after_got_it(r: &Records, me: ProcessId) -> Check {
                 "GOT_IT from H1 at {}, then I_AM_LEADER {me} to {} {} later",
                 secs(g),
                 b.role.label(),
-                ms(b.at - g)
+                ms(b.at.saturating_sub(g))
             ));
         }
     }
@@ -614,7 +628,7 @@ pub fn wins_when_higher_silent(r: &Records, me: ProcessId, spans: &[Span], end: 
                         "with H1 dropping, S silent and D refusing: ELECT to {} at {}, I_AM_LEADER {me} {} later",
                         labels(&roles),
                         secs(e),
-                        ms(w.at - e)
+                        ms(w.at.saturating_sub(e))
                     ),
                 );
             }
@@ -668,7 +682,7 @@ pub fn probe_interval(r: &Records, spans: &[Span]) -> Check {
             || down_between(spans, a, b)
             || r.leader_down.iter().any(|(s, _)| *s > a && *s < b);
         if !interrupted {
-            gaps.push(b - a);
+            gaps.push(b.saturating_sub(a));
         }
     }
     if gaps.len() < 2 {
@@ -728,8 +742,8 @@ pub fn reregisters_on_failed_probe(r: &Records, spans: &[Span], end: At) -> Chec
                 format!(
                     "PROBE to H1 unanswered at {}; {msg} to the GCD {} later; ELECT {} after that",
                     secs(p),
-                    ms(g - p),
-                    ms(e - g)
+                    ms(g.saturating_sub(p)),
+                    ms(e.saturating_sub(g))
                 ),
             ),
             (Some(e), None) => check(
@@ -738,10 +752,10 @@ pub fn reregisters_on_failed_probe(r: &Records, spans: &[Span], end: At) -> Chec
                 format!(
                     "PROBE to H1 unanswered at {}; ELECT {} later with no registration before it",
                     secs(p),
-                    ms(e - p)
+                    ms(e.saturating_sub(p))
                 ),
             ),
-            (None, _) if end - p < Duration::from_secs(8) => {
+            (None, _) if end.saturating_sub(p) < Duration::from_secs(8) => {
                 notes.push(format!("PROBE at {}: too close to the end", secs(p)));
                 continue;
             }
@@ -809,7 +823,7 @@ pub fn feigns_failure(r: &Records, spans: &[Span], end: At) -> Check {
         gaps.push(("before the first", first.start.saturating_sub(joined)));
     }
     for w in closed.windows(2) {
-        gaps.push(("between", w[1].start - w[0].end));
+        gaps.push(("between", w[1].start.saturating_sub(w[0].end)));
     }
     let mut ev = format!(
         "{} span{} unreachable ({} s long){}",
@@ -828,7 +842,7 @@ pub fn feigns_failure(r: &Records, spans: &[Span], end: At) -> Check {
     );
     let mut problems = Vec::new();
     if closed.len() < 2 {
-        problems.push(format!("fewer than 2 failures in {:.0} s", (end - joined).as_secs_f64()));
+        problems.push(format!("fewer than 2 failures in {:.0} s", end.saturating_sub(joined).as_secs_f64()));
     }
     for s in &closed {
         if s.len() < FEIGN_LEN.0 || s.len() > FEIGN_LEN.1 {
@@ -841,8 +855,8 @@ pub fn feigns_failure(r: &Records, spans: &[Span], end: At) -> Check {
         }
     }
     if let Some(last) = closed.last() {
-        if !spans.iter().any(|s| !s.closed) && end - last.end > FEIGN_GAP_MAX {
-            problems.push(format!("none in the last {} s", (end - last.end).as_secs()));
+        if !spans.iter().any(|s| !s.closed) && end.saturating_sub(last.end) > FEIGN_GAP_MAX {
+            problems.push(format!("none in the last {} s", end.saturating_sub(last.end).as_secs()));
         }
     }
     if !problems.is_empty() {

@@ -343,7 +343,7 @@ impl<'a> Driver<'a> {
             gcd_message: self.config.gcd_message,
             dialect,
             checks,
-            seconds: (self.now() - spawned).as_secs_f64(),
+            seconds: self.now().saturating_sub(spawned).as_secs_f64(),
             exit_note,
             last_lines,
         })
@@ -420,7 +420,7 @@ impl<'a> Driver<'a> {
         // 4. Hostile input, once the peer has been watched long enough to see it feign.
         let watched = joined + MIN_WATCH;
         if self.now() < watched {
-            self.sleep(watched - self.now())?;
+            self.sleep(watched.saturating_sub(self.now()))?;
         }
         self.garbage(ctx)?;
         self.large_elect(ctx)?;
