@@ -669,8 +669,10 @@ pub fn probes_leader(r: &Records) -> Check {
 pub const GAP_MIN: Duration = Duration::from_millis(450);
 pub const GAP_MAX: Duration = Duration::from_millis(3400);
 
-pub fn probe_interval(r: &Records, spans: &[Span]) -> Check {
-    let name = "probe_interval";
+/// The gaps between consecutive PROBEs to H1 with nothing between them that restarts
+/// a peer's probing: an election (its own, or one the checker's ELECT started), a
+/// registration, a failure, or H1 failing.
+pub fn clean_gaps(r: &Records, spans: &[Span]) -> Vec<Duration> {
     let probes = leader_probes(r);
     let regs: Vec<At> = registrations(r).map(|(at, _)| at).collect();
     let mut gaps = Vec::new();
@@ -685,15 +687,17 @@ pub fn probe_interval(r: &Records, spans: &[Span]) -> Check {
             gaps.push(b.saturating_sub(a));
         }
     }
-    if gaps.len() < 2 {
+    gaps
+}
+
+pub fn probe_interval(r: &Records, spans: &[Span]) -> Check {
+    let name = "probe_interval";
+    let gaps = clean_gaps(r, spans);
+    if gaps.is_empty() {
         return check(
             name,
             Verdict::Skip,
-            format!(
-                "only {} gap{} between PROBEs without an election or failure between them",
-                gaps.len(),
-                plural(gaps.len())
-            ),
+            "no two PROBEs in a row without an election or a failure between them".into(),
         );
     }
     let mut sorted = gaps.clone();
@@ -705,8 +709,9 @@ pub fn probe_interval(r: &Records, spans: &[Span]) -> Check {
         name,
         verdict,
         format!(
-            "{} gaps: min {} / median {} / max {}{}",
+            "{} gap{}: min {} / median {} / max {}{}",
             gaps.len(),
+            plural(gaps.len()),
             ms(min),
             ms(med),
             ms(max),

@@ -95,7 +95,7 @@ const MONITOR_EVERY: Duration = Duration::from_millis(250);
 /// failure every 0 to 10 s for 1 to 4 s shows at least two failures.
 const MIN_WATCH: Duration = Duration::from_secs(30);
 /// How long after joining the checker waits for enough PROBEs to judge their interval.
-const GAPS_BY: Duration = Duration::from_secs(60);
+const GAPS_BY: Duration = Duration::from_secs(70);
 
 /// The identities: the peer's, in the middle of the range, and the members' around it,
 /// far enough that a peer a day off in its arithmetic still ranks the same.
@@ -400,7 +400,7 @@ impl<'a> Driver<'a> {
         self.member_mut(Role::Unknown).close();
         // Some PROBEs to H1 to judge their interval by.
         let far = joined + Duration::from_secs(3600);
-        let enough = |r: &journal::Records| judge::probe_interval(r, &judge::spans(r, far)).verdict != Verdict::Skip;
+        let enough = |r: &journal::Records| judge::clean_gaps(r, &judge::spans(r, far)).len() >= 3;
         self.wait(joined + Duration::from_secs(20), enough)?;
         // 3. The leader fails.
         self.leader_fails()?;
@@ -416,7 +416,8 @@ impl<'a> Driver<'a> {
         if !enough(&self.journal.lock()) {
             let _ = self.elect_from_low(&[], Style::Compact);
         }
-        self.wait(joined + GAPS_BY, enough)?;
+        let some = |r: &journal::Records| judge::clean_gaps(r, &judge::spans(r, far)).len() >= 2;
+        self.wait(joined + GAPS_BY, some)?;
         // 4. Hostile input, once the peer has been watched long enough to see it feign.
         let watched = joined + MIN_WATCH;
         if self.now() < watched {
