@@ -154,7 +154,42 @@ pub enum Command {
     /// How fast groups of bully-node and of the Python reference peer decide, what a
     /// node costs, and how far a group scales (real processes on 127.0.0.1).
     Bench(BenchArgs),
+    /// Check any peer (yours, in any language) by what it does on the wire: run it
+    /// against a coordinator and scripted members, and print a rubric
+    Check(CheckArgs),
 }
+
+#[derive(Args, Debug)]
+#[command(after_help = CHECK_HELP)]
+pub struct CheckArgs {
+    /// The registration name the checker's coordinator accepts (which year's gcd2.py)
+    #[arg(long, value_enum, default_value = "howdy", ignore_case = true)]
+    pub gcd_message: AcceptName,
+
+    /// Also write the rubric as JSON to this file
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+
+    /// The most the whole check may take (at least 45s)
+    #[arg(long, value_name = "LIMIT", default_value = "110s", value_parser = parse_run_time)]
+    pub time: Duration,
+
+    /// The peer's command, after --, with placeholders filled in by the checker
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+const CHECK_HELP: &str = "\
+Placeholders in COMMAND: {gcd} (HOST:PORT of the checker's coordinator), {gcd_host},
+{gcd_port}, {port} (a free port for the peer), {listen} (127.0.0.1:{port}), {su_id},
+{days}, {birthday} (MM-DD, {days} days from today).
+
+Examples:
+  bully-node check -- python3 lab2.py {gcd_host} {gcd_port} {port} {su_id} {birthday}
+  bully-node check --json rubric.json -- bully-node --gcd {gcd} --days {days} --su-id {su_id}
+
+Exit status: 0 no required check failed, 1 one did, 2 usage error or a peer that could
+not be started.";
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {

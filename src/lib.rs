@@ -2,6 +2,7 @@
 //! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod events;

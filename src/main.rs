@@ -76,6 +76,7 @@ fn main() -> ExitCode {
                 quiet: cli.quiet,
             })
         }
+        Some(Command::Check(args)) => return check_main(args),
         Some(Command::Bench(args)) => {
             logging::init("bench".into(), 0, true, true, false);
             bench::run(BenchConfig {
@@ -150,4 +151,50 @@ fn run_node(config: NodeConfig) -> Result<(), String> {
     }
     node.wait();
     Ok(())
+}
+
+/// `bully-node check`: the rubric on stdout, exit 0 (no required check failed), 1 (one
+/// did) or 2 (usage error, a peer that could not be started).
+fn check_main(args: bully_node::cli::CheckArgs) -> ExitCode {
+    use bully_node::check::{self, CheckConfig, CheckError};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The rubric goes to stdout; the few warnings the checker may log go to stderr.
+    logging::init("check".into(), 0, true, true, false);
+    if args.time < check::MIN_LIMIT {
+        eprintln!("error: --time {:?} is too short: the scenarios need at least {:?}", args.time, check::MIN_LIMIT);
+        return ExitCode::from(2);
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+        log::warn!("Ctrl-C will not stop the peer under test cleanly: {e}");
+    }
+    let config = CheckConfig {
+        command: args.command,
+        gcd_message: args.gcd_message.into(),
+        limit: args.time,
+        today: identity::local_today(),
+        interrupted,
+    };
+    match check::run(&config) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if let Some(path) = &args.json {
+                let text = serde_json::to_string_pretty(&report.to_json()).expect("a JSON value serializes");
+                if let Err(e) = std::fs::write(path, text + "\n") {
+                    eprintln!("error: cannot write the JSON report to {path}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            ExitCode::from(if report.failed() { 1 } else { 0 })
+        }
+        Err(e @ CheckError::Interrupted) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -16,6 +16,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves `listener` until it fails. The listener is bound by the caller, so tests can
 /// bind `127.0.0.1:0` and read the port back.
 pub fn serve(listener: TcpListener, coordinator: Arc<Coordinator>) -> io::Result<()> {
+    serve_observed(listener, coordinator, Arc::new(|_: &Answer| {}))
+}
+
+/// Something told of every answer the coordinator gives (the checker records its peer's
+/// registrations this way: a re-registration changes no membership, so it shows only here).
+pub type Observer = Arc<dyn Fn(&Answer) + Send + Sync>;
+
+/// [`serve`], telling `observe` of each answer before it is sent.
+pub fn serve_observed(listener: TcpListener, coordinator: Arc<Coordinator>, observe: Observer) -> io::Result<()> {
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(conn) => conn,
@@ -27,16 +36,17 @@ pub fn serve(listener: TcpListener, coordinator: Arc<Coordinator>) -> io::Result
             }
         };
         let coordinator = Arc::clone(&coordinator);
+        let observe = Arc::clone(&observe);
         let spawned = std::thread::Builder::new()
             .name(format!("gcd-{peer}"))
-            .spawn(move || handle(stream, &coordinator, &peer.to_string()));
+            .spawn(move || handle(stream, &coordinator, &peer.to_string(), &*observe));
         if let Err(e) = spawned {
             warn!("no thread for {peer}: {e}");
         }
     }
 }
 
-fn handle(mut stream: TcpStream, coordinator: &Coordinator, peer: &str) {
+fn handle(mut stream: TcpStream, coordinator: &Coordinator, peer: &str, observe: &(dyn Fn(&Answer) + Send + Sync)) {
     let raw = match read_request(&mut stream) {
         Ok(raw) => raw,
         Err(e) => {
@@ -61,6 +71,7 @@ fn handle(mut stream: TcpStream, coordinator: &Coordinator, peer: &str) {
             info!("request from {peer} dropped without a reply: {reason}")
         }
     }
+    observe(&answer);
     if let Some(reply) = answer.reply_bytes() {
         if let Err(e) = stream.write_all(reply) {
             warn!("answering {peer} failed: {e}");

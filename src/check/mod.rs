@@ -1,0 +1,653 @@
+//! `bully-node check`: judges any peer by what it does on the wire.
+//!
+//! The checker runs a coordinator of its own (the gcd2.py-compatible one in `gcd`),
+//! registers scripted members around the peer's identity, starts the peer with the
+//! user's command, and drives it through a timeline of scenarios while a monitor
+//! PROBEs it four times a second to see when it feigns failure:
+//!
+//! 1. join: lower members L1, L2 answer; H1 answers GOT_IT and announces itself 1.5 s
+//!    later; S accepts ELECT and never answers; D is listed but refuses. The peer
+//!    should elect, wait after H1's GOT_IT, follow H1 and PROBE it.
+//! 2. learn: on a PROBE to H1 (the peer is up and idle) L1 sends ELECT naming X, a
+//!    higher member the GCD never heard of; the next election must ask X.
+//! 3. the leader fails: on a PROBE to H1, H1 starts dropping everything. The peer should
+//!    re-register, elect, find every higher member silent or refusing, and announce
+//!    itself to everyone.
+//! 4. hostile input: junk, then a PROBE; then an ELECT of 60 members.
+//!
+//! The checks are judged afterwards from the journal (`judge`); the peer is stopped,
+//! with its process group, whatever happens (`peer`).
+
+pub mod dialect;
+pub mod journal;
+pub mod judge;
+pub mod members;
+pub mod peer;
+pub mod report;
+
+use crate::gcd::{self, server, Answer, Coordinator, CoordinatorConfig, NameChoice};
+use crate::identity::ProcessId;
+use crate::membership::{Addr, Members};
+use crate::wire::{self, RegisterName, Style, Value};
+use chrono::NaiveDate;
+use journal::{At, GcdRecord, Journal, Kind, Outcome, Ping, Role};
+use judge::{Context, LearnTrial, Trial, Verdict};
+use members::{Mode, Scripted, Shared};
+use peer::{PeerProcess, Placeholders};
+use rand::Rng;
+use report::Report;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to check and how.
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    /// The peer's command, placeholders not yet filled in.
+    pub command: Vec<String>,
+    /// The registration name the checker's coordinator accepts.
+    pub gcd_message: RegisterName,
+    /// The most the whole run may take.
+    pub limit: Duration,
+    /// The local date `{birthday}` counts from.
+    pub today: NaiveDate,
+    /// Set by Ctrl-C: the run stops at once (the peer is stopped too).
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// The shortest `--time` that leaves every scenario room.
+pub const MIN_LIMIT: Duration = Duration::from_secs(45);
+
+/// Why a check could not be carried out.
+#[derive(Debug)]
+pub enum CheckError {
+    /// The checker's own sockets could not be set up.
+    Setup(String),
+    /// The peer could not be started, or ended before it registered.
+    PeerStart {
+        why: String,
+        last_lines: Vec<String>,
+    },
+    Interrupted,
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckError::Setup(why) => write!(f, "cannot set up the checker: {why}"),
+            CheckError::PeerStart { why, last_lines } => {
+                write!(f, "{why}")?;
+                if last_lines.is_empty() {
+                    write!(f, " (it printed nothing)")
+                } else {
+                    write!(f, "; its last output:\n  {}", last_lines.join("\n  "))
+                }
+            }
+            CheckError::Interrupted => write!(f, "interrupted; the peer was stopped"),
+        }
+    }
+}
+
+/// How often the monitor PROBEs the peer.
+const MONITOR_EVERY: Duration = Duration::from_millis(250);
+/// The least time the peer is watched after it registers, so that a peer feigning
+/// failure every 0 to 10 s for 1 to 4 s shows at least two failures.
+const MIN_WATCH: Duration = Duration::from_secs(30);
+/// How long after joining the checker waits for enough PROBEs to judge their interval.
+const GAPS_BY: Duration = Duration::from_secs(70);
+
+/// The identities: the peer's, in the middle of the range, and the members' around it,
+/// far enough that a peer a day off in its arithmetic still ranks the same.
+fn identities() -> (ProcessId, Vec<(Role, ProcessId)>) {
+    let mut rng = rand::rng();
+    let days = rng.random_range(120..=240);
+    let mut su_ids = std::collections::HashSet::new();
+    let mut su = || loop {
+        let s = rng.random_range(2_000_000..=8_999_999);
+        if su_ids.insert(s) {
+            return s;
+        }
+    };
+    let peer = ProcessId::new(days, su());
+    let offsets = [
+        (Role::Low1, -60),
+        (Role::Low2, -90),
+        (Role::Leader, 60),
+        (Role::Silent, 70),
+        (Role::Dead, 90),
+        (Role::Unknown, 50),
+    ];
+    let roles = offsets.iter().map(|(r, off)| (*r, ProcessId::new((days as i32 + off) as u32, su()))).collect();
+    (peer, roles)
+}
+
+/// A free port on 127.0.0.1 for the peer to listen on (`{port}`).
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs the check and returns the rubric.
+pub fn run(config: &CheckConfig) -> Result<Report, CheckError> {
+    Driver::new(config)?.run()
+}
+
+struct Driver<'a> {
+    config: &'a CheckConfig,
+    journal: Arc<Journal>,
+    shared: Arc<Shared>,
+    coordinator: Arc<Coordinator>,
+    gcd_addr: Addr,
+    peer_started: Arc<AtomicBool>,
+    assigned: ProcessId,
+    roles: Vec<(Role, ProcessId)>,
+    members: Vec<Scripted>,
+    deadline: At,
+}
+
+impl<'a> Driver<'a> {
+    fn new(config: &'a CheckConfig) -> Result<Driver<'a>, CheckError> {
+        let setup = |e: std::io::Error| CheckError::Setup(e.to_string());
+        let epoch = Instant::now();
+        let journal = Arc::new(Journal::new(epoch));
+        let shared = Shared::new(Arc::clone(&journal));
+        let (assigned, roles) = identities();
+        let coordinator =
+            Arc::new(Coordinator::new(CoordinatorConfig { accept: config.gcd_message, allow_remote: false }));
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(setup)?;
+        let gcd_addr = Addr::new("127.0.0.1", listener.local_addr().map_err(setup)?.port());
+        let peer_started = Arc::new(AtomicBool::new(false));
+        let observer: server::Observer = {
+            let (journal, shared, started, name) =
+                (Arc::clone(&journal), Arc::clone(&shared), Arc::clone(&peer_started), config.gcd_message);
+            Arc::new(move |answer: &Answer| {
+                if !started.load(Ordering::SeqCst) {
+                    return; // the scripted members registering
+                }
+                let result = match answer {
+                    Answer::Joined { pid, addr, .. } => {
+                        if pid.su_id == assigned.su_id {
+                            *shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some((*pid, addr.clone()));
+                        }
+                        Ok((name.to_string(), *pid, addr.clone()))
+                    }
+                    Answer::Refused { reason, .. } => Err(reason.clone()),
+                    Answer::NotAPickle { .. } => Err("a request that is not a pickle".to_string()),
+                    Answer::NoReply { reason } => Err(reason.to_string()),
+                };
+                let at = journal.now();
+                journal.update(|r| r.gcd.push(GcdRecord { at, result }));
+            })
+        };
+        let coord = Arc::clone(&coordinator);
+        std::thread::Builder::new()
+            .name("check-gcd".into())
+            .spawn(move || server::serve_observed(listener, coord, observer))
+            .map_err(setup)?;
+        let mut members = Vec::new();
+        for (role, pid) in &roles {
+            let mode = match role {
+                Role::Leader => Mode::Lead,
+                Role::Silent => Mode::Silent,
+                _ => Mode::Answer,
+            };
+            members.push(Scripted::start(*role, *pid, mode, &shared).map_err(setup)?);
+        }
+        let mut driver = Driver {
+            config,
+            journal,
+            shared,
+            coordinator,
+            gcd_addr,
+            peer_started,
+            assigned,
+            roles,
+            members,
+            deadline: config.limit,
+        };
+        // The group the peer will find: everyone but X, who is only ever named in an ELECT.
+        for m in driver.members.iter().filter(|m| m.role != Role::Unknown) {
+            gcd::register(
+                &driver.gcd_addr,
+                NameChoice::Fixed(config.gcd_message),
+                m.pid,
+                &m.addr,
+                Duration::from_secs(5),
+            )
+            .map_err(|e| CheckError::Setup(e.to_string()))?;
+        }
+        driver.member_mut(Role::Dead).close();
+        Ok(driver)
+    }
+
+    fn member(&self, role: Role) -> &Scripted {
+        self.members.iter().find(|m| m.role == role).expect("every role is started")
+    }
+
+    fn member_mut(&mut self, role: Role) -> &mut Scripted {
+        self.members.iter_mut().find(|m| m.role == role).expect("every role is started")
+    }
+
+    fn pid(&self, role: Role) -> ProcessId {
+        self.member(role).pid
+    }
+
+    fn now(&self) -> At {
+        self.journal.now()
+    }
+
+    fn interrupted(&self) -> Result<(), CheckError> {
+        if self.config.interrupted.load(Ordering::SeqCst) {
+            Err(CheckError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits for `cond` until `until` (capped by the run's deadline), or an interrupt.
+    fn wait(&self, until: At, cond: impl FnMut(&journal::Records) -> bool) -> Result<bool, CheckError> {
+        let until = until.min(self.deadline);
+        let interrupted = Arc::clone(&self.config.interrupted);
+        let mut cond = cond;
+        let held = self.journal.wait_until(until, |r| interrupted.load(Ordering::SeqCst) || cond(r));
+        self.interrupted()?;
+        Ok(held)
+    }
+
+    fn sleep(&self, d: Duration) -> Result<(), CheckError> {
+        let until = self.now() + d;
+        self.wait(until, |_| false).map(|_| ())
+    }
+
+    /// Waits for the next PROBE the leader member answers: the peer is up and follows it.
+    fn next_leader_probe(&self, within: Duration) -> Result<bool, CheckError> {
+        let after = self.now();
+        self.wait(after + within, |r| {
+            r.received.iter().any(|x| x.at > after && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
+        })
+    }
+
+    /// ELECT from L1 listing the group and `extra`, in the peer's dialect.
+    fn elect_from_low(&self, extra: &[(ProcessId, Addr)], style: Style) -> Outcome {
+        let Some((peer, _)) = self.shared.peer() else { return Outcome::Refused };
+        let mut members = self.coordinator.members();
+        for (pid, addr) in extra {
+            members.insert(*pid, addr.clone());
+        }
+        let msg = self.shared.spoken().elect(&members, self.pid(Role::Low1), peer);
+        let at = self.now();
+        self.journal.update(|r| r.our_elects.push(at));
+        self.shared.ask_peer(&msg, style)
+    }
+
+    fn run(mut self) -> Result<Report, CheckError> {
+        let placeholders = Placeholders {
+            gcd_host: self.gcd_addr.host.clone(),
+            gcd_port: self.gcd_addr.port,
+            port: free_port().map_err(|e| CheckError::Setup(e.to_string()))?,
+            pid: self.assigned,
+            birthday: peer::birthday_in(self.config.today, self.assigned.days),
+        };
+        let command: Vec<String> = self.config.command.iter().map(|a| placeholders.fill(a)).collect();
+        self.peer_started.store(true, Ordering::SeqCst);
+        let spawned = self.now();
+        self.deadline = spawned + self.config.limit.saturating_sub(Duration::from_secs(3));
+        let process = PeerProcess::spawn(&command).map_err(|e| CheckError::PeerStart {
+            why: format!("cannot start {:?}: {e}", command[0]),
+            last_lines: Vec::new(),
+        })?;
+        let registered = self.wait_registration(&process, spawned)?;
+        let mut ctx = Context {
+            assigned: self.assigned,
+            spawned,
+            end: self.now(),
+            roles: self.roles.clone(),
+            answers_elect: Trial::default(),
+            learn: LearnTrial::default(),
+            garbage: Trial::default(),
+            large: Trial::default(),
+        };
+        let mut exit_note = None;
+        if let Some(joined) = registered {
+            *self.shared.group.lock().unwrap_or_else(|e| e.into_inner()) = self.coordinator.members();
+            let monitor = self.start_monitor();
+            let result = self.scenarios(joined, &mut ctx);
+            monitor.store(true, Ordering::SeqCst);
+            result?;
+            if let Some(status) = process.exited() {
+                exit_note = Some(format!("the peer exited during the check ({status})"));
+            }
+        }
+        ctx.end = self.now();
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        process.stop();
+        let records = self.journal.lock();
+        let mut checks = judge::all(&records, &ctx);
+        if registered.is_none() {
+            for c in checks.iter_mut().skip(1) {
+                c.verdict = Verdict::Skip;
+                c.evidence = "the peer never registered".into();
+            }
+        }
+        let dialect = records.dialect;
+        drop(records);
+        let last_lines = if checks.iter().any(|c| c.verdict == Verdict::Fail && c.required) {
+            process.last_lines(8)
+        } else {
+            Vec::new()
+        };
+        Ok(Report {
+            command,
+            pid: self.assigned,
+            gcd: self.gcd_addr.clone(),
+            gcd_message: self.config.gcd_message,
+            dialect,
+            checks,
+            seconds: self.now().saturating_sub(spawned).as_secs_f64(),
+            exit_note,
+            last_lines,
+        })
+    }
+
+    /// Waits up to 10 s for the peer's registration; an early exit is a start failure.
+    fn wait_registration(&self, process: &PeerProcess, spawned: At) -> Result<Option<At>, CheckError> {
+        let until = spawned + Duration::from_secs(10);
+        loop {
+            let joined = self.journal.lock().gcd.iter().find(|g| g.result.is_ok()).map(|g| g.at);
+            if joined.is_some() && self.shared.peer().is_some() {
+                return Ok(joined);
+            }
+            if let Some(status) = process.exited() {
+                // Give its last lines a moment to arrive from the pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(CheckError::PeerStart {
+                    why: format!("the peer exited ({status}) before registering with the GCD at {}", self.gcd_addr),
+                    last_lines: process.last_lines(10),
+                });
+            }
+            if self.now() >= until {
+                return Ok(None);
+            }
+            self.sleep(Duration::from_millis(50))?;
+        }
+    }
+
+    /// PROBEs the peer every [`MONITOR_EVERY`] from threads of their own; returns the
+    /// flag that stops it.
+    fn start_monitor(&self) -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, stopping, sender) = (Arc::clone(&self.shared), Arc::clone(&stop), self.pid(Role::Low2));
+        let _ = std::thread::Builder::new().name("check-monitor".into()).spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                let shared2 = Arc::clone(&shared);
+                let stopping2 = Arc::clone(&stopping);
+                let _ = std::thread::Builder::new().name("check-ping".into()).spawn(move || {
+                    let sent = shared2.journal.now();
+                    let outcome = shared2.probe_peer(sender);
+                    if !stopping2.load(Ordering::SeqCst) {
+                        shared2.journal.update(|r| r.pings.push(Ping { sent, outcome }));
+                    }
+                });
+                std::thread::sleep(MONITOR_EVERY);
+            }
+        });
+        stop
+    }
+
+    fn scenarios(&mut self, joined: At, ctx: &mut Context) -> Result<(), CheckError> {
+        // 1-2. Join, then learn from an ELECT naming X, which only that ELECT names.
+        self.learn(ctx)?;
+        self.member_mut(Role::Unknown).close();
+        // Some PROBEs to H1 to judge their interval by.
+        let far = joined + Duration::from_secs(3600);
+        let enough = |r: &journal::Records| judge::clean_gaps(r, &judge::spans(r, far)).len() >= 3;
+        self.wait(joined + Duration::from_secs(20), enough)?;
+        // 3. The leader fails.
+        self.leader_fails()?;
+        // H1 is back, and an ELECT makes the peer elect and follow it again: more
+        // PROBEs to H1, if the phases before gave too few to judge their interval.
+        self.member(Role::Leader).set_mode(Mode::Lead);
+        let back = self.now();
+        self.journal.update(|r| {
+            if let Some(last) = r.leader_down.last_mut() {
+                last.1 = last.1.min(back);
+            }
+        });
+        if !enough(&self.journal.lock()) {
+            let _ = self.elect_from_low(&[], Style::Compact);
+        }
+        let some = |r: &journal::Records| judge::clean_gaps(r, &judge::spans(r, far)).len() >= 2;
+        self.wait(joined + GAPS_BY, some)?;
+        // 4. Hostile input, once the peer has been watched long enough to see it feign.
+        let watched = joined + MIN_WATCH;
+        if self.now() < watched {
+            self.sleep(watched.saturating_sub(self.now()))?;
+        }
+        self.garbage(ctx)?;
+        self.large_elect(ctx)?;
+        Ok(())
+    }
+
+    /// Sends ELECT naming X from L1 when the peer is idle, until an attempt is conclusive.
+    fn learn(&mut self, ctx: &mut Context) -> Result<(), CheckError> {
+        let x = self.member(Role::Unknown);
+        let extra = [(x.pid, x.addr.clone())];
+        let until = self.now() + Duration::from_secs(30);
+        let mut reachable_misses = 0;
+        while self.now() < until.min(self.deadline) {
+            self.next_leader_probe(Duration::from_secs(6))?;
+            let at = self.now();
+            let outcome = self.elect_from_low(&extra, Style::Compact);
+            ctx.answers_elect.attempts.push((at, outcome.clone()));
+            match outcome {
+                Outcome::Ok(_) => {}
+                Outcome::Refused => continue,
+                _ => {
+                    reachable_misses += 1;
+                    if reachable_misses >= 2 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            ctx.learn.answered_at.push(at);
+            // Its next election, or a few seconds to show there is none.
+            self.wait(at + Duration::from_secs(6), |r| {
+                r.elects().any(|e| e.at > at && e.role == Role::Unknown)
+                    || r.elects()
+                        .find(|e| e.at > at)
+                        .is_some_and(|e| e.at + Duration::from_millis(4600) < self.journal.now())
+            })?;
+            // Let the monitor's PROBEs in flight land: they tell whether it failed meanwhile.
+            self.sleep(Duration::from_millis(800))?;
+            let records = self.journal.lock();
+            let spans = judge::spans(&records, self.journal.now());
+            if judge::learns_from_elect(&records, ctx, &spans).verdict == Verdict::Pass
+                || ctx.learn.answered_at.len() >= 3
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// H1 stops answering once the peer is seen following it (it announced itself to
+    /// the peer, or the peer PROBEd it); the peer's next PROBE fails. If the peer fails
+    /// before it probes, H1 comes back, an ELECT makes the peer elect and follow it
+    /// again, and H1 fails once more.
+    fn leader_fails(&mut self) -> Result<(), CheckError> {
+        let me = self.shared.peer().map(|(p, _)| p).unwrap_or(self.assigned);
+        let budget = self.now() + Duration::from_secs(45);
+        for attempt in 0..8 {
+            let since = self.now();
+            if since > budget {
+                break;
+            }
+            if attempt > 0 {
+                self.member(Role::Leader).set_mode(Mode::Lead);
+                self.journal.update(|r| {
+                    if let Some(last) = r.leader_down.last_mut() {
+                        last.1 = since;
+                    }
+                });
+                // A peer leading itself elects on an ELECT, asks H1, and follows it.
+                let _ = self.elect_from_low(&[], Style::Compact);
+            }
+            let following = self.wait(since + Duration::from_secs(8), |r| {
+                r.announced.iter().any(|a| *a > since)
+                    || r.received
+                        .iter()
+                        .any(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
+            })?;
+            if !following {
+                continue;
+            }
+            self.member(Role::Leader).set_mode(Mode::Drop);
+            let failed = self.now();
+            self.journal.update(|r| r.leader_down.push((failed, At::MAX)));
+            // It wins: after its failed PROBE, or after a failure of its own.
+            self.wait(failed + Duration::from_secs(12), |r| r.self_announcements(me).any(|x| x.at > failed))?;
+            // Its announcement reaches the others within moments.
+            self.sleep(Duration::from_millis(300))?;
+            let records = self.journal.lock();
+            let now = self.journal.now();
+            let spans = judge::spans(&records, now);
+            let done = judge::reregisters_on_failed_probe(&records, &spans, now).verdict != Verdict::Skip
+                && judge::wins_when_higher_silent(&records, me, &spans, now).verdict != Verdict::Skip;
+            if done {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Junk of four kinds, then: does it still answer? Never a pickle that would run
+    /// code in a Python peer: everything is built from plain values.
+    fn garbage(&mut self, ctx: &mut Context) -> Result<(), CheckError> {
+        let Some((peer, _)) = self.shared.peer() else { return Ok(()) };
+        let elect = wire::encode(
+            &self.shared.spoken().elect(&self.coordinator.members(), self.pid(Role::Low1), peer),
+            Style::Compact,
+        );
+        for junk in garbage_messages(&elect) {
+            let _ = self.shared.send_raw(&junk);
+        }
+        let answers = judge::answers_probes(&self.journal.lock());
+        ctx.garbage.note = if answers { "then PROBE".into() } else { "then ELECT, as it never answers PROBE".into() };
+        let until = self.now() + Duration::from_secs(10);
+        while self.now() < until {
+            let at = self.now();
+            let outcome = if answers {
+                self.shared.probe_peer(self.pid(Role::Low2))
+            } else {
+                self.elect_from_low(&[], Style::Compact)
+            };
+            let ok = matches!(outcome, Outcome::Ok(_));
+            ctx.garbage.attempts.push((at, outcome));
+            if ok {
+                break;
+            }
+            self.sleep(Duration::from_millis(400))?;
+        }
+        Ok(())
+    }
+
+    /// ELECT of 60 members (the group, and made-up lower members at ports the checker
+    /// holds), pickled as CPython would: over the 1024 bytes of a single `recv(1024)`.
+    fn large_elect(&mut self, ctx: &mut Context) -> Result<(), CheckError> {
+        let mut members = self.coordinator.members();
+        let mut holders = Vec::new();
+        let floor = self.assigned.days.saturating_sub(100).max(1);
+        let mut su = 1_000_100;
+        while members.len() < 60 {
+            let Ok(l) = TcpListener::bind("127.0.0.1:0") else { break };
+            let Ok(port) = l.local_addr().map(|a| a.port()) else { break };
+            holders.push(l);
+            su += 1;
+            members.insert(ProcessId::new(floor + (su % 7), su), Addr::new("127.0.0.1", port));
+        }
+        let Some((peer, _)) = self.shared.peer() else { return Ok(()) };
+        let value: Value = self.shared.spoken().elect(&members, self.pid(Role::Low1), peer);
+        let bytes = wire::encode(&value, Style::CPython);
+        ctx.large.note = format!("{} members, {} bytes", members.len(), bytes.len());
+        let until = self.now() + Duration::from_secs(10);
+        let mut misses = 0;
+        while self.now() < until && misses < 3 {
+            let at = self.now();
+            self.journal.update(|r| r.our_elects.push(at));
+            let outcome = self.shared.send_raw(&bytes);
+            let (ok, refused) = (matches!(outcome, Outcome::Ok(_)), outcome.refused());
+            ctx.large.attempts.push((at, outcome));
+            if ok {
+                break;
+            }
+            if !refused {
+                misses += 1;
+            }
+            self.sleep(Duration::from_millis(500))?;
+        }
+        drop(holders);
+        Ok(())
+    }
+
+    #[allow(dead_code)]
+    fn group(&self) -> Members {
+        self.coordinator.members()
+    }
+}
+
+/// Junk of the four kinds the issue names, from the peer's own kind of ELECT: bytes that
+/// are no pickle, the ELECT cut short, a one-element tuple, and a name no one knows.
+pub fn garbage_messages(elect: &[u8]) -> Vec<Vec<u8>> {
+    vec![
+        b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+        elect[..elect.len() / 2].to_vec(),
+        wire::encode(&Value::tuple([Value::str("ELECT")]), Style::Compact),
+        wire::encode(&Value::tuple([Value::str("HELLO_THERE"), Value::Int(42)]), Style::Compact),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_rank_the_members_around_the_peer_as_the_scenarios_need() {
+        for _ in 0..100 {
+            let (peer, roles) = identities();
+            peer.validate().unwrap();
+            for (role, pid) in &roles {
+                pid.validate().unwrap();
+                let higher = !matches!(role, Role::Low1 | Role::Low2);
+                assert_eq!(*pid > peer, higher, "{role:?}");
+                // A day off in the peer's arithmetic changes no ranking.
+                assert_eq!(*pid > ProcessId::new(peer.days + 1, peer.su_id), higher);
+                assert_eq!(*pid > ProcessId::new(peer.days - 1, peer.su_id), higher);
+            }
+            let mut su: Vec<_> = roles.iter().map(|(_, p)| p.su_id).chain([peer.su_id]).collect();
+            su.sort();
+            su.dedup();
+            assert_eq!(su.len(), 7, "one SU ID each: the GCD keeps one entry per SU ID");
+        }
+    }
+
+    #[test]
+    fn garbage_never_asks_python_to_run_code() {
+        let members: Members = [(ProcessId::new(5, 1_000_005), Addr::new("127.0.0.1", 9))].into_iter().collect();
+        let spoken = dialect::Spoken::STANDARD;
+        let elect = wire::encode(
+            &spoken.elect(&members, ProcessId::new(4, 1_000_004), ProcessId::new(5, 1_000_005)),
+            Style::Compact,
+        );
+        let junk = garbage_messages(&elect);
+        assert_eq!(junk.len(), 4);
+        // Our decoder refuses every opcode that imports or calls (GLOBAL, REDUCE, ...):
+        // whatever it reads whole carries plain values only, and so does any prefix of it.
+        assert!(wire::decode(&elect).is_ok());
+        assert!(elect.starts_with(&junk[1]) && junk[1].len() < elect.len(), "the truncated ELECT");
+        assert!(wire::decode(&junk[1]).unwrap_err().is_truncated());
+        assert_eq!(wire::decode(&junk[2]).unwrap(), Value::tuple([Value::str("ELECT")]));
+        assert_eq!(wire::decode(&junk[3]).unwrap(), Value::tuple([Value::str("HELLO_THERE"), Value::Int(42)]));
+        assert!(wire::decode(&junk[0]).is_err(), "not a pickle at all");
+    }
+}

@@ -1,0 +1,213 @@
+//! The peer under test as a process: its command with the placeholders filled in, its
+//! last lines of output, and a guard that stops it and everything it started.
+//!
+//! The peer runs in a process group of its own, so that a shell wrapper or a peer that
+//! forks leaves nothing behind: stopping signals the whole group (SIGTERM, then SIGKILL
+//! after a grace period) and reaps the child. [`PeerProcess`] does this when dropped,
+//! so a panic or an early return cannot leave the peer running.
+
+use crate::identity::ProcessId;
+use chrono::{Datelike, NaiveDate};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the placeholders stand for.
+#[derive(Clone, Debug)]
+pub struct Placeholders {
+    pub gcd_host: String,
+    pub gcd_port: u16,
+    pub port: u16,
+    pub pid: ProcessId,
+    /// MM-DD whose next occurrence is `pid.days` days away.
+    pub birthday: String,
+}
+
+impl Placeholders {
+    /// Replaces every `{name}` the issue defines in `arg`; other braces stay as written.
+    pub fn fill(&self, arg: &str) -> String {
+        arg.replace("{gcd}", &format!("{}:{}", self.gcd_host, self.gcd_port))
+            .replace("{gcd_host}", &self.gcd_host)
+            .replace("{gcd_port}", &self.gcd_port.to_string())
+            .replace("{listen}", &format!("127.0.0.1:{}", self.port))
+            .replace("{port}", &self.port.to_string())
+            .replace("{su_id}", &self.pid.su_id.to_string())
+            .replace("{days}", &self.pid.days.to_string())
+            .replace("{birthday}", &self.birthday)
+    }
+}
+
+/// The MM-DD whose next occurrence after `today` is `days` away (1 to 365).
+pub fn birthday_in(today: NaiveDate, days: u32) -> String {
+    let date = today + chrono::Days::new(days.into());
+    format!("{:02}-{:02}", date.month(), date.day())
+}
+
+/// Lines of output kept to show when the peer misbehaves.
+const KEEP_LINES: usize = 30;
+
+/// A running peer; stopped (with its whole process group) when dropped.
+pub struct PeerProcess {
+    child: Mutex<Option<Child>>,
+    pub os_pid: u32,
+    pub command: Vec<String>,
+    output: Arc<Mutex<VecDeque<String>>>,
+    exit: Mutex<Option<ExitStatus>>,
+}
+
+impl PeerProcess {
+    /// Starts `command` (already filled in) with stdin closed and its output collected.
+    pub fn spawn(command: &[String]) -> std::io::Result<PeerProcess> {
+        let (program, args) =
+            command.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command"))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn()?;
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let streams: [Option<Box<dyn Read + Send>>; 2] = [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ];
+        for stream in streams.into_iter().flatten() {
+            let output = Arc::clone(&output);
+            let _ = std::thread::Builder::new().name("peer-output".into()).spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut kept = output.lock().unwrap_or_else(|e| e.into_inner());
+                    if kept.len() == KEEP_LINES {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line);
+                }
+            });
+        }
+        Ok(PeerProcess {
+            os_pid: child.id(),
+            child: Mutex::new(Some(child)),
+            command: command.to_vec(),
+            output,
+            exit: Mutex::new(None),
+        })
+    }
+
+    /// The exit status if the peer has ended.
+    pub fn exited(&self) -> Option<ExitStatus> {
+        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if exit.is_none() {
+            if let Some(child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                *exit = child.try_wait().ok().flatten();
+            }
+        }
+        *exit
+    }
+
+    /// The last lines the peer printed (stdout and stderr interleaved as they came).
+    pub fn last_lines(&self, n: usize) -> Vec<String> {
+        let kept = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().skip(kept.len().saturating_sub(n)).cloned().collect()
+    }
+
+    /// Stops the peer and its process group, and reaps it. Safe to call twice.
+    pub fn stop(&self) {
+        let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        signal_group(self.os_pid, false);
+        let end = Instant::now() + Duration::from_secs(1);
+        let mut status = None;
+        while Instant::now() < end {
+            if let Ok(Some(s)) = child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whatever else is left in the group goes too, even if the child itself ended.
+        signal_group(self.os_pid, true);
+        if status.is_none() {
+            let _ = child.kill();
+            status = child.wait().ok();
+        }
+        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if exit.is_none() {
+            *exit = status;
+        }
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(unix)]
+fn signal_group(pgid: u32, kill: bool) {
+    let sig = if kill { libc::SIGKILL } else { libc::SIGTERM };
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn signal_group(_pgid: u32, _kill: bool) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_everywhere_in_an_argument() {
+        let p = Placeholders {
+            gcd_host: "127.0.0.1".into(),
+            gcd_port: 23600,
+            port: 40001,
+            pid: ProcessId::new(42, 4_123_456),
+            birthday: "01-06".into(),
+        };
+        assert_eq!(p.fill("--gcd={gcd}"), "--gcd=127.0.0.1:23600");
+        assert_eq!(p.fill("{gcd_host} {gcd_port} {port} {listen}"), "127.0.0.1 23600 40001 127.0.0.1:40001");
+        assert_eq!(p.fill("{su_id}/{days}/{birthday}/{other}"), "4123456/42/01-06/{other}");
+    }
+
+    #[test]
+    fn the_birthday_is_the_given_days_away() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        for days in [1, 36, 97, 200, 365] {
+            let bd: crate::identity::Birthday = birthday_in(today, days).parse().unwrap();
+            assert_eq!(bd.days_until_next(today), days, "{days}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stopping_takes_the_whole_process_group() {
+        // A shell that starts a grandchild and waits: both must be gone after stop().
+        let cmd: Vec<String> = ["sh", "-c", "sleep 30 & echo $!; wait"].iter().map(|s| s.to_string()).collect();
+        let peer = PeerProcess::spawn(&cmd).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        let grandchild = loop {
+            if let Some(line) = peer.last_lines(1).first() {
+                break line.trim().parse::<i32>().unwrap();
+            }
+            assert!(Instant::now() < end, "the shell printed nothing");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        peer.stop();
+        assert!(peer.exited().is_some());
+        let end = Instant::now() + Duration::from_secs(10);
+        // Gone, or a zombie waiting for init to reap it.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        };
+        while alive() {
+            assert!(Instant::now() < end, "the grandchild {grandchild} outlived the stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
