@@ -748,12 +748,16 @@ impl Node {
         for m in members.iter() {
             self.check_identity(m, "the GCD's list", out);
         }
-        // After a GOT_IT that no I_AM_LEADER followed: whoever we knew only from peers
-        // and the GCD does not list is in doubt (a stale id at a live member's address
-        // answers GOT_IT through that member and never announces).
-        let doubting = std::mem::take(&mut self.doubting);
-        if doubting {
-            for m in before.iter().filter(|m| m.pid != self.me && !members.contains(m.pid)) {
+        // After a GOT_IT that no I_AM_LEADER followed: an id the GCD does not list, at an
+        // address or with an SU ID it lists under another id, is in doubt (a stale id at
+        // a live member's address answers GOT_IT through that member and never
+        // announces). An id whose address the GCD does not know at all is not: only a
+        // restarted GCD forgets a member, and that member may be alive.
+        if std::mem::take(&mut self.doubting) {
+            let replaced = |m: &Member| {
+                members.iter().any(|g| g.pid != m.pid && (g.addr.same_listener(&m.addr) || g.pid.su_id == m.pid.su_id))
+            };
+            for m in before.iter().filter(|m| m.pid != self.me && !members.contains(m.pid) && replaced(m)) {
                 if !self.doubted.contains(&m.pid) {
                     if self.doubted.len() >= MAX_DOUBTED {
                         self.doubted.remove(0);
@@ -764,14 +768,11 @@ impl Node {
         }
         self.doubted.retain(|p| !members.contains(*p));
         // The GCD is the authority on membership; we stay in it whatever it says, and
-        // anyone else it shows at our address or with our SU ID is gone.
+        // anyone else it shows at our address or with our SU ID is gone. Members it
+        // forgot (it restarted) are kept, unless in doubt.
         self.members = members;
         self.members.insert(self.me, self.my_addr.clone());
-        // Only a restarted GCD forgets members, so we keep those it no longer lists,
-        // unless we asked because of a silent GOT_IT: then only what it lists is asked.
-        if !doubting {
-            self.keep_members_the_gcd_forgot(&before);
-        }
+        self.keep_members_the_gcd_forgot(&before);
         if first {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.arm_failure(now, out);
