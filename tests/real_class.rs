@@ -66,6 +66,66 @@ fn accept_one(listener: &TcpListener) -> Message {
     Message::from_value(&decode(&bytes).unwrap()).unwrap()
 }
 
+/// A network namespace of the test's own, deleted when dropped.
+struct Namespace(String);
+
+impl Namespace {
+    /// Makes a namespace whose loopback device also carries `extra` (a TEST-NET address
+    /// standing for the course server's external one), or None where namespaces can't be
+    /// made (not root, no `ip`).
+    fn with_address(extra: &str) -> Option<Namespace> {
+        let name = format!("bully-test-{}", std::process::id());
+        let ip = |args: &[&str]| Command::new("ip").args(args).output().is_ok_and(|o| o.status.success());
+        if !ip(&["netns", "add", &name]) {
+            return None;
+        }
+        let ns = Namespace(name);
+        let ready = ip(&["-n", &ns.0, "link", "set", "lo", "up"])
+            && ip(&["-n", &ns.0, "addr", "add", &format!("{extra}/32"), "dev", "lo"]);
+        ready.then_some(ns)
+    }
+
+    /// `program args...` to run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The course server as it really is: the machine's host name resolves to an address
+/// that is not loopback (192.0.2.2 here, in a namespace of the test's own, so the route
+/// to it has that address as its source). Before issue 10 the node listened on and
+/// registered 192.0.2.2, and the GCD refused it ("Only local group members").
+#[test]
+fn on_the_course_server_the_node_registers_loopback_not_the_external_address() {
+    let Some(ns) = Namespace::with_address("192.0.2.2") else {
+        eprintln!("skipped: cannot make a network namespace here (needs root and iproute2)");
+        return;
+    };
+    let mut gcd = Proc::spawn("gcd in the namespace", {
+        let mut c = ns.command("python3");
+        c.args([fixture("gcd_standin.py").as_str(), "--port", "0", "--host", "0.0.0.0"]);
+        c
+    });
+    let port: u16 = gcd.wait_for("LISTENING", |l| l.starts_with("LISTENING "))["LISTENING ".len()..].parse().unwrap();
+    let mut n = Proc::spawn("node in the namespace", {
+        let mut c = ns.command(env!("CARGO_BIN_EXE_bully-node"));
+        c.args(["--gcd", &format!("192.0.2.2:{port}"), "--days", "5", "--su-id", "1010103", "--no-feign"]);
+        c
+    });
+    let line = n.wait_for("joined", |l| l.contains("joined a group of") || l.contains("error"));
+    assert!(line.contains("joined a group of 1: (5, 1010103) (us) at 127.0.0.1:"), "{line}");
+    n.kill();
+    gcd.kill();
+}
+
 #[test]
 fn on_the_gcds_own_machine_the_node_registers_loopback_whatever_name_reached_the_gcd() {
     // The course server: the GCD listens on every interface and is reached by an
