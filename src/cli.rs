@@ -485,6 +485,10 @@ pub struct GcdArgs {
     /// Accept members listening on other hosts (gcd2.py accepts only its own host)
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Serve one request at a time, as gcd2.py does (a slow client holds up everyone)
+    #[arg(long)]
+    pub serial: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -51,7 +51,13 @@ fn main() -> ExitCode {
                         config.accept,
                         if config.allow_remote { ", remote members allowed" } else { "" }
                     );
-                    server::serve(listener, Arc::new(Coordinator::new(config))).map_err(|e| e.to_string())
+                    let coordinator = Arc::new(Coordinator::new(config));
+                    let served = if args.serial {
+                        server::serve_serially(listener, coordinator)
+                    } else {
+                        server::serve(listener, coordinator)
+                    };
+                    served.map_err(|e| e.to_string())
                 }
                 Err(e) => Err(format!(
                     "cannot listen on {listen}: {e}; pick another PORT or --listen HOST:PORT (port 0 takes any free one)"
@@ -142,8 +148,24 @@ fn restore_sigpipe() {
     }
 }
 
+/// Caps glibc's malloc at two arenas. By default each thread that allocates may get an
+/// arena of its own (up to 8 per core), and a node runs a thread per message it sends or
+/// receives: a burst of them left arenas with memory that is never given back, most of
+/// a node's resident memory in a large group (issue 13). Two keep the main loop and
+/// the senders from contending on one lock.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets a tuning parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
 fn run_node(config: NodeConfig) -> Result<(), String> {
+    limit_malloc_arenas();
     let node = runtime::start(config).map_err(|e| e.to_string())?;
     let stopper = node.stopper();
     if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {

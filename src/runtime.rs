@@ -294,6 +294,11 @@ pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
 /// before it takes another one (a port just closed can take a moment to be free).
 pub const RELISTEN_SAME_PORT: Duration = Duration::from_secs(1);
 
+/// Stack of each sending thread (ELECT, I_AM_LEADER, PROBE, GCD requests): encoding and
+/// decoding are iterative, so 256 KiB is ample; the default 2 MiB per thread is address
+/// space that a group's burst of sends (hundreds of threads) need not reserve.
+const SENDER_STACK: usize = 256 * 1024;
+
 /// Rounds of trying (same port, then any port) before a node gives up listening.
 const RELISTEN_ROUNDS: u32 = 30;
 
@@ -406,7 +411,7 @@ impl Runtime {
 
     /// Runs `work` on a thread of its own; false if no thread could be had.
     fn spawn(name: String, work: impl FnOnce() + Send + 'static) -> bool {
-        std::thread::Builder::new().name(name).spawn(work).is_ok()
+        std::thread::Builder::new().name(name).stack_size(SENDER_STACK).spawn(work).is_ok()
     }
 
     fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {

@@ -136,3 +136,53 @@ fn identities_the_gcd_would_refuse_are_usage_errors() {
         assert!(out.contains(want), "{args:?}: {out}");
     }
 }
+
+/// `bully-node gcd --serial` serves one connection at a time, as gcd2.py does: while a
+/// client holds its connection without sending, a registration waits; once that client
+/// goes, the registration is answered. (Without --serial it is answered at once.)
+#[test]
+fn a_serial_coordinator_answers_one_connection_at_a_time() {
+    use std::net::TcpStream;
+    use std::time::Duration;
+    for serial in [true, false] {
+        let mut cmd = bully_node();
+        cmd.args(["gcd", "--listen", "127.0.0.1:0"]);
+        if serial {
+            cmd.arg("--serial");
+        }
+        let mut gcd = Proc::spawn("bully-node gcd", cmd);
+        let line = gcd.wait_for("listening on", |l| l.contains("listening on 127.0.0.1:"));
+        let port: u16 = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .unwrap()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The accept queue is first come, first served: the registration connects after
+        // the idle connection, so a serial coordinator takes it only once that one ends.
+        let howdy = Message::Register {
+            name: bully_node::wire::RegisterName::Howdy,
+            pid: bully_node::identity::ProcessId::new(5, 1234567),
+            addr: bully_node::membership::Addr::new("127.0.0.1", 4000),
+        };
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.write_all(&encode_message(&howdy)).unwrap();
+        client.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+        let mut reply = Vec::new();
+        let early = client.read_to_end(&mut reply);
+        if serial {
+            assert!(early.is_err() && reply.is_empty(), "answered while another connection was being served");
+            drop(idle);
+            client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            client.read_to_end(&mut reply).unwrap();
+        } else {
+            early.expect("a concurrent coordinator answers at once");
+        }
+        assert!(matches!(decode(&reply).unwrap(), Value::Dict(_)), "{reply:?}");
+        gcd.kill();
+    }
+}

@@ -46,6 +46,21 @@ pub fn serve_observed(listener: TcpListener, coordinator: Arc<Coordinator>, obse
     }
 }
 
+/// Serves `listener` one connection at a time, as gcd2.py's single-threaded
+/// socketserver does (`bully-node gcd --serial`): each request waits for every one before
+/// it, which is the load a group must keep low on the course's GCD.
+pub fn serve_serially(listener: TcpListener, coordinator: Arc<Coordinator>) -> io::Result<()> {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => handle(stream, &coordinator, &peer.to_string(), &|_: &Answer| {}),
+            Err(e) => {
+                warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 fn handle(mut stream: TcpStream, coordinator: &Coordinator, peer: &str, observe: &(dyn Fn(&Answer) + Send + Sync)) {
     let raw = match read_request(&mut stream) {
         Ok(raw) => raw,
