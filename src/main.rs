@@ -130,14 +130,10 @@ fn habits(mut args: Vec<OsString>) -> Vec<OsString> {
 fn restore_sigpipe() {
     #[cfg(unix)]
     {
-        const SIGPIPE: i32 = 13;
-        const SIG_DFL: usize = 0;
-        extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
         // SAFETY: setting a signal's disposition to its default has no preconditions.
+        #[allow(unsafe_code)]
         unsafe {
-            signal(SIGPIPE, SIG_DFL);
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
 }
