@@ -522,7 +522,7 @@ pub struct NodeConfig {
     /// Where JSON events go (`-` is stdout), if anywhere.
     pub events: Option<String>,
     /// Also hand every event to this (the demo's merged timeline).
-    pub observer: Option<crate::events::Observer>,
+    pub observer: Option<crate::report::events::Observer>,
     /// Log each event as a line (a demo prints its own timeline instead).
     pub log_events: bool,
     /// Print the node's figures when it stops.

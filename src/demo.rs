@@ -4,13 +4,13 @@
 //! the run ends with swim lanes and the figures that matter.
 
 use crate::cli::NodeConfig;
-use crate::events::{self, EventSink, Observer};
 use crate::gcd::{server, Coordinator, CoordinatorConfig, NameChoice};
 use crate::identity::ProcessId;
 use crate::membership::Addr;
 use crate::node::{Event, Feign, Settings};
+use crate::report::events::{self, EventSink, Observer};
+use crate::report::summary::{swim_lanes, GroupFigures, Observation, LANE_LEGEND};
 use crate::runtime::{self, RunningNode};
-use crate::stats::{swim_lanes, GroupFigures, Observation, LANE_LEGEND};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::Write;

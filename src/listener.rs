@@ -230,7 +230,7 @@ pub fn spawn(
 }
 
 fn junk(from: SocketAddr, what: &str) {
-    crate::logging::throttled_warn(&format!("connection from {from}: {what}; ignored"));
+    crate::report::logging::throttled_warn(&format!("connection from {from}: {what}; ignored"));
 }
 
 fn serve_connection(

@@ -8,7 +8,6 @@
 //! register with the GCD, then start the node.
 
 use crate::cli::NodeConfig;
-use crate::events::{self, EventSink, LEADER_TARGET};
 use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
 use crate::listener::{self, Incoming, ListenerHandle};
@@ -16,6 +15,8 @@ use crate::mailbox::{Mailbox, Taken};
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
+use crate::report::events::{self, EventSink};
+use crate::report::logging::LEADER_TARGET;
 use crate::wire::{
     decode, encode, encode_message, is_timeout, Dialect, FrameError, Message, RegisterName, Reply, Style,
 };
@@ -237,7 +238,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         timers: BinaryHeap::new(),
         listener: Some(listener),
         warned_size: false,
-        figures: crate::stats::NodeFigures::new(pid),
+        figures: crate::report::summary::NodeFigures::new(pid),
         last_elect: None,
         dialects: HashMap::new(),
         want_open: true,
@@ -272,7 +273,7 @@ struct Runtime {
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
     ignoring: Arc<AtomicBool>,
     warned_size: bool,
-    figures: crate::stats::NodeFigures,
+    figures: crate::report::summary::NodeFigures,
     /// The ELECT last encoded: election number, the members it carries, its bytes.
     last_elect: Option<(u64, Members, Arc<Vec<u8>>)>,
     /// The dialect each member last spoke (standard when unknown), at most
@@ -355,7 +356,7 @@ impl Runtime {
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
                 if rejected > 0 {
-                    crate::logging::throttled_warn(&format!(
+                    crate::report::logging::throttled_warn(&format!(
                         "ELECT from {from} listed {rejected} entries that are not valid members; ignored them"
                     ));
                 }
@@ -363,11 +364,11 @@ impl Runtime {
             }
             Message::IAmLeader { leader, addr } => self.feed(Input::IAmLeader { leader, addr }),
             Message::Probe => info!("PROBE from {from}: answered GOT_IT"),
-            Message::Register { name, .. } => {
-                crate::logging::throttled_warn(&format!("{name} from {from} ignored: that message is for the GCD"))
-            }
+            Message::Register { name, .. } => crate::report::logging::throttled_warn(&format!(
+                "{name} from {from} ignored: that message is for the GCD"
+            )),
             Message::Unknown { name, .. } => {
-                crate::logging::throttled_warn(&format!("unknown message {name:?} from {from} ignored"))
+                crate::report::logging::throttled_warn(&format!("unknown message {name:?} from {from} ignored"))
             }
         }
     }
