@@ -5,7 +5,7 @@ use crate::gcd::{CoordinatorConfig, NameChoice};
 use crate::identity::{Birthday, IdentityError, ProcessId};
 use crate::membership::Addr;
 use crate::node::{Feign, FeignMode, Settings, Span, Timeouts};
-use crate::wire::RegisterName;
+use crate::protocol::RegisterName;
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;

@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod membership;
 pub mod net;
 pub mod node;
+pub mod protocol;
 pub mod report;
 pub mod runtime;
 pub mod sim;

@@ -15,7 +15,8 @@
 //! `('GOT_IT', our_pid)` to the sender-tuple dialect, `'OK'` to the old names.
 
 use crate::identity::ProcessId;
-use crate::wire::{self, decode, read_pickle, Dialect, Message, Style};
+use crate::protocol::{Dialect, Message};
+use crate::wire::{self, decode, read_pickle, Style};
 use log::{debug, warn};
 use std::collections::VecDeque;
 use std::io::{Read, Write};

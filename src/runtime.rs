@@ -15,11 +15,10 @@ use crate::mailbox::{Mailbox, Taken};
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
+use crate::protocol::{encode_message, Dialect, Message, RegisterName, Reply};
 use crate::report::events::{self, EventSink};
 use crate::report::logging::LEADER_TARGET;
-use crate::wire::{
-    decode, encode, encode_message, is_timeout, Dialect, FrameError, Message, RegisterName, Reply, Style,
-};
+use crate::wire::{decode, encode, is_timeout, FrameError, Style};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -4,7 +4,8 @@
 
 mod common;
 
-use bully_node::wire::{decode, encode_message, Message, Value};
+use bully_node::protocol::{encode_message, Message};
+use bully_node::wire::{decode, Value};
 use common::{bully_node, python_gcd, rust_gcd, send_raw, Proc};
 use std::io::{Read, Write};
 use std::net::TcpListener;
