@@ -15,5 +15,4 @@ pub mod node;
 pub mod protocol;
 pub mod report;
 pub mod runtime;
-pub mod sim;
 pub mod wire;
