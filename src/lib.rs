@@ -7,8 +7,6 @@ pub mod cli;
 pub mod demo;
 pub mod gcd;
 pub mod identity;
-pub mod listener;
-pub mod mailbox;
 pub mod membership;
 pub mod net;
 pub mod node;

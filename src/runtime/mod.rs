@@ -7,11 +7,15 @@
 //! likewise. Start-up order: bind the listener (so the address we register is real),
 //! register with the GCD, then start the node.
 
+pub mod listener;
+pub mod mailbox;
+
+use listener::{Incoming, ListenerHandle};
+use mailbox::{Mailbox, Taken};
+
 use crate::cli::NodeConfig;
 use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
-use crate::listener::{self, Incoming, ListenerHandle};
-use crate::mailbox::{Mailbox, Taken};
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
