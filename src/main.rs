@@ -2,7 +2,6 @@
 //! errors to exit codes (0 normal, 1 runtime error, 2 usage error).
 
 use bully_node::bench::{self, BenchConfig};
-use bully_node::cli::NodeConfig;
 use bully_node::cli::{Cli, ColorArg, Command};
 use bully_node::demo::{self, DemoConfig};
 use bully_node::gcd::{server, Coordinator};
@@ -140,7 +139,7 @@ fn restore_sigpipe() {
 }
 
 /// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
-fn run_node(config: NodeConfig) -> Result<(), String> {
+fn run_node(config: runtime::Config) -> Result<(), String> {
     let node = runtime::start(config).map_err(|e| e.to_string())?;
     let stopper = node.stopper();
     if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {

@@ -7,13 +7,15 @@
 //! likewise. Start-up order: bind the listener (so the address we register is real),
 //! register with the GCD, then start the node.
 
+mod config;
 pub mod listener;
 pub mod mailbox;
+
+pub use config::{Config, SOCKET_TIMEOUT};
 
 use listener::{Incoming, ListenerHandle};
 use mailbox::{Mailbox, Taken};
 
-use crate::cli::NodeConfig;
 use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
@@ -111,7 +113,7 @@ pub fn default_host(
 /// Binds the listener and works out the address to give the GCD: the host as the user
 /// wrote it (peers resolve names), [`default_host`] when none was given or it was a
 /// wildcard, and the port actually bound.
-pub fn bind(config: &NodeConfig) -> Result<(TcpListener, Addr), NodeError> {
+pub fn bind(config: &Config) -> Result<(TcpListener, Addr), NodeError> {
     let gcd_ip = net::resolve(&config.gcd).ok().map(|all| all[0].ip());
     let towards_gcd = || default_host(gcd_ip, is_local_ip, || local_ip_towards(&config.gcd));
     let wanted = config.listen.clone().unwrap_or_else(|| Addr::new(towards_gcd(), 0));
@@ -135,7 +137,7 @@ pub fn describe_members(members: &Members, me: ProcessId) -> String {
 }
 
 /// Registers, retrying with backoff while the GCD is unreachable.
-fn register_at_startup(config: &NodeConfig, addr: &Addr) -> Result<gcd::Registration, NodeError> {
+fn register_at_startup(config: &Config, addr: &Addr) -> Result<gcd::Registration, NodeError> {
     let started = Instant::now();
     let mut wait = GCD_FIRST_BACKOFF;
     let mut attempt = 1;
@@ -196,7 +198,7 @@ impl RunningNode {
 /// Binds, registers, and starts the node's main loop. Errors here are fatal start-up
 /// errors (address in use, GCD down or refusing); after this the node runs until
 /// stopped, whatever its peers do.
-pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+pub fn start(config: Config) -> Result<RunningNode, NodeError> {
     let sink = match &config.events {
         Some(path) => EventSink::open(path).map_err(|cause| NodeError::Events { path: path.clone(), cause })?,
         None => EventSink::none(),
@@ -262,7 +264,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
 
 struct Runtime {
     node: Node,
-    config: NodeConfig,
+    config: Config,
     addr: Addr,
     /// The registration name the GCD accepted, for registering again.
     register_as: RegisterName,
