@@ -1,12 +1,12 @@
-//! The command line: clap definitions, and their validation into configs whose
-//! invariants are checked once, at start-up.
+//! The command line (a module of the binary, not the library: clap stays at the edge):
+//! clap definitions, and their validation into the library's configs.
 
-use crate::gcd::{CoordinatorConfig, NameChoice};
-use crate::identity::{Birthday, IdentityError, ProcessId};
-use crate::membership::Addr;
-use crate::node::{Feign, FeignMode, Settings, Span, Timeouts};
-use crate::protocol::RegisterName;
-use crate::runtime::Config;
+use bully_node::gcd::{CoordinatorConfig, NameChoice};
+use bully_node::identity::{Birthday, IdentityError, ProcessId};
+use bully_node::membership::Addr;
+use bully_node::node::{Feign, FeignMode, Settings, Span, Timeouts};
+use bully_node::protocol::RegisterName;
+use bully_node::runtime::Config;
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
@@ -612,7 +612,7 @@ mod tests {
         let config = cli.node.into_config(today()).unwrap();
         assert_eq!(config.settings.timeouts.elect, Duration::from_millis(500));
         assert_eq!(config.settings.timeouts.leader, Duration::from_secs(4));
-        assert_eq!(config.socket_timeout, crate::runtime::SOCKET_TIMEOUT, "one default, spelled once");
+        assert_eq!(config.socket_timeout, bully_node::runtime::SOCKET_TIMEOUT, "one default, spelled once");
     }
 
     #[test]
@@ -638,7 +638,7 @@ mod tests {
     fn leader_check_flags() {
         let base = ["--gcd", "h:1", "--days", "7", "--su-id", "4123456"];
         let config = parse(&base).unwrap().node.into_config(today()).unwrap();
-        assert_eq!(config.settings.leader_check, Some(crate::node::LEADER_CHECK));
+        assert_eq!(config.settings.leader_check, Some(bully_node::node::LEADER_CHECK));
         let mut args = base.to_vec();
         args.extend(["--leader-check", "500ms..1s"]);
         let config = parse(&args).unwrap().node.into_config(today()).unwrap();

@@ -3,7 +3,6 @@
 
 pub mod bench;
 pub mod check;
-pub mod cli;
 pub mod demo;
 pub mod gcd;
 pub mod identity;

@@ -1,13 +1,15 @@
 //! The `bully-node` binary: parse the command line, set up logging, run, and map
 //! errors to exit codes (0 normal, 1 runtime error, 2 usage error).
 
+mod cli;
+
 use bully_node::bench::{self, BenchConfig};
-use bully_node::cli::{Cli, ColorArg, Command};
 use bully_node::demo::{self, DemoConfig};
 use bully_node::gcd::{server, Coordinator};
 use bully_node::report::logging;
 use bully_node::{identity, runtime};
 use clap::{CommandFactory, FromArgMatches};
+use cli::{Cli, ColorArg, Command};
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::TcpListener;
@@ -151,7 +153,7 @@ fn run_node(config: runtime::Config) -> Result<(), String> {
 
 /// `bully-node check`: the rubric on stdout, exit 0 (no required check failed), 1 (one
 /// did) or 2 (usage error, a peer that could not be started).
-fn check_main(args: bully_node::cli::CheckArgs) -> ExitCode {
+fn check_main(args: cli::CheckArgs) -> ExitCode {
     use bully_node::check::{self, CheckConfig, CheckError};
     use std::sync::atomic::{AtomicBool, Ordering};
     // The rubric goes to stdout; the few warnings the checker may log go to stderr.
