@@ -109,10 +109,6 @@ pub struct ListenerHandle {
 }
 
 impl ListenerHandle {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     /// Stops accepting and closes the listening socket (peers then get refused
     /// connections). Connections already accepted finish on their own threads.
     pub fn shutdown(mut self) {

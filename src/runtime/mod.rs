@@ -178,8 +178,6 @@ impl Stopper {
 
 /// A node whose main loop runs on its own thread.
 pub struct RunningNode {
-    pub id: ProcessId,
-    pub addr: Addr,
     stopper: Stopper,
     thread: JoinHandle<()>,
 }
@@ -259,7 +257,7 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
             runtime.main_loop();
         })
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
-    Ok(RunningNode { id, addr, stopper: Stopper(mailbox), thread })
+    Ok(RunningNode { stopper: Stopper(mailbox), thread })
 }
 
 struct Runtime {
