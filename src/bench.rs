@@ -7,7 +7,8 @@
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
-use crate::wire::{encode, encode_message, read_pickle, Message, Style, Value};
+use crate::protocol::{encode_message, Message};
+use crate::wire::{encode, read_pickle, Style, Value};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

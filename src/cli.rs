@@ -1,11 +1,12 @@
-//! The command line: clap definitions, and their validation into configs whose
-//! invariants are checked once, at start-up.
+//! The command line (a module of the binary, not the library: clap stays at the edge):
+//! clap definitions, and their validation into the library's configs.
 
-use crate::gcd::{CoordinatorConfig, NameChoice};
-use crate::identity::{Birthday, IdentityError, ProcessId};
-use crate::membership::Addr;
-use crate::node::{Feign, FeignMode, Settings, Span, Timeouts};
-use crate::wire::RegisterName;
+use bully_node::gcd::{CoordinatorConfig, NameChoice};
+use bully_node::identity::{Birthday, IdentityError, ProcessId};
+use bully_node::membership::Addr;
+use bully_node::node::{Feign, FeignMode, Settings, Span, Timeouts};
+use bully_node::protocol::RegisterName;
+use bully_node::runtime::Config;
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
@@ -509,33 +510,9 @@ impl From<AcceptName> for RegisterName {
     }
 }
 
-/// A node's settings, valid by construction.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    pub gcd: Addr,
-    pub pid: ProcessId,
-    /// Where to bind; `None` picks 127.0.0.1 when the GCD is on this machine, else the
-    /// local address that reaches the GCD.
-    pub listen: Option<Addr>,
-    pub gcd_message: NameChoice,
-    pub settings: Settings,
-    /// Seed of the node's random choices.
-    pub seed: u64,
-    /// Connect and reply timeout of each connection to a peer.
-    pub socket_timeout: Duration,
-    /// Where JSON events go (`-` is stdout), if anywhere.
-    pub events: Option<String>,
-    /// Also hand every event to this (the demo's merged timeline).
-    pub observer: Option<crate::events::Observer>,
-    /// Log each event as a line (a demo prints its own timeline instead).
-    pub log_events: bool,
-    /// Print the node's figures when it stops.
-    pub summary_on_stop: bool,
-}
-
 impl NodeArgs {
     /// Checks the node's arguments; `today` is the local date the birthday counts from.
-    pub fn into_config(self, today: NaiveDate) -> Result<NodeConfig, IdentityError> {
+    pub fn into_config(self, today: NaiveDate) -> Result<Config, IdentityError> {
         let su_id = self.su_id.expect("clap requires --su-id");
         let days = match (self.days, self.birthday) {
             (Some(days), _) => days,
@@ -544,7 +521,7 @@ impl NodeArgs {
         };
         let pid = ProcessId::new(days, su_id);
         pid.validate()?;
-        Ok(NodeConfig {
+        Ok(Config {
             gcd: self.gcd.expect("clap requires --gcd"),
             pid,
             listen: self.listen,
@@ -639,7 +616,7 @@ mod tests {
         let config = cli.node.into_config(today()).unwrap();
         assert_eq!(config.settings.timeouts.elect, Duration::from_millis(500));
         assert_eq!(config.settings.timeouts.leader, Duration::from_secs(4));
-        assert_eq!(config.socket_timeout, Duration::from_millis(1500));
+        assert_eq!(config.socket_timeout, bully_node::runtime::SOCKET_TIMEOUT, "one default, spelled once");
     }
 
     #[test]
@@ -665,7 +642,7 @@ mod tests {
     fn leader_check_flags() {
         let base = ["--gcd", "h:1", "--days", "7", "--su-id", "4123456"];
         let config = parse(&base).unwrap().node.into_config(today()).unwrap();
-        assert_eq!(config.settings.leader_check, Some(crate::node::LEADER_CHECK));
+        assert_eq!(config.settings.leader_check, Some(bully_node::node::LEADER_CHECK));
         let mut args = base.to_vec();
         args.extend(["--leader-check", "500ms..1s"]);
         let config = parse(&args).unwrap().node.into_config(today()).unwrap();

@@ -3,14 +3,13 @@
 //! on) run side by side; their events merge into one timeline a person can follow, and
 //! the run ends with swim lanes and the figures that matter.
 
-use crate::cli::NodeConfig;
-use crate::events::{self, EventSink, Observer};
-use crate::gcd::{server, Coordinator, CoordinatorConfig, NameChoice};
+use crate::gcd::{server, Coordinator, CoordinatorConfig};
 use crate::identity::ProcessId;
 use crate::membership::Addr;
 use crate::node::{Event, Feign, Settings};
+use crate::report::events::{self, EventSink, Observer};
+use crate::report::summary::{swim_lanes, GroupFigures, Observation, LANE_LEGEND};
 use crate::runtime::{self, RunningNode};
-use crate::stats::{swim_lanes, GroupFigures, Observation, LANE_LEGEND};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
@@ -129,18 +128,13 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
         let observer = Observer(Arc::new(move |node, event: &Event| {
             let _ = tx.send(Observation { at: start.elapsed(), node, event: event.clone() });
         }));
-        let node = NodeConfig {
-            gcd: Addr::new("127.0.0.1", gcd_port),
-            pid: *pid,
+        let node = runtime::Config {
             listen: Some(Addr::new("127.0.0.1", 0)),
-            gcd_message: NameChoice::Auto,
             settings: Settings { feign: config.feign.then(Feign::default), ..Settings::default() },
             seed: rng.random(),
-            socket_timeout: Duration::from_millis(1500),
-            events: None,
             observer: Some(observer),
             log_events: false,
-            summary_on_stop: false,
+            ..runtime::Config::new(Addr::new("127.0.0.1", gcd_port), *pid)
         };
         running.push(runtime::start(node).map_err(|e| e.to_string())?);
     }

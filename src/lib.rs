@@ -3,18 +3,13 @@
 
 pub mod bench;
 pub mod check;
-pub mod cli;
 pub mod demo;
-pub mod events;
 pub mod gcd;
 pub mod identity;
-pub mod listener;
-pub mod logging;
-pub mod mailbox;
 pub mod membership;
 pub mod net;
 pub mod node;
+pub mod protocol;
+pub mod report;
 pub mod runtime;
-pub mod sim;
-pub mod stats;
 pub mod wire;

@@ -1,13 +1,15 @@
 //! The `bully-node` binary: parse the command line, set up logging, run, and map
 //! errors to exit codes (0 normal, 1 runtime error, 2 usage error).
 
+mod cli;
+
 use bully_node::bench::{self, BenchConfig};
-use bully_node::cli::NodeConfig;
-use bully_node::cli::{Cli, ColorArg, Command};
 use bully_node::demo::{self, DemoConfig};
 use bully_node::gcd::{server, Coordinator};
-use bully_node::{identity, logging, runtime};
+use bully_node::report::logging;
+use bully_node::{identity, runtime};
 use clap::{CommandFactory, FromArgMatches};
+use cli::{Cli, ColorArg, Command};
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::TcpListener;
@@ -136,14 +138,10 @@ fn habits(mut args: Vec<OsString>) -> Vec<OsString> {
 fn restore_sigpipe() {
     #[cfg(unix)]
     {
-        const SIGPIPE: i32 = 13;
-        const SIG_DFL: usize = 0;
-        extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
         // SAFETY: setting a signal's disposition to its default has no preconditions.
+        #[allow(unsafe_code)]
         unsafe {
-            signal(SIGPIPE, SIG_DFL);
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
 }
@@ -157,6 +155,7 @@ fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only sets a tuning parameter; called before any thread starts.
+        #[allow(unsafe_code)]
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
@@ -164,7 +163,7 @@ fn limit_malloc_arenas() {
 }
 
 /// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
-fn run_node(config: NodeConfig) -> Result<(), String> {
+fn run_node(config: runtime::Config) -> Result<(), String> {
     limit_malloc_arenas();
     let node = runtime::start(config).map_err(|e| e.to_string())?;
     let stopper = node.stopper();
@@ -177,7 +176,7 @@ fn run_node(config: NodeConfig) -> Result<(), String> {
 
 /// `bully-node check`: the rubric on stdout, exit 0 (no required check failed), 1 (one
 /// did) or 2 (usage error, a peer that could not be started).
-fn check_main(args: bully_node::cli::CheckArgs) -> ExitCode {
+fn check_main(args: cli::CheckArgs) -> ExitCode {
     use bully_node::check::{self, CheckConfig, CheckError};
     use std::sync::atomic::{AtomicBool, Ordering};
     // The rubric goes to stdout; the few warnings the checker may log go to stderr.

@@ -5,7 +5,8 @@
 
 use bully_node::identity::ProcessId;
 use bully_node::membership::{Addr, Layout};
-use bully_node::wire::{decode, read_pickle, DecodeErrorKind, Message, Reply, Value, MAX_PICKLE_BYTES};
+use bully_node::protocol::{Message, Reply};
+use bully_node::wire::{decode, read_pickle, DecodeErrorKind, Value, MAX_PICKLE_BYTES};
 use std::path::PathBuf;
 
 mod common;

@@ -4,7 +4,8 @@
 
 use bully_node::identity::ProcessId;
 use bully_node::membership::{Addr, Layout, Members};
-use bully_node::wire::{encode, encode_message, pyrepr, Message, RegisterName, Style, Value};
+use bully_node::protocol::{encode_message, Message, RegisterName};
+use bully_node::wire::{encode, pyrepr, Style, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -1,4 +1,4 @@
-//! Many seeded runs of the group simulator (src/sim.rs): random groups of up to 50
+//! Many seeded runs of the group simulator (tests/sim): random groups of up to 50
 //! members join, crash, restart and feign failures in both modes, with GCD outages,
 //! and the invariants of the bully algorithm are checked after every run.
 //!
@@ -6,7 +6,9 @@
 //!   SIM_SEED=<seed> cargo test --test simulator replay -- --nocapture
 //! SIM_SEEDS=<n> changes how many seeds `many_seeds` runs (default 1000).
 
-use bully_node::sim::{run, Report, Scenario};
+mod sim;
+
+use sim::{run, Report, Scenario};
 use std::time::{Duration, Instant};
 
 const MAX_NODES: usize = 50;

@@ -6,8 +6,10 @@
 //! peer in its own words.
 
 use crate::identity::ProcessId;
-use crate::membership::{pid_to_value, Addr, Members};
-use crate::wire::{Message, Value};
+use crate::membership::{Addr, Members};
+use crate::protocol::pid_to_value;
+use crate::protocol::Message;
+use crate::wire::Value;
 use std::fmt;
 
 /// The message shapes seen in the wild.
@@ -138,7 +140,7 @@ pub fn announced_leader(v: &Value) -> Option<ProcessId> {
     if let Some((head, route)) = v.as_pair() {
         if let (Some((name, _)), Some((sender, _))) = (head.as_pair(), route.as_pair()) {
             if matches!(name.as_str(), Some("I_AM_LEADER" | "COORDINATOR")) {
-                return crate::membership::pid_from_value(sender);
+                return crate::protocol::pid_from_value(sender);
             }
         }
     }
@@ -177,8 +179,8 @@ mod tests {
                 assert_eq!(announced_leader(&leader), Some(pid(9)), "{spoken}");
                 let probe = spoken.probe(&members(), pid(5), pid(9));
                 assert_eq!(Message::from_value(&probe).unwrap(), Message::Probe);
-                let reply = crate::wire::Reply::from_value(spoken.got_it(pid(9)));
-                assert_eq!(reply, crate::wire::Reply::GotIt);
+                let reply = crate::protocol::Reply::from_value(spoken.got_it(pid(9)));
+                assert_eq!(reply, crate::protocol::Reply::GotIt);
             }
         }
     }

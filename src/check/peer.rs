@@ -147,6 +147,7 @@ fn signal_group(pgid: u32, kill: bool) {
     let sig = if kill { libc::SIGKILL } else { libc::SIGTERM };
     if let Ok(pgid) = libc::pid_t::try_from(pgid) {
         // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(-pgid, sig);
         }

@@ -5,7 +5,7 @@ use super::dialect::Spoken;
 use super::judge::{Check, Verdict};
 use crate::identity::ProcessId;
 use crate::membership::Addr;
-use crate::wire::RegisterName;
+use crate::protocol::RegisterName;
 use serde_json::json;
 
 #[derive(Clone, Debug)]

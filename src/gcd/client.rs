@@ -3,7 +3,8 @@
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{exchange, ExchangeError};
-use crate::wire::{decode, encode_message, is_timeout, FrameError, Message, RegisterName, Reply};
+use crate::protocol::{encode_message, Message, RegisterName, Reply};
+use crate::wire::{decode, is_timeout, FrameError};
 use log::debug;
 use std::fmt;
 use std::io::Read;

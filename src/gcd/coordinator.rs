@@ -5,7 +5,8 @@
 
 use crate::identity::{ProcessId, DAYS_RANGE, SU_ID_RANGE};
 use crate::membership::{Addr, Members};
-use crate::wire::{self, pyrepr, RegisterName, Style, Value};
+use crate::protocol::RegisterName;
+use crate::wire::{self, pyrepr, Style, Value};
 use std::net::{Ipv4Addr, ToSocketAddrs};
 use std::sync::Mutex;
 
@@ -215,7 +216,8 @@ fn gai_error_text(rust_text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{decode, encode, Reply};
+    use crate::protocol::Reply;
+    use crate::wire::{decode, encode};
 
     fn request(name: &str, days: i64, su: i64, host: &str, port: i64) -> Vec<u8> {
         let v = Value::tuple([

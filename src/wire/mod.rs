@@ -1,10 +1,9 @@
-//! The pickle codec: bytes to values and back, message types, and reading exactly one
-//! pickle from a stream. It knows bytes and values, not sockets (a `Read` at most).
+//! The pickle codec: bytes to values and back, and reading exactly one pickle from a
+//! stream. Nothing here knows the protocol's messages (see `protocol`). It knows bytes and values, not sockets (a `Read` at most).
 
 mod decode;
 mod encode;
 mod framing;
-mod message;
 mod opcodes;
 pub mod pyrepr;
 mod value;
@@ -14,10 +13,4 @@ pub use encode::{encode, Style};
 pub use framing::{
     is_timeout, read_pickle, read_pickle_into, FrameError, Framer, Progress, MAX_LINE_BYTES, MAX_PICKLE_BYTES,
 };
-pub use message::{Dialect, Heard, Message, MessageError, RegisterName, Reply};
 pub use value::Value;
-
-/// Pickles a message in the compact style we send to peers.
-pub fn encode_message(msg: &Message) -> Vec<u8> {
-    encode(&msg.to_value(), Style::Compact)
-}

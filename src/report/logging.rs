@@ -6,6 +6,9 @@
 
 use std::io::Write;
 
+/// The log target of leader changes, which `-q` keeps.
+pub const LEADER_TARGET: &str = "leader";
+
 /// Installs the logger. `who` labels every line: the node's id, or `GCD`.
 /// With `to_stderr`, human lines go to stderr (when stdout carries JSON events). With
 /// `color`, lines carry ANSI colours (the caller decided the stream takes them).
@@ -18,7 +21,7 @@ pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool, color: bool)
     let mut builder = env_logger::Builder::new();
     builder.filter_level(level);
     // Leader changes show at every level, -q included.
-    builder.filter(Some(crate::events::LEADER_TARGET), level.max(log::LevelFilter::Info));
+    builder.filter(Some(LEADER_TARGET), level.max(log::LevelFilter::Info));
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
@@ -29,7 +32,7 @@ pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool, color: bool)
                 _ if !color => ("", ""),
                 log::Level::Error => ("\x1b[1;31m", "\x1b[0m"),
                 log::Level::Warn => ("\x1b[33m", "\x1b[0m"),
-                log::Level::Info if record.target() == crate::events::LEADER_TARGET => ("\x1b[1m", "\x1b[0m"),
+                log::Level::Info if record.target() == LEADER_TARGET => ("\x1b[1m", "\x1b[0m"),
                 log::Level::Info => ("", ""),
                 log::Level::Debug | log::Level::Trace => ("\x1b[2m", "\x1b[0m"),
             };

@@ -251,7 +251,7 @@ impl GroupFigures {
             "  time to agree after a change: median {}, worst {} ({}, {} overtaken by the next)",
             ms(self.median_to_agree()),
             ms(self.worst_to_agree()),
-            crate::events::count(self.times_to_agree.len(), "change", "changes"),
+            crate::report::events::count(self.times_to_agree.len(), "change", "changes"),
             self.changes_not_settled
         );
         let _ = writeln!(s, "  messages sent (ELECT, I_AM_LEADER, PROBE): {}", self.messages_sent);

@@ -11,9 +11,12 @@
 //! quiet time) the group must agree on the highest live member within [`Scenario::bound`]
 //! and stay agreed. [`run`] reports what it saw; the invariants are checked by the tests.
 
-use crate::identity::ProcessId;
-use crate::membership::{Addr, Members};
-use crate::node::{Action, Event, Feign, FeignMode, Input, Listening, Node, Outcome, Settings, Span, Time};
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
+
+use bully_node::identity::ProcessId;
+use bully_node::membership::{Addr, Members};
+use bully_node::node::{Action, Event, Feign, FeignMode, Input, Listening, Node, Outcome, Settings, Span, Time};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;

@@ -7,8 +7,9 @@
 //! wrapped as `((name, data), (sender_pid, receiver_pid))`. Unknown names become
 //! [`Message::Unknown`] with the name kept, never an error.
 
+use super::{pid_from_value, pid_to_value};
 use crate::identity::ProcessId;
-use crate::membership::{pid_from_value, pid_to_value, Addr, Members};
+use crate::membership::{Addr, Members};
 use crate::wire::{pyrepr, Value};
 use std::fmt;
 

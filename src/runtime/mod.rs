@@ -7,18 +7,24 @@
 //! likewise. Start-up order: bind the listener (so the address we register is real),
 //! register with the GCD, then start the node.
 
-use crate::cli::NodeConfig;
-use crate::events::{self, EventSink, LEADER_TARGET};
+mod config;
+pub mod listener;
+pub mod mailbox;
+
+pub use config::{Config, SOCKET_TIMEOUT};
+
+use listener::{Incoming, ListenerHandle};
+use mailbox::{Mailbox, Taken};
+
 use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
-use crate::listener::{self, Incoming, ListenerHandle};
-use crate::mailbox::{Mailbox, Taken};
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
-use crate::wire::{
-    decode, encode, encode_message, is_timeout, Dialect, FrameError, Message, RegisterName, Reply, Style,
-};
+use crate::protocol::{encode_message, Dialect, Message, RegisterName, Reply};
+use crate::report::events::{self, EventSink};
+use crate::report::logging::LEADER_TARGET;
+use crate::wire::{decode, encode, is_timeout, FrameError, Style};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -107,7 +113,7 @@ pub fn default_host(
 /// Binds the listener and works out the address to give the GCD: the host as the user
 /// wrote it (peers resolve names), [`default_host`] when none was given or it was a
 /// wildcard, and the port actually bound.
-pub fn bind(config: &NodeConfig) -> Result<(TcpListener, Addr), NodeError> {
+pub fn bind(config: &Config) -> Result<(TcpListener, Addr), NodeError> {
     let gcd_ip = net::resolve(&config.gcd).ok().map(|all| all[0].ip());
     let towards_gcd = || default_host(gcd_ip, is_local_ip, || local_ip_towards(&config.gcd));
     let wanted = config.listen.clone().unwrap_or_else(|| Addr::new(towards_gcd(), 0));
@@ -131,7 +137,7 @@ pub fn describe_members(members: &Members, me: ProcessId) -> String {
 }
 
 /// Registers, retrying with backoff while the GCD is unreachable.
-fn register_at_startup(config: &NodeConfig, addr: &Addr) -> Result<gcd::Registration, NodeError> {
+fn register_at_startup(config: &Config, addr: &Addr) -> Result<gcd::Registration, NodeError> {
     let started = Instant::now();
     let mut wait = GCD_FIRST_BACKOFF;
     let mut attempt = 1;
@@ -172,8 +178,6 @@ impl Stopper {
 
 /// A node whose main loop runs on its own thread.
 pub struct RunningNode {
-    pub id: ProcessId,
-    pub addr: Addr,
     stopper: Stopper,
     thread: JoinHandle<()>,
 }
@@ -192,7 +196,7 @@ impl RunningNode {
 /// Binds, registers, and starts the node's main loop. Errors here are fatal start-up
 /// errors (address in use, GCD down or refusing); after this the node runs until
 /// stopped, whatever its peers do.
-pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+pub fn start(config: Config) -> Result<RunningNode, NodeError> {
     let sink = match &config.events {
         Some(path) => EventSink::open(path).map_err(|cause| NodeError::Events { path: path.clone(), cause })?,
         None => EventSink::none(),
@@ -237,7 +241,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         timers: BinaryHeap::new(),
         listener: Some(listener),
         warned_size: false,
-        figures: crate::stats::NodeFigures::new(pid),
+        figures: crate::report::summary::NodeFigures::new(pid),
         last_elect: None,
         dialects: HashMap::new(),
         want_open: true,
@@ -253,12 +257,12 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
             runtime.main_loop();
         })
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
-    Ok(RunningNode { id, addr, stopper: Stopper(mailbox), thread })
+    Ok(RunningNode { stopper: Stopper(mailbox), thread })
 }
 
 struct Runtime {
     node: Node,
-    config: NodeConfig,
+    config: Config,
     addr: Addr,
     /// The registration name the GCD accepted, for registering again.
     register_as: RegisterName,
@@ -272,7 +276,7 @@ struct Runtime {
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
     ignoring: Arc<AtomicBool>,
     warned_size: bool,
-    figures: crate::stats::NodeFigures,
+    figures: crate::report::summary::NodeFigures,
     /// The ELECT last encoded: election number, the members it carries, its bytes.
     last_elect: Option<(u64, Members, Arc<Vec<u8>>)>,
     /// The dialect each member last spoke (standard when unknown), at most
@@ -360,7 +364,7 @@ impl Runtime {
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
                 if rejected > 0 {
-                    crate::logging::throttled_warn(&format!(
+                    crate::report::logging::throttled_warn(&format!(
                         "ELECT from {from} listed {rejected} entries that are not valid members; ignored them"
                     ));
                 }
@@ -368,11 +372,11 @@ impl Runtime {
             }
             Message::IAmLeader { leader, addr } => self.feed(Input::IAmLeader { leader, addr }),
             Message::Probe => info!("PROBE from {from}: answered GOT_IT"),
-            Message::Register { name, .. } => {
-                crate::logging::throttled_warn(&format!("{name} from {from} ignored: that message is for the GCD"))
-            }
+            Message::Register { name, .. } => crate::report::logging::throttled_warn(&format!(
+                "{name} from {from} ignored: that message is for the GCD"
+            )),
             Message::Unknown { name, .. } => {
-                crate::logging::throttled_warn(&format!("unknown message {name:?} from {from} ignored"))
+                crate::report::logging::throttled_warn(&format!("unknown message {name:?} from {from} ignored"))
             }
         }
     }

@@ -15,7 +15,8 @@
 //! `('GOT_IT', our_pid)` to the sender-tuple dialect, `'OK'` to the old names.
 
 use crate::identity::ProcessId;
-use crate::wire::{self, decode, read_pickle, Dialect, Message, Style};
+use crate::protocol::{Dialect, Message};
+use crate::wire::{self, decode, read_pickle, Style};
 use log::{debug, warn};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -108,10 +109,6 @@ pub struct ListenerHandle {
 }
 
 impl ListenerHandle {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     /// Stops accepting and closes the listening socket (peers then get refused
     /// connections). Connections already accepted finish on their own threads.
     pub fn shutdown(mut self) {
@@ -230,7 +227,7 @@ pub fn spawn(
 }
 
 fn junk(from: SocketAddr, what: &str) {
-    crate::logging::throttled_warn(&format!("connection from {from}: {what}; ignored"));
+    crate::report::logging::throttled_warn(&format!("connection from {from}: {what}; ignored"));
 }
 
 fn serve_connection(

@@ -23,9 +23,6 @@ impl std::fmt::Debug for Observer {
     }
 }
 
-/// The log target of leader changes, which `-q` keeps.
-pub const LEADER_TARGET: &str = "leader";
-
 /// `1 member`, `3 members`: a count with its noun, singular or plural.
 pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -383,7 +380,7 @@ impl EventSink {
         let Some(queue) = &self.queue else { return };
         if let Err(TrySendError::Full(_)) = queue.try_send(line.to_owned()) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            crate::logging::throttled_warn(&format!("the events output is not keeping up: {n} lines dropped"));
+            crate::report::logging::throttled_warn(&format!("the events output is not keeping up: {n} lines dropped"));
         }
     }
 

@@ -1,0 +1,15 @@
+//! The protocol's messages and dialects: the one place where pickle values meet
+//! process ids, addresses and members. `wire` below knows only bytes and values.
+
+mod message;
+mod values;
+
+pub use message::{Dialect, Heard, Message, MessageError, RegisterName, Reply};
+pub use values::{pid_from_value, pid_to_value, Parsed};
+
+use crate::wire::{encode, Style};
+
+/// Pickles a message in the compact style we send to peers.
+pub fn encode_message(msg: &Message) -> Vec<u8> {
+    encode(&msg.to_value(), Style::Compact)
+}
