@@ -1204,22 +1204,22 @@ impl Node {
 mod tests {
     use super::*;
 
-    fn pid(days: u32) -> ProcessId {
+    pub(super) fn pid(days: u32) -> ProcessId {
         ProcessId::new(days, 1_000_000 + days)
     }
 
-    fn addr(days: u32) -> Addr {
+    pub(super) fn addr(days: u32) -> Addr {
         Addr::new("127.0.0.1", 40_000 + days as u16)
     }
 
-    fn group(days: &[u32]) -> Members {
+    pub(super) fn group(days: &[u32]) -> Members {
         days.iter().map(|d| (pid(*d), addr(*d))).collect()
     }
 
-    const S: Duration = Duration::from_secs(1);
+    pub(super) const S: Duration = Duration::from_secs(1);
 
     /// Elections only: no probes, no feigned failures.
-    fn plain() -> Settings {
+    pub(super) fn plain() -> Settings {
         Settings { probe: None, feign: None, ..Settings::default() }
     }
 
@@ -1809,25 +1809,8 @@ mod tests {
 mod leader_check_tests {
     //! The leader's check, driven by a fake clock.
     use super::*;
-
-    fn pid(days: u32) -> ProcessId {
-        ProcessId::new(days, 1_000_000 + days)
-    }
-
-    fn addr(days: u32) -> Addr {
-        Addr::new("127.0.0.1", 40_000 + days as u16)
-    }
-
-    fn group(days: &[u32]) -> Members {
-        days.iter().map(|d| (pid(*d), addr(*d))).collect()
-    }
-
-    const S: Duration = Duration::from_secs(1);
-
-    /// No probes, no feigned failures, the default check.
-    fn checking() -> Settings {
-        Settings { probe: None, feign: None, ..Settings::default() }
-    }
+    // No probes, no feigned failures, the default check: the election tests' settings.
+    use super::tests::{addr, group, pid, plain as checking, S};
 
     fn check_timer(out: &[Action]) -> Option<(Time, Timer)> {
         out.iter().find_map(|a| match a {
