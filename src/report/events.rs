@@ -147,8 +147,7 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
 pub struct JsonLine(String);
 
 impl JsonLine {
-    pub fn new(node: ProcessId, event: &str) -> Self {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    pub fn new(t: u128, node: ProcessId, event: &str) -> Self {
         let mut line = JsonLine(format!("{{\"t\":{t}"));
         line.pid("node", node);
         line.str("event", event);
@@ -213,7 +212,13 @@ fn json_string(out: &mut String, s: &str) {
 
 /// The JSON line for `event`.
 pub fn json(event: &Event, me: ProcessId) -> String {
-    let line = |name: &str| JsonLine::new(me, name);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    json_at(event, me, t)
+}
+
+/// The JSON line for `event` at `t` milliseconds since the Unix epoch.
+fn json_at(event: &Event, me: ProcessId, t: u128) -> String {
+    let line = |name: &str| JsonLine::new(t, me, name);
     let j = match event {
         Event::Joined { members } => {
             let mut j = line("joined");
@@ -407,6 +412,101 @@ impl Drop for EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One event of every kind, with a `reason` that needs escaping.
+    fn one_of_each() -> Vec<Event> {
+        use crate::membership::Addr;
+        let a = ProcessId::new(9, 1000009);
+        let b = ProcessId::new(12, 4000001);
+        let reason = "refused: \"x\" \\ y\nz\tw\r\u{1}é".to_string();
+        vec![
+            Event::Joined { members: 3 },
+            Event::ElectionStarted { election: 3, reason: reason.clone(), asking: vec![a, b] },
+            Event::GotIt { from: a },
+            Event::ElectFailed { to: b, reason: reason.clone() },
+            Event::Leader { leader: a, previous: None },
+            Event::Leader { leader: b, previous: Some(a) },
+            Event::Won { election: 4, announcing_to: 2 },
+            Event::NoLeaderAfterGotIt { election: 5 },
+            Event::ElectReceived { from: None, learned: vec![], electing: false },
+            Event::ElectReceived { from: Some(a), learned: vec![b], electing: true },
+            Event::IAmLeaderReceived { leader: b },
+            Event::Reregistered { members: 4, learned: vec![a] },
+            Event::ReregistrationFailed { reason: reason.clone() },
+            Event::ProbeOk { leader: a },
+            Event::ProbeFailed { leader: a, reason: reason.clone() },
+            Event::Failed { mode: FeignMode::Close, lasting: std::time::Duration::from_millis(1500) },
+            Event::Failed { mode: FeignMode::Ignore, lasting: std::time::Duration::from_micros(2_000_900) },
+            Event::Recovered,
+            Event::ElectionWidened { election: 6, asking: vec![b] },
+            Event::AnnouncedTo { members: vec![a, b] },
+            Event::IdentityClash { other: a, addr: None, clash: Clash::SuId, source: "the GCD".into() },
+            Event::IdentityClash {
+                other: a,
+                addr: Some(Addr::new("127.0.0.1", 5001)),
+                clash: Clash::SameId,
+                source: "an ELECT".into(),
+            },
+            Event::IdentityClash {
+                other: b,
+                addr: Some(Addr::new("localhost", 5002)),
+                clash: Clash::Address,
+                source: "the GCD".into(),
+            },
+            Event::Moved { from: Addr::new("127.0.0.1", 5001), to: Addr::new("127.0.0.1", 5003) },
+            Event::LeaderChecked { members: 5, learned: vec![], forgot: 0, electing_for: None, announced_to: vec![] },
+            Event::LeaderChecked {
+                members: 5,
+                learned: vec![a, b],
+                forgot: 2,
+                electing_for: Some(b),
+                announced_to: vec![a],
+            },
+            Event::LeaderCheckFailed { reason: reason.clone() },
+            Event::Stopped,
+        ]
+    }
+
+    /// Pins the exact bytes of one line per event kind (key order included): tools that
+    /// read `--events` rely on them.
+    #[test]
+    fn every_kind_of_event_has_its_exact_line() {
+        let want = [
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"joined","members":3}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é","asking":[[9,1000009],[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"got_it","from":[9,1000009]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_failed","to":[12,4000001],"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader","leader":[9,1000009],"previous":null}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader","leader":[12,4000001],"previous":[9,1000009]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"won","election":4,"announcing_to":2}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"no_leader_after_got_it","election":5}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_received","from":null,"learned":[],"electing":false}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_received","from":[9,1000009],"learned":[[12,4000001]],"electing":true}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"i_am_leader_received","leader":[12,4000001]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"reregistered","members":4,"learned":[[9,1000009]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"reregistration_failed","reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"probe_ok","leader":[9,1000009]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"probe_failed","leader":[9,1000009],"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"failed","mode":"close","ms":1500}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"failed","mode":"ignore","ms":2000}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"recovered"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_widened","election":6,"asking":[[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"announced_to","members":[[9,1000009],[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[9,1000009],"clash":"su_id","source":"the GCD"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[9,1000009],"clash":"same_id","addr":"127.0.0.1:5001","source":"an ELECT"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[12,4000001],"clash":"address","addr":"localhost:5002","source":"the GCD"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"moved","from":"127.0.0.1:5001","to":"127.0.0.1:5003"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader_checked","members":5,"learned":[],"forgot":0,"electing_for":null,"announced_to":[]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader_checked","members":5,"learned":[[9,1000009],[12,4000001]],"forgot":2,"electing_for":[12,4000001],"announced_to":[[9,1000009]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader_check_failed","reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"stopped"}"#,
+        ];
+        let events = one_of_each();
+        assert_eq!(events.len(), want.len());
+        for (event, want) in events.iter().zip(want) {
+            assert_eq!(json_at(event, ProcessId::new(5, 1234567), 1764067200123), want);
+        }
+    }
 
     #[test]
     fn json_lines_carry_time_node_and_event() {
