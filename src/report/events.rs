@@ -143,71 +143,13 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
     })
 }
 
-/// A JSON object under construction; keys are ours and need no escaping.
-pub struct JsonLine(String);
-
-impl JsonLine {
-    pub fn new(t: u128, node: ProcessId, event: &str) -> Self {
-        let mut line = JsonLine(format!("{{\"t\":{t}"));
-        line.pid("node", node);
-        line.str("event", event);
-        line
-    }
-
-    pub fn num(&mut self, key: &str, n: impl std::fmt::Display) -> &mut Self {
-        let _ = write!(self.0, ",\"{key}\":{n}");
-        self
-    }
-
-    pub fn str(&mut self, key: &str, s: &str) -> &mut Self {
-        let _ = write!(self.0, ",\"{key}\":");
-        json_string(&mut self.0, s);
-        self
-    }
-
-    pub fn pid(&mut self, key: &str, p: ProcessId) -> &mut Self {
-        let _ = write!(self.0, ",\"{key}\":[{},{}]", p.days, p.su_id);
-        self
-    }
-
-    pub fn opt_pid(&mut self, key: &str, p: Option<ProcessId>) -> &mut Self {
-        match p {
-            Some(p) => self.pid(key, p),
-            None => {
-                let _ = write!(self.0, ",\"{key}\":null");
-                self
-            }
-        }
-    }
-
-    pub fn pids(&mut self, key: &str, list: &[ProcessId]) -> &mut Self {
-        let items: Vec<String> = list.iter().map(|p| format!("[{},{}]", p.days, p.su_id)).collect();
-        let _ = write!(self.0, ",\"{key}\":[{}]", items.join(","));
-        self
-    }
-
-    pub fn finish(mut self) -> String {
-        self.0.push('}');
-        self.0
-    }
-}
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// One line of `--events`: when, whose, and the event's own fields.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    t: u128,
+    node: ProcessId,
+    #[serde(flatten)]
+    event: &'a Event,
 }
 
 /// The JSON line for `event`.
@@ -218,128 +160,7 @@ pub fn json(event: &Event, me: ProcessId) -> String {
 
 /// The JSON line for `event` at `t` milliseconds since the Unix epoch.
 fn json_at(event: &Event, me: ProcessId, t: u128) -> String {
-    let line = |name: &str| JsonLine::new(t, me, name);
-    let j = match event {
-        Event::Joined { members } => {
-            let mut j = line("joined");
-            j.num("members", members);
-            j
-        }
-        Event::ElectionStarted { election, reason, asking } => {
-            let mut j = line("election_started");
-            j.num("election", election).str("reason", reason).pids("asking", asking);
-            j
-        }
-        Event::GotIt { from } => {
-            let mut j = line("got_it");
-            j.pid("from", *from);
-            j
-        }
-        Event::ElectFailed { to, reason } => {
-            let mut j = line("elect_failed");
-            j.pid("to", *to).str("reason", reason);
-            j
-        }
-        Event::Leader { leader, previous } => {
-            let mut j = line("leader");
-            j.pid("leader", *leader).opt_pid("previous", *previous);
-            j
-        }
-        Event::Won { election, announcing_to } => {
-            let mut j = line("won");
-            j.num("election", election).num("announcing_to", announcing_to);
-            j
-        }
-        Event::NoLeaderAfterGotIt { election } => {
-            let mut j = line("no_leader_after_got_it");
-            j.num("election", election);
-            j
-        }
-        Event::ElectReceived { from, learned, electing } => {
-            let mut j = line("elect_received");
-            j.opt_pid("from", *from).pids("learned", learned).num("electing", electing);
-            j
-        }
-        Event::IAmLeaderReceived { leader } => {
-            let mut j = line("i_am_leader_received");
-            j.pid("leader", *leader);
-            j
-        }
-        Event::Reregistered { members, learned } => {
-            let mut j = line("reregistered");
-            j.num("members", members).pids("learned", learned);
-            j
-        }
-        Event::ReregistrationFailed { reason } => {
-            let mut j = line("reregistration_failed");
-            j.str("reason", reason);
-            j
-        }
-        Event::ProbeOk { leader } => {
-            let mut j = line("probe_ok");
-            j.pid("leader", *leader);
-            j
-        }
-        Event::ProbeFailed { leader, reason } => {
-            let mut j = line("probe_failed");
-            j.pid("leader", *leader).str("reason", reason);
-            j
-        }
-        Event::Failed { mode, lasting } => {
-            let mut j = line("failed");
-            let mode = match mode {
-                FeignMode::Close => "close",
-                FeignMode::Ignore => "ignore",
-            };
-            j.str("mode", mode).num("ms", lasting.as_millis());
-            j
-        }
-        Event::Recovered => line("recovered"),
-        Event::ElectionWidened { election, asking } => {
-            let mut j = line("election_widened");
-            j.num("election", election).pids("asking", asking);
-            j
-        }
-        Event::AnnouncedTo { members } => {
-            let mut j = line("announced_to");
-            j.pids("members", members);
-            j
-        }
-        Event::IdentityClash { other, addr, clash, source } => {
-            let mut j = line("identity_clash");
-            j.pid("other", *other).str(
-                "clash",
-                match clash {
-                    Clash::SuId => "su_id",
-                    Clash::SameId => "same_id",
-                    Clash::Address => "address",
-                },
-            );
-            if let Some(a) = addr {
-                j.str("addr", &a.to_string());
-            }
-            j.str("source", source);
-            j
-        }
-        Event::Moved { from, to } => {
-            let mut j = line("moved");
-            j.str("from", &from.to_string()).str("to", &to.to_string());
-            j
-        }
-        Event::LeaderChecked { members, learned, forgot, electing_for, announced_to } => {
-            let mut j = line("leader_checked");
-            j.num("members", members).pids("learned", learned).num("forgot", forgot);
-            j.opt_pid("electing_for", *electing_for).pids("announced_to", announced_to);
-            j
-        }
-        Event::LeaderCheckFailed { reason } => {
-            let mut j = line("leader_check_failed");
-            j.str("reason", reason);
-            j
-        }
-        Event::Stopped => line("stopped"),
-    };
-    j.finish()
+    serde_json::to_string(&Line { t, node: me, event }).expect("an event serializes")
 }
 
 /// Lines of events waiting for the writer before new ones are dropped.
