@@ -268,7 +268,9 @@ fn wrong_but_well_formed_messages_are_each_handled_by_a_rule() {
     let (_gcd, gcd_port) = rust_gcd("HOWDY");
     // A higher member that answers ELECT with something other than GOT_IT.
     let fake = FakeMember::start(gcd_port, ProcessId::new(300, 7300009), Value::str("NOPE"));
-    let mut node = Node::start(&dir, gcd_port, (5, 7300001), &["--no-probe"]);
+    // The GCD's word on the unknown higher leader comes at the next leader's check: a short
+    // period keeps it well inside the deadline (the default, 10..20 s, raced it).
+    let mut node = Node::start(&dir, gcd_port, (5, 7300001), &["--no-probe", "--leader-check", "500ms..1s"]);
     let port = port_of(&mut node);
     wait_all_follow(&[&node], (5, 7300001));
     assert!(
