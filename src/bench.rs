@@ -58,59 +58,25 @@ struct Ev {
     announcing: usize,
 }
 
-/// The text after `"key":` (either JSON spacing), if present.
-fn after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
-    Some(line[at..].trim_start())
-}
-
-fn num(line: &str, key: &str) -> Option<u64> {
-    after(line, key)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
-fn text(line: &str, key: &str) -> Option<String> {
-    Some(after(line, key)?.strip_prefix('"')?.split('"').next()?.to_string())
-}
-
-fn pids(line: &str, key: &str) -> Vec<ProcessId> {
-    let Some(rest) = after(line, key).and_then(|r| r.strip_prefix('[')) else { return Vec::new() };
-    let mut out = Vec::new();
-    let mut s = rest;
-    // Either one pair `[d, s]` (a leader) or a list of pairs `[[d, s], ...]`.
-    if !s.starts_with('[') {
-        let inner = &s[..s.find(']').unwrap_or(0)];
-        if let Some((d, u)) = inner.split_once(',') {
-            if let (Ok(d), Ok(u)) = (d.trim().parse(), u.trim().parse()) {
-                out.push(ProcessId::new(d, u));
-            }
-        }
-        return out;
-    }
-    while let Some(open) = s.find('[') {
-        let close = s[open..].find(']').map(|c| open + c).unwrap_or(s.len());
-        if let Some((d, u)) = s[open + 1..close].split_once(',') {
-            if let (Ok(d), Ok(u)) = (d.trim().parse(), u.trim().parse()) {
-                out.push(ProcessId::new(d, u));
-            }
-        }
-        s = &s[close.min(s.len())..];
-        if s.starts_with("]]") || s.is_empty() {
-            break;
-        }
-        s = &s[1..];
-    }
-    out
-}
-
+/// The fields of one event line the benchmark reads: ours (`--events -`) and the
+/// Python peer's (`"sent"` lines with `"name"` and `"bytes"`). A line that is not a JSON
+/// object with `"t"` and `"event"` is not an event.
 fn parse(line: &str) -> Option<Ev> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let pid = |p: &serde_json::Value| {
+        Some(ProcessId::new(p.get(0)?.as_u64()?.try_into().ok()?, p.get(1)?.as_u64()?.try_into().ok()?))
+    };
+    // `"members"` is a count in some events and a list in others: only lists are sent to.
+    let listed = |key: &str| v.get(key).and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+    let count = |key: &str| v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
     Some(Ev {
-        t: num(line, "t")?,
-        event: text(line, "event")?,
-        leader: pids(line, "leader").first().copied(),
-        name: text(line, "name").unwrap_or_default(),
-        bytes: num(line, "bytes").unwrap_or(0) as usize,
-        asking: pids(line, "asking").len() + pids(line, "members").len(),
-        announcing: num(line, "announcing_to").unwrap_or(0) as usize,
+        t: v.get("t")?.as_u64()?,
+        event: v.get("event")?.as_str()?.to_string(),
+        leader: v.get("leader").and_then(pid),
+        name: v.get("name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
+        bytes: count("bytes"),
+        asking: listed("asking") + listed("members"),
+        announcing: count("announcing_to"),
     })
 }
 
@@ -705,5 +671,11 @@ mod tests {
         assert_eq!((e.t, e.name.as_str(), e.bytes), (1795519750002, "ELECT", 277));
         let python_leader = r#"{"event": "leader", "leader": [300, 4000004], "t": 9}"#;
         assert_eq!(parse(python_leader).unwrap().leader, Some(ProcessId::new(300, 4000004)));
+        let joined = r#"{"t":5,"node":[1,2],"event":"joined","members":3}"#;
+        assert_eq!(parse(joined).unwrap().asking, 0, "a count of members is not a list sent to");
+        let announced = r#"{"t":5,"node":[1,2],"event":"announced_to","members":[[9,1000009]]}"#;
+        assert_eq!(parse(announced).unwrap().asking, 1);
+        assert!(parse("election #1: no member ranks higher").is_none());
+        assert!(parse(r#"{"t":5,"event":"leader","leader":[300,4000004]"#).is_none(), "a torn line");
     }
 }

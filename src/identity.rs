@@ -36,6 +36,13 @@ impl ProcessId {
 }
 
 /// Shown as Python shows the tuple, `(days, su_id)`, so it matches peers' output.
+/// `[days, su_id]`, as the events write a process id.
+impl serde::Serialize for ProcessId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.days, self.su_id).serialize(s)
+    }
+}
+
 impl fmt::Display for ProcessId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "({}, {})", self.days, self.su_id)

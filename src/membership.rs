@@ -50,6 +50,13 @@ impl fmt::Display for Addr {
     }
 }
 
+/// `"host:port"`, as the events write an address.
+impl serde::Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::str::FromStr for Addr {
     type Err = String;
 

@@ -43,6 +43,7 @@ use crate::identity::ProcessId;
 use crate::membership::{Addr, Member, Members};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::{Serialize, Serializer};
 use std::time::Duration;
 
 /// Time as the runtime measures it: elapsed since an epoch of its choosing.
@@ -90,7 +91,8 @@ impl std::fmt::Display for Span {
 }
 
 /// How a node feigns failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FeignMode {
     /// Close the listening socket: peers get refused connections.
     Close,
@@ -252,8 +254,11 @@ pub enum Listening {
     Ignoring,
 }
 
-/// What happened, in the protocol's words.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What happened, in the protocol's words. Serialized (by `report::events`) as the
+/// fields of a JSON object, `"event"` naming the kind in snake_case, the fields in the
+/// order declared here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Joined {
         members: usize,
@@ -307,6 +312,7 @@ pub enum Event {
     /// Feigning failure now, for `lasting`.
     Failed {
         mode: FeignMode,
+        #[serde(rename = "ms", serialize_with = "millis")]
         lasting: Duration,
     },
     Recovered,
@@ -323,8 +329,9 @@ pub enum Event {
     /// address, as `source` (the GCD, or a peer's message) showed. Told once per id.
     IdentityClash {
         other: ProcessId,
-        addr: Option<Addr>,
         clash: Clash,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        addr: Option<Addr>,
         source: String,
     },
     /// Our port was taken while we were down: we listen at `to` now, and registered it.
@@ -351,8 +358,14 @@ pub enum Event {
     Stopped,
 }
 
+/// A duration as whole milliseconds, as the events write it.
+fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_millis())
+}
+
 /// How another process's identity collides with ours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Clash {
     /// Another process id with our SU ID: the GCD keeps one per SU ID.
     SuId,

@@ -26,7 +26,7 @@ fn a_killed_leader_is_replaced_by_the_next_highest() {
     let survivors: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, n)| n).collect();
     wait_all_follow(&survivors, (70, 5000005));
     // A failed probe started it: someone says so in its events.
-    assert!(survivors.iter().any(|n| n.event_lines().iter().any(|l| l.contains("\"event\":\"probe_failed\""))));
+    assert!(survivors.iter().any(|n| !n.events_of("probe_failed").is_empty()));
     println!("survivors agreed {:?} after the kill", killed.elapsed());
 }
 
@@ -41,13 +41,10 @@ fn leader_feigns(mode: &str) {
     let everyone: Vec<&Node> = others.iter().chain([&leader]).collect();
     wait_all_follow(&everyone, (200, 5100009));
     wait_all_follow(&others.iter().collect::<Vec<_>>(), (50, 5100002));
-    let lines = leader.event_lines();
-    assert!(
-        lines.iter().any(|l| l.contains(&format!("\"event\":\"failed\",\"mode\":\"{mode}\",\"ms\":3000"))),
-        "{lines:?}"
-    );
+    let failed = leader.events_of("failed");
+    assert!(failed.iter().any(|e| e["mode"] == mode && e["ms"] == 3000), "{failed:?}");
     wait_all_follow(&everyone, (200, 5100009));
-    assert!(leader.event_lines().iter().any(|l| l.contains("\"event\":\"recovered\"")));
+    assert!(!leader.events_of("recovered").is_empty());
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fixture, wait_all_follow, wait_until, Node, Pid, Proc, Scratch};
+use common::{fixture, pid_json, wait_all_follow, wait_until, Node, Pid, Proc, Scratch};
 use std::process::Command;
 
 /// The stand-in on `port` (0: any free one), logging each registration it answers.
@@ -40,7 +40,7 @@ fn split_by_a_gcd_restart(newcomer: Pid, top: Pid) {
     let old: Vec<Node> =
         [(100, 4300001), (200, 4300002), (250, 4300003)].iter().map(|p| Node::start(&dir, port, *p, &CHECK)).collect();
     wait_all_follow(&old.iter().collect::<Vec<_>>(), (250, 4300003));
-    let checks = |n: &Node| n.event_lines().iter().filter(|l| l.contains("\"event\":\"leader_checked\"")).count();
+    let checks = |n: &Node| n.events_of("leader_checked").len();
     let followers_checks: Vec<usize> = old[..2].iter().map(checks).collect();
     // Only the leader asks the GCD again: wait for two of its checks, and see that no
     // follower asked meanwhile (nobody failed, so nobody had another reason to).
@@ -63,15 +63,18 @@ fn split_by_a_gcd_restart(newcomer: Pid, top: Pid) {
     // or the newcomer of the old leader, whichever asked the GCD after both were in it),
     // unless the newcomer's own registration already listed the old leader.
     let learned_of = |n: &Node, other: Pid| {
-        let other = format!("[{},{}]", other.0, other.1);
-        n.event_lines().iter().any(|l| l.contains("\"event\":\"leader_checked\"") && l.contains(&other))
+        let other = pid_json(other);
+        n.events_of("leader_checked").iter().any(|e| {
+            ["learned", "announced_to"].iter().any(|k| e[k].as_array().is_some_and(|a| a.contains(&other)))
+                || e["electing_for"] == other
+        })
     };
-    let joined_seeing_it = newcomer.event_lines().iter().any(|l| l.contains("\"event\":\"joined\",\"members\":2"));
+    let joined_seeing_it = newcomer.events_of("joined").iter().any(|e| e["members"] == 2);
     assert!(
         learned_of(&old[2], newcomer.pid) || learned_of(&newcomer, old[2].pid) || joined_seeing_it,
         "{:?}\n{:?}",
-        old[2].event_lines(),
-        newcomer.event_lines()
+        old[2].events(),
+        newcomer.events()
     );
     let now: Vec<usize> = old[..2].iter().map(checks).collect();
     assert_eq!(now, followers_checks, "followers never check");

@@ -10,7 +10,7 @@ use bully_node::identity::ProcessId;
 use bully_node::membership::Addr;
 use bully_node::protocol::{encode_message, Message};
 use bully_node::wire::{decode, encode, read_pickle, Style, Value, MAX_PICKLE_BYTES};
-use common::{bully_node, rust_gcd, send_raw, wait_all_follow, wait_until, Node, Proc, Scratch};
+use common::{bully_node, leader_of, rust_gcd, says, send_raw, wait_all_follow, wait_until, Node, Proc, Scratch};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,7 +209,7 @@ fn a_flood_of_junk_does_not_stop_probes_or_elections() {
     let higher = Node::start(&dir, gcd_port, (300, 7200002), &["--no-probe"]);
     wait_all_follow(&[&node, &higher], (300, 7200002));
     // The lower I_AM_LEADERs in the flood were never followed.
-    assert!(!node.event_lines().iter().any(|l| l.contains("\"event\":\"leader\",\"leader\":[1,1000001]")));
+    assert!(!node.events().iter().any(|e| leader_of(e) == Some((1, 1000001))));
     wait_idle(&node, idle);
 }
 
@@ -268,10 +268,15 @@ fn wrong_but_well_formed_messages_are_each_handled_by_a_rule() {
     let (_gcd, gcd_port) = rust_gcd("HOWDY");
     // A higher member that answers ELECT with something other than GOT_IT.
     let fake = FakeMember::start(gcd_port, ProcessId::new(300, 7300009), Value::str("NOPE"));
-    let mut node = Node::start(&dir, gcd_port, (5, 7300001), &["--no-probe"]);
+    // The GCD's word on the unknown higher leader comes at the next leader's check: a short
+    // period keeps it well inside the deadline (the default, 10..20 s, raced it).
+    let mut node = Node::start(&dir, gcd_port, (5, 7300001), &["--no-probe", "--leader-check", "500ms..1s"]);
     let port = port_of(&mut node);
     wait_all_follow(&[&node], (5, 7300001));
-    assert!(node.event_lines().iter().any(|l| l.contains("instead of GOT_IT")), "a wrong reply is a failed ELECT");
+    assert!(
+        node.events_of("elect_failed").iter().any(|e| says(e, "reason", "instead of GOT_IT")),
+        "a wrong reply is a failed ELECT"
+    );
     let before = fake.received.lock().unwrap().len();
 
     // An ELECT whose members are mostly junk: one usable newcomer among them.
@@ -311,14 +316,13 @@ fn wrong_but_well_formed_messages_are_each_handled_by_a_rule() {
     wait_until(
         "back to leading itself",
         || {
-            let lines = node.event_lines();
-            let last_leader = lines.iter().rev().find(|l| l.contains("\"event\":\"leader\""));
-            lines.iter().any(|l| l.contains("is not a member the GCD knows"))
-                && last_leader.is_some_and(|l| l.contains("\"leader\":[5,7300001]"))
+            let events = node.events();
+            events.iter().any(|e| says(e, "reason", "is not a member the GCD knows"))
+                && events.iter().rev().find_map(leader_of) == Some((5, 7300001))
         },
-        || node.event_lines().join("\n"),
+        || format!("{:#?}", node.events()),
     );
-    assert!(!node.event_lines().iter().any(|l| l.contains("\"event\":\"leader\",\"leader\":[1,7300010]")));
+    assert!(!node.events().iter().any(|e| leader_of(e) == Some((1, 7300010))));
     assert!(probe(port).is_some());
 }
 

@@ -139,7 +139,7 @@ fn demo_stops_on_ctrl_c_and_sigterm() {
         let mut cmd = bully_node();
         cmd.args(["demo", "--nodes", "2", "--duration", "60s", "--seed", "2", "--events", "-"]);
         let mut demo = Split::spawn(cmd);
-        demo.wait_stdout("with a leader", |l| l.contains("\"event\":\"leader\""));
+        demo.wait_stdout("with a leader", |l| common::is_event(l, "leader"));
         demo.signal(signal);
         let status = demo.wait_exit();
         assert!(status.success(), "{signal}: {status:?}");
@@ -159,7 +159,7 @@ fn a_node_with_events_on_stdout_keeps_its_summary_off_stdout() {
         "-",
     ]);
     let mut node = Split::spawn(cmd);
-    node.wait_stdout("with a leader", |l| l.contains("\"event\":\"leader\""));
+    node.wait_stdout("with a leader", |l| common::is_event(l, "leader"));
     node.signal("-INT");
     let status = node.wait_exit();
     assert!(status.success(), "{status:?}");

@@ -4,21 +4,15 @@
 mod common;
 
 use common::{bully_node, rust_gcd, wait_all_follow, Node, Proc, Scratch};
+use serde_json::Value;
 
-/// How many process ids the JSON array under `"key":[...]` of `line` holds.
-fn pids_in(line: &str, key: &str) -> usize {
-    let Some(start) = line.find(&format!("\"{key}\":[")) else { return 0 };
-    let rest = &line[start + key.len() + 4..];
-    if rest.starts_with(']') {
-        return 0;
-    }
-    let end = rest.find("]]").expect("a closed array of pairs");
-    rest[..end].matches('[').count()
+/// How many process ids the JSON array under `key` of `e` holds (0 if it is no array).
+fn pids_in(e: &Value, key: &str) -> usize {
+    e[key].as_array().map_or(0, Vec::len)
 }
 
-fn number_in(line: &str, key: &str) -> usize {
-    let start = line.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
-    line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+fn number_in(e: &Value, key: &str) -> usize {
+    e[key].as_u64().unwrap_or_else(|| panic!("no number {key:?} in {e}")) as usize
 }
 
 struct Counts {
@@ -27,9 +21,9 @@ struct Counts {
     messages: usize,
 }
 
-/// The figures that can be counted straight off the event lines.
-fn count(lines: &[String]) -> Counts {
-    let is = |l: &String, e: &str| l.contains(&format!("\"event\":\"{e}\""));
+/// The figures that can be counted straight off the events.
+fn count(lines: &[Value]) -> Counts {
+    let is = |l: &Value, e: &str| l["event"] == e;
     let mut messages = 0;
     for l in lines {
         messages += pids_in(l, "asking") + pids_in(l, "members") * usize::from(is(l, "announced_to"));
@@ -69,7 +63,11 @@ fn the_demos_figures_agree_with_its_events() {
     let mut demo = Proc::spawn("demo", cmd);
     let (code, out) = demo.wait_exit();
     assert_eq!(code, Some(0), "{out}");
-    let lines: Vec<String> = std::fs::read_to_string(&events).unwrap().lines().map(str::to_owned).collect();
+    let lines: Vec<Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| common::event(l).unwrap_or_else(|| panic!("not a JSON event: {l:?}")))
+        .collect();
     let c = count(&lines);
     assert!(c.started > 0 && c.won > 0, "{out}");
     assert_eq!(figure(&out, "elections started:"), c.started, "{out}");
@@ -83,7 +81,7 @@ fn the_demos_figures_agree_with_its_events() {
     let pct: f64 = share.split_whitespace().find(|w| w.ends_with('%')).unwrap().trim_end_matches('%').parse().unwrap();
     assert!((0.0..=100.0).contains(&pct), "{share}");
     // Every node stopped at the end, and said so.
-    assert_eq!(lines.iter().filter(|l| l.contains("\"event\":\"stopped\"")).count(), 4);
+    assert_eq!(lines.iter().filter(|l| l["event"] == "stopped").count(), 4);
 }
 
 #[test]
@@ -100,11 +98,11 @@ fn a_node_stopped_with_ctrl_c_prints_figures_that_agree_with_its_events() {
     let (code, out) = low.proc.wait_exit();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("summary of (5, 6000001)"), "{out}");
-    let c = count(&low.event_lines());
+    let c = count(&low.events());
     assert_eq!(figure(&out, "elections started:"), c.started, "{out}");
     assert_eq!(figure(&out, "elections won:"), c.won, "{out}");
     assert_eq!(figure(&out, "messages sent (ELECT, I_AM_LEADER, PROBE):"), c.messages, "{out}");
-    let probes = low.event_lines().iter().filter(|l| l.contains("\"event\":\"probe_ok\"")).count();
+    let probes = low.events_of("probe_ok").len();
     assert!(probes > 0);
     assert!(out.contains(&format!("probes answered: {probes}, failed: 0")), "{out}");
 }

@@ -143,198 +143,24 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
     })
 }
 
-/// A JSON object under construction; keys are ours and need no escaping.
-pub struct JsonLine(String);
-
-impl JsonLine {
-    pub fn new(node: ProcessId, event: &str) -> Self {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let mut line = JsonLine(format!("{{\"t\":{t}"));
-        line.pid("node", node);
-        line.str("event", event);
-        line
-    }
-
-    pub fn num(&mut self, key: &str, n: impl std::fmt::Display) -> &mut Self {
-        let _ = write!(self.0, ",\"{key}\":{n}");
-        self
-    }
-
-    pub fn str(&mut self, key: &str, s: &str) -> &mut Self {
-        let _ = write!(self.0, ",\"{key}\":");
-        json_string(&mut self.0, s);
-        self
-    }
-
-    pub fn pid(&mut self, key: &str, p: ProcessId) -> &mut Self {
-        let _ = write!(self.0, ",\"{key}\":[{},{}]", p.days, p.su_id);
-        self
-    }
-
-    pub fn opt_pid(&mut self, key: &str, p: Option<ProcessId>) -> &mut Self {
-        match p {
-            Some(p) => self.pid(key, p),
-            None => {
-                let _ = write!(self.0, ",\"{key}\":null");
-                self
-            }
-        }
-    }
-
-    pub fn pids(&mut self, key: &str, list: &[ProcessId]) -> &mut Self {
-        let items: Vec<String> = list.iter().map(|p| format!("[{},{}]", p.days, p.su_id)).collect();
-        let _ = write!(self.0, ",\"{key}\":[{}]", items.join(","));
-        self
-    }
-
-    pub fn finish(mut self) -> String {
-        self.0.push('}');
-        self.0
-    }
-}
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// One line of `--events`: when, whose, and the event's own fields.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    t: u128,
+    node: ProcessId,
+    #[serde(flatten)]
+    event: &'a Event,
 }
 
 /// The JSON line for `event`.
 pub fn json(event: &Event, me: ProcessId) -> String {
-    let line = |name: &str| JsonLine::new(me, name);
-    let j = match event {
-        Event::Joined { members } => {
-            let mut j = line("joined");
-            j.num("members", members);
-            j
-        }
-        Event::ElectionStarted { election, reason, asking } => {
-            let mut j = line("election_started");
-            j.num("election", election).str("reason", reason).pids("asking", asking);
-            j
-        }
-        Event::GotIt { from } => {
-            let mut j = line("got_it");
-            j.pid("from", *from);
-            j
-        }
-        Event::ElectFailed { to, reason } => {
-            let mut j = line("elect_failed");
-            j.pid("to", *to).str("reason", reason);
-            j
-        }
-        Event::Leader { leader, previous } => {
-            let mut j = line("leader");
-            j.pid("leader", *leader).opt_pid("previous", *previous);
-            j
-        }
-        Event::Won { election, announcing_to } => {
-            let mut j = line("won");
-            j.num("election", election).num("announcing_to", announcing_to);
-            j
-        }
-        Event::NoLeaderAfterGotIt { election } => {
-            let mut j = line("no_leader_after_got_it");
-            j.num("election", election);
-            j
-        }
-        Event::ElectReceived { from, learned, electing } => {
-            let mut j = line("elect_received");
-            j.opt_pid("from", *from).pids("learned", learned).num("electing", electing);
-            j
-        }
-        Event::IAmLeaderReceived { leader } => {
-            let mut j = line("i_am_leader_received");
-            j.pid("leader", *leader);
-            j
-        }
-        Event::Reregistered { members, learned } => {
-            let mut j = line("reregistered");
-            j.num("members", members).pids("learned", learned);
-            j
-        }
-        Event::ReregistrationFailed { reason } => {
-            let mut j = line("reregistration_failed");
-            j.str("reason", reason);
-            j
-        }
-        Event::ProbeOk { leader } => {
-            let mut j = line("probe_ok");
-            j.pid("leader", *leader);
-            j
-        }
-        Event::ProbeFailed { leader, reason } => {
-            let mut j = line("probe_failed");
-            j.pid("leader", *leader).str("reason", reason);
-            j
-        }
-        Event::Failed { mode, lasting } => {
-            let mut j = line("failed");
-            let mode = match mode {
-                FeignMode::Close => "close",
-                FeignMode::Ignore => "ignore",
-            };
-            j.str("mode", mode).num("ms", lasting.as_millis());
-            j
-        }
-        Event::Recovered => line("recovered"),
-        Event::ElectionWidened { election, asking } => {
-            let mut j = line("election_widened");
-            j.num("election", election).pids("asking", asking);
-            j
-        }
-        Event::AnnouncedTo { members } => {
-            let mut j = line("announced_to");
-            j.pids("members", members);
-            j
-        }
-        Event::IdentityClash { other, addr, clash, source } => {
-            let mut j = line("identity_clash");
-            j.pid("other", *other).str(
-                "clash",
-                match clash {
-                    Clash::SuId => "su_id",
-                    Clash::SameId => "same_id",
-                    Clash::Address => "address",
-                },
-            );
-            if let Some(a) = addr {
-                j.str("addr", &a.to_string());
-            }
-            j.str("source", source);
-            j
-        }
-        Event::Moved { from, to } => {
-            let mut j = line("moved");
-            j.str("from", &from.to_string()).str("to", &to.to_string());
-            j
-        }
-        Event::LeaderChecked { members, learned, forgot, electing_for, announced_to } => {
-            let mut j = line("leader_checked");
-            j.num("members", members).pids("learned", learned).num("forgot", forgot);
-            j.opt_pid("electing_for", *electing_for).pids("announced_to", announced_to);
-            j
-        }
-        Event::LeaderCheckFailed { reason } => {
-            let mut j = line("leader_check_failed");
-            j.str("reason", reason);
-            j
-        }
-        Event::Stopped => line("stopped"),
-    };
-    j.finish()
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    json_at(event, me, t)
+}
+
+/// The JSON line for `event` at `t` milliseconds since the Unix epoch.
+fn json_at(event: &Event, me: ProcessId, t: u128) -> String {
+    serde_json::to_string(&Line { t, node: me, event }).expect("an event serializes")
 }
 
 /// Lines of events waiting for the writer before new ones are dropped.
@@ -407,6 +233,101 @@ impl Drop for EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One event of every kind, with a `reason` that needs escaping.
+    fn one_of_each() -> Vec<Event> {
+        use crate::membership::Addr;
+        let a = ProcessId::new(9, 1000009);
+        let b = ProcessId::new(12, 4000001);
+        let reason = "refused: \"x\" \\ y\nz\tw\r\u{1}é".to_string();
+        vec![
+            Event::Joined { members: 3 },
+            Event::ElectionStarted { election: 3, reason: reason.clone(), asking: vec![a, b] },
+            Event::GotIt { from: a },
+            Event::ElectFailed { to: b, reason: reason.clone() },
+            Event::Leader { leader: a, previous: None },
+            Event::Leader { leader: b, previous: Some(a) },
+            Event::Won { election: 4, announcing_to: 2 },
+            Event::NoLeaderAfterGotIt { election: 5 },
+            Event::ElectReceived { from: None, learned: vec![], electing: false },
+            Event::ElectReceived { from: Some(a), learned: vec![b], electing: true },
+            Event::IAmLeaderReceived { leader: b },
+            Event::Reregistered { members: 4, learned: vec![a] },
+            Event::ReregistrationFailed { reason: reason.clone() },
+            Event::ProbeOk { leader: a },
+            Event::ProbeFailed { leader: a, reason: reason.clone() },
+            Event::Failed { mode: FeignMode::Close, lasting: std::time::Duration::from_millis(1500) },
+            Event::Failed { mode: FeignMode::Ignore, lasting: std::time::Duration::from_micros(2_000_900) },
+            Event::Recovered,
+            Event::ElectionWidened { election: 6, asking: vec![b] },
+            Event::AnnouncedTo { members: vec![a, b] },
+            Event::IdentityClash { other: a, addr: None, clash: Clash::SuId, source: "the GCD".into() },
+            Event::IdentityClash {
+                other: a,
+                addr: Some(Addr::new("127.0.0.1", 5001)),
+                clash: Clash::SameId,
+                source: "an ELECT".into(),
+            },
+            Event::IdentityClash {
+                other: b,
+                addr: Some(Addr::new("localhost", 5002)),
+                clash: Clash::Address,
+                source: "the GCD".into(),
+            },
+            Event::Moved { from: Addr::new("127.0.0.1", 5001), to: Addr::new("127.0.0.1", 5003) },
+            Event::LeaderChecked { members: 5, learned: vec![], forgot: 0, electing_for: None, announced_to: vec![] },
+            Event::LeaderChecked {
+                members: 5,
+                learned: vec![a, b],
+                forgot: 2,
+                electing_for: Some(b),
+                announced_to: vec![a],
+            },
+            Event::LeaderCheckFailed { reason: reason.clone() },
+            Event::Stopped,
+        ]
+    }
+
+    /// Pins the exact bytes of one line per event kind (key order included): tools that
+    /// read `--events` rely on them.
+    #[test]
+    fn every_kind_of_event_has_its_exact_line() {
+        let want = [
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"joined","members":3}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é","asking":[[9,1000009],[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"got_it","from":[9,1000009]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_failed","to":[12,4000001],"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader","leader":[9,1000009],"previous":null}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader","leader":[12,4000001],"previous":[9,1000009]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"won","election":4,"announcing_to":2}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"no_leader_after_got_it","election":5}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_received","from":null,"learned":[],"electing":false}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_received","from":[9,1000009],"learned":[[12,4000001]],"electing":true}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"i_am_leader_received","leader":[12,4000001]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"reregistered","members":4,"learned":[[9,1000009]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"reregistration_failed","reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"probe_ok","leader":[9,1000009]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"probe_failed","leader":[9,1000009],"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"failed","mode":"close","ms":1500}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"failed","mode":"ignore","ms":2000}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"recovered"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_widened","election":6,"asking":[[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"announced_to","members":[[9,1000009],[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[9,1000009],"clash":"su_id","source":"the GCD"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[9,1000009],"clash":"same_id","addr":"127.0.0.1:5001","source":"an ELECT"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[12,4000001],"clash":"address","addr":"localhost:5002","source":"the GCD"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"moved","from":"127.0.0.1:5001","to":"127.0.0.1:5003"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader_checked","members":5,"learned":[],"forgot":0,"electing_for":null,"announced_to":[]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader_checked","members":5,"learned":[[9,1000009],[12,4000001]],"forgot":2,"electing_for":[12,4000001],"announced_to":[[9,1000009]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"leader_check_failed","reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"stopped"}"#,
+        ];
+        let events = one_of_each();
+        assert_eq!(events.len(), want.len());
+        for (event, want) in events.iter().zip(want) {
+            assert_eq!(json_at(event, ProcessId::new(5, 1234567), 1764067200123), want);
+        }
+    }
 
     #[test]
     fn json_lines_carry_time_node_and_event() {

@@ -2,6 +2,7 @@
 //! against a deadline (never a fixed sleep), and which are killed when dropped.
 #![allow(dead_code)] // each test file uses its own subset
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -153,16 +154,39 @@ pub fn send_raw(port: u16, bytes: &[u8]) -> Vec<u8> {
 /// A process id as the events write it: `[days, su_id]`.
 pub type Pid = (u32, u32);
 
-/// The leader in a JSON event line `..."leader":[d,s]...`, if it is a leader event.
-pub fn leader_in(line: &str) -> Option<Pid> {
-    if !line.contains("\"event\":\"leader\"") && !line.contains("\"event\": \"leader\"") {
+/// The JSON object of an event line (ours or a Python peer's), if `line` is one.
+pub fn event(line: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    v["event"].is_string().then_some(v)
+}
+
+/// Whether `line` is an event of `kind` (`"leader"`, `"stopped"`, ...).
+pub fn is_event(line: &str, kind: &str) -> bool {
+    event(line).is_some_and(|e| e["event"] == kind)
+}
+
+/// A process id as JSON, `[days, su_id]`, to compare with an event's fields.
+pub fn pid_json(p: Pid) -> Value {
+    serde_json::json!([p.0, p.1])
+}
+
+/// The leader an event names, if it is a leader event.
+pub fn leader_of(e: &Value) -> Option<Pid> {
+    if e["event"] != "leader" {
         return None;
     }
-    let rest = &line[line.find("\"leader\":")? + "\"leader\":".len()..];
-    let inner = rest.trim_start().strip_prefix('[')?;
-    let inner = &inner[..inner.find(']')?];
-    let (d, s) = inner.split_once(',')?;
-    Some((d.trim().parse().ok()?, s.trim().parse().ok()?))
+    let p = e["leader"].as_array()?;
+    Some((p.first()?.as_u64()?.try_into().ok()?, p.get(1)?.as_u64()?.try_into().ok()?))
+}
+
+/// The leader in a JSON event line, if it is a leader event.
+pub fn leader_in(line: &str) -> Option<Pid> {
+    leader_of(&event(line)?)
+}
+
+/// Whether a string field `key` of `e` contains `text`.
+pub fn says(e: &Value, key: &str, text: &str) -> bool {
+    e[key].as_str().is_some_and(|s| s.contains(text))
 }
 
 /// A scratch directory removed when dropped.
@@ -210,14 +234,25 @@ impl Node {
         Node { pid, events, proc: Proc::spawn(&format!("node {pid:?}"), cmd) }
     }
 
-    /// Every event line written so far.
-    pub fn event_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.events).unwrap_or_default().lines().map(str::to_owned).collect()
+    /// Every event written so far, parsed. Each whole line must be a JSON event (a test
+    /// that looks for an event must not pass because the lines changed shape); a last
+    /// line without its newline is still being written and is left for the next read.
+    pub fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        text.split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| event(l).unwrap_or_else(|| panic!("{}: not a JSON event: {l:?}", self.events)))
+            .collect()
+    }
+
+    /// Every event of `kind` written so far.
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events().into_iter().filter(|e| e["event"] == kind).collect()
     }
 
     /// The leader this node follows now, per its latest leader event.
     pub fn leader(&self) -> Option<Pid> {
-        self.event_lines().iter().rev().find_map(|l| leader_in(l))
+        self.events().iter().rev().find_map(leader_of)
     }
 }
 
@@ -240,7 +275,8 @@ pub fn wait_all_follow(nodes: &[&Node], leader: Pid) {
             for n in nodes {
                 report.push_str(&format!("{:?} follows {:?}\n", n.pid, n.leader()));
                 if n.leader() != Some(leader) {
-                    report.push_str(&format!("  its events:\n    {}\n", n.event_lines().join("\n    ")));
+                    let events: Vec<String> = n.events().iter().map(Value::to_string).collect();
+                    report.push_str(&format!("  its events:\n    {}\n", events.join("\n    ")));
                 }
             }
             report
@@ -266,7 +302,7 @@ impl PyPeer {
             .args(["--su-id", &pid.1.to_string(), "--name", name])
             .args(extra);
         let mut proc = Proc::spawn(&format!("python peer {pid:?}"), cmd);
-        proc.wait_for("listening", |l| l.contains("\"listening\""));
+        proc.wait_for("listening", |l| is_event(l, "listening"));
         PyPeer { pid, proc }
     }
 
