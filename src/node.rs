@@ -1252,7 +1252,7 @@ mod tests {
             .collect()
     }
 
-    fn leaders_sent(out: &[Action]) -> Vec<ProcessId> {
+    pub(super) fn leaders_sent(out: &[Action]) -> Vec<ProcessId> {
         out.iter()
             .filter_map(|a| match a {
                 Action::SendLeader { to, .. } => Some(*to),
@@ -1823,7 +1823,7 @@ mod leader_check_tests {
     //! The leader's check, driven by a fake clock.
     use super::*;
     // No probes, no feigned failures, the default check: the election tests' settings.
-    use super::tests::{addr, group, pid, plain as checking, S};
+    use super::tests::{addr, group, leaders_sent, pid, plain as checking, S};
 
     fn check_timer(out: &[Action]) -> Option<(Time, Timer)> {
         out.iter().find_map(|a| match a {
@@ -1836,15 +1836,6 @@ mod leader_check_tests {
         out.iter()
             .filter_map(|a| match a {
                 Action::SendElect { to, members, .. } => Some((*to, members.len())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn leaders_sent(out: &[Action]) -> Vec<ProcessId> {
-        out.iter()
-            .filter_map(|a| match a {
-                Action::SendLeader { to, .. } => Some(*to),
                 _ => None,
             })
             .collect()
