@@ -133,17 +133,9 @@ pub fn classify(v: &Value) -> Option<Spoken> {
     Some(Spoken { dialect, old_names })
 }
 
-/// The leader an I_AM_LEADER names, in any dialect. The wrapped dialect names it as
-/// the sender and carries the whole members dict as data, which
-/// [`Message::from_value`] does not read as an announcement: it is read here.
+/// The leader an I_AM_LEADER names, in any dialect (the wrapped dialect names it as the
+/// sender, which [`Message::from_value`] reads as the announcer).
 pub fn announced_leader(v: &Value) -> Option<ProcessId> {
-    if let Some((head, route)) = v.as_pair() {
-        if let (Some((name, _)), Some((sender, _))) = (head.as_pair(), route.as_pair()) {
-            if matches!(name.as_str(), Some("I_AM_LEADER" | "COORDINATOR")) {
-                return crate::protocol::pid_from_value(sender);
-            }
-        }
-    }
     match Message::from_value(v) {
         Ok(Message::IAmLeader { leader, .. }) => Some(leader),
         _ => None,
