@@ -1,12 +1,12 @@
 //! The command line (a module of the binary, not the library: clap stays at the edge):
 //! clap definitions, and their validation into the library's configs.
 
-use bully_node::gcd::{CoordinatorConfig, NameChoice};
-use bully_node::identity::{Birthday, IdentityError, ProcessId};
+use bully_node::gcd::{Advice, CoordinatorConfig, GcdError, NameChoice};
+use bully_node::identity::{Birthday, BirthdayProblem, IdentityError, ProcessId};
 use bully_node::membership::Addr;
 use bully_node::node::{Feign, FeignMode, Settings, Span, Timeouts};
 use bully_node::protocol::RegisterName;
-use bully_node::runtime::Config;
+use bully_node::runtime::{Config, NodeError};
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
@@ -275,7 +275,7 @@ pub struct NodeArgs {
     /// The assignment's id is (days until your mother's next birthday, SU ID). A birthday
     /// today counts as next year's (the GCD refuses 0 days); 02-29 falls on 02-28 in common
     /// years.
-    #[arg(long, value_name = "MM-DD")]
+    #[arg(long, value_name = "MM-DD", value_parser = parse_birthday)]
     pub birthday: Option<Birthday>,
 
     /// The days until your mother's next birthday, given directly (1 to 365)
@@ -369,6 +369,11 @@ pub struct NodeArgs {
 pub enum FeignModeArg {
     Close,
     Ignore,
+}
+
+/// `--birthday MM-DD`, with [`explain_identity`]'s advice when it is not one.
+pub fn parse_birthday(s: &str) -> Result<Birthday, String> {
+    s.parse().map_err(|e| explain_identity(&e))
 }
 
 /// `--days N`: the GCD takes 1 to 365.
@@ -549,6 +554,61 @@ impl NodeArgs {
     }
 }
 
+/// An identity error and which flag to change: the library says what is wrong with the
+/// id, the command line knows where it came from.
+pub fn explain_identity(e: &IdentityError) -> String {
+    match e {
+        IdentityError::DaysOutOfRange(366) => format!("{e}; pass --days 365 instead"),
+        IdentityError::DaysOutOfRange(_) => format!("{e}; pick --days between 1 and 365"),
+        IdentityError::SuIdOutOfRange(_) => format!("{e}; pass your 7-digit student number to --su-id"),
+        IdentityError::BadBirthday { input, problem: BirthdayProblem::HasYear { month, day } } => {
+            format!("birthday {input:?} has a year; drop it and give month and day: --birthday {month}-{day}")
+        }
+        IdentityError::BadBirthday { .. } => e.to_string(),
+    }
+}
+
+/// A GCD error with what to do about it, in terms of this command line's flags.
+pub fn explain_gcd(e: &GcdError) -> String {
+    let gcd = e.gcd();
+    let hint = match e.advice() {
+        None => return e.to_string(),
+        Some(Advice::CheckHost) => format!("check the host in --gcd (e.g. --gcd 127.0.0.1:{})", gcd.port),
+        Some(Advice::StartGcd) => {
+            format!("start it (python3 gcd2.py PORT, or bully-node gcd --listen {gcd}) or fix --gcd")
+        }
+        Some(Advice::CheckNotStuck) => "check that --gcd names a GCD and that it is not stuck".into(),
+        Some(Advice::CheckIsGcd) => "check that --gcd names a GCD (gcd2.py drops requests it cannot handle)".into(),
+        Some(Advice::TryAgain) => "try again".into(),
+        Some(Advice::ListenOnGcdHost) => "the GCD only takes members listening on its own host: run the node on \
+            that machine, or pass --listen with an address there (e.g. --listen 127.0.0.1:0)"
+            .into(),
+        Some(Advice::CheckId) => "check --days (1 to 365) or --birthday, and --su-id (7 digits)".into(),
+        Some(Advice::ListenPort) => "pass --listen with a port from 1 to 65535, or 0 for any free port".into(),
+        Some(Advice::RegisterName) => {
+            "this GCD wants another registration name: use --gcd-message auto, or the name it expects".into()
+        }
+        Some(Advice::ListenIp) => {
+            "the GCD could not resolve the host we listen on: pass --listen with an IP address".into()
+        }
+        Some(Advice::SeeMessage) => "see the GCD's message above".into(),
+        Some(Advice::CheckIsCourseGcd) => "check that --gcd names the course's GCD".into(),
+    };
+    format!("{e}; {hint}")
+}
+
+/// A start-up error with what to do about it, in terms of this command line's flags.
+pub fn explain_node(e: &NodeError) -> String {
+    match e {
+        NodeError::Bind { .. } => format!("{e}; pick another --listen HOST:PORT (port 0 takes any free one)"),
+        NodeError::Events { .. } => format!("{e}; pick another --events path"),
+        NodeError::Gcd { error, attempts: 1, .. } => explain_gcd(error),
+        NodeError::Gcd { error, attempts, waited } => {
+            format!("{} (gave up after {attempts} attempts over {:.1} s)", explain_gcd(error), waited.as_secs_f64())
+        }
+    }
+}
+
 impl GcdArgs {
     /// Where to listen: a bare PORT listens on every interface, like gcd2.py.
     pub fn listen_addr(&self) -> Addr {
@@ -600,7 +660,7 @@ mod tests {
         assert!(parse(&["--gcd", "nohost", "--su-id", "4123456", "--days", "3"]).is_err());
         // Valid syntax, but an id the GCD would refuse: refused at start-up.
         let cli = parse(&["--gcd", "h:1", "--su-id", "123", "--days", "3"]).unwrap();
-        assert!(cli.node.into_config(today()).unwrap_err().to_string().contains("--su-id"));
+        assert_eq!(cli.node.into_config(today()).unwrap_err(), IdentityError::SuIdOutOfRange(123));
     }
 
     #[test]
@@ -695,6 +755,56 @@ mod tests {
         assert!(parse_days("0").is_err());
         assert!(parse_demo_nodes("51").unwrap_err().contains("1 to 50"));
         assert_eq!(parse_demo_nodes("50"), Ok(50));
+    }
+
+    #[test]
+    fn identity_errors_name_the_flag_to_change() {
+        let explain = |days, su_id| explain_identity(&ProcessId::new(days, su_id).validate().unwrap_err());
+        assert!(explain(0, 1_234_567).ends_with("; pick --days between 1 and 365"), "{}", explain(0, 1_234_567));
+        assert!(explain(366, 1_234_567).ends_with("; pass --days 365 instead"), "{}", explain(366, 1_234_567));
+        let err = explain(5, 999_999);
+        assert!(err.starts_with("SU ID 999999 is outside") && err.ends_with("to --su-id"), "{err}");
+        let err = parse_birthday("2025-03-14").unwrap_err();
+        assert!(err.contains("has a year") && err.ends_with("--birthday 03-14"), "{err}");
+        assert!(!err.contains("not a number"), "{err}");
+        let err = parse_birthday("02-30").unwrap_err();
+        assert!(err.contains("is not a date") && err.contains("MM-DD"), "{err}");
+        assert_eq!(parse_birthday("03-14"), Ok(Birthday { month: 3, day: 14 }));
+        // What clap shows for a bad --birthday is the same advice.
+        let err = parse(&["--gcd", "h:1", "--su-id", "4123456", "--birthday", "2025-03-14"]).unwrap_err().to_string();
+        assert!(err.contains("--birthday 03-14"), "{err}");
+    }
+
+    #[test]
+    fn gcd_errors_get_the_flag_to_change() {
+        let gcd = Addr::new("127.0.0.1", 23600);
+        let refused = |reason: &str| GcdError::Refused { gcd: gcd.clone(), reason: reason.into() };
+        assert_eq!(
+            explain_gcd(&refused("Unexpected message: HOWDY")),
+            "the GCD at 127.0.0.1:23600 refused us: 'Unexpected message: HOWDY'; this GCD wants another \
+             registration name: use --gcd-message auto, or the name it expects"
+        );
+        assert!(explain_gcd(&refused("Only local group members currently allowed")).contains("--listen 127.0.0.1:0"));
+        assert!(explain_gcd(&refused("Malformed process id")).contains("--su-id (7 digits)"));
+        let down = GcdError::Unreachable { gcd: gcd.clone(), cause: std::io::Error::from_raw_os_error(111) };
+        let text = explain_gcd(&down);
+        assert!(text.starts_with("cannot reach the GCD at 127.0.0.1:23600: "), "{text}");
+        assert!(text
+            .ends_with("; start it (python3 gcd2.py PORT, or bully-node gcd --listen 127.0.0.1:23600) or fix --gcd"));
+        let nowhere = Addr::new("nosuch.invalid", 4000);
+        let unknown = GcdError::Unreachable { gcd: nowhere, cause: std::io::Error::other("no such name") };
+        assert!(explain_gcd(&unknown).ends_with("; check the host in --gcd (e.g. --gcd 127.0.0.1:4000)"));
+        let garbage = GcdError::BadReply { gcd: gcd.clone(), what: "5, not a members dict".into() };
+        assert_eq!(explain_gcd(&garbage), garbage.to_string(), "nothing to add");
+        let gave_up = NodeError::Gcd { error: down, attempts: 5, waited: Duration::from_millis(3800) };
+        let text = explain_node(&gave_up);
+        assert!(text.ends_with("or fix --gcd (gave up after 5 attempts over 3.8 s)"), "{text}");
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let text = explain_node(&NodeError::Bind { addr: gcd, cause: in_use });
+        assert!(text.starts_with("cannot listen on 127.0.0.1:23600: ") && text.contains("pick another --listen"));
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = explain_node(&NodeError::Events { path: "/x/y".into(), cause: missing });
+        assert!(text.ends_with("; pick another --events path"), "{text}");
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
                 run_node(config)
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", cli::explain_identity(&e));
                 return ExitCode::from(2);
             }
         },
@@ -165,7 +165,9 @@ fn limit_malloc_arenas() {
 /// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
 fn run_node(config: runtime::Config) -> Result<(), String> {
     limit_malloc_arenas();
-    let node = runtime::start(config).map_err(|e| e.to_string())?;
+    let seed = config.seed;
+    let node = runtime::start(config).map_err(|e| cli::explain_node(&e))?;
+    log::info!("random choices seeded with {seed} (replay them with --seed {seed})");
     let stopper = node.stopper();
     if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
         log::warn!("Ctrl-C will end the node without a clean stop: {e}");

@@ -48,6 +48,7 @@ const GCD_FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The most a Python peer reads of a message (one `recv(1024)`).
 const PYTHON_RECV: usize = 1024;
 
+/// Why a node could not start, in the engine's terms (a front end adds what to do).
 #[derive(Debug)]
 pub enum NodeError {
     Bind { addr: Addr, cause: std::io::Error },
@@ -58,13 +59,8 @@ pub enum NodeError {
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NodeError::Bind { addr, cause } => write!(
-                f,
-                "cannot listen on {addr}: {cause}; pick another --listen HOST:PORT (port 0 takes any free one)"
-            ),
-            NodeError::Events { path, cause } => {
-                write!(f, "cannot write events to {path}: {cause}; pick another --events path")
-            }
+            NodeError::Bind { addr, cause } => write!(f, "cannot listen on {addr}: {cause}"),
+            NodeError::Events { path, cause } => write!(f, "cannot write events to {path}: {cause}"),
             NodeError::Gcd { error, attempts: 1, .. } => write!(f, "{error}"),
             NodeError::Gcd { error, attempts, waited } => {
                 write!(f, "{error} (gave up after {attempts} attempts over {:.1} s)", waited.as_secs_f64())
@@ -225,7 +221,6 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
     let ignoring = Arc::new(AtomicBool::new(false));
     let listener = listener::spawn(listener, config.pid, Arc::clone(&deliver), Arc::clone(&ignoring))
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
-    info!("random choices seeded with {} (replay them with --seed {})", config.seed, config.seed);
     let pid = config.pid;
     let mut runtime = Runtime {
         node: Node::new(config.pid, addr.clone(), config.settings, config.seed),
