@@ -6,7 +6,9 @@ use bully_node::identity::{Birthday, BirthdayProblem, IdentityError, ProcessId};
 use bully_node::membership::Addr;
 use bully_node::node::{Feign, FeignMode, Settings, Span, Timeouts};
 use bully_node::protocol::RegisterName;
-use bully_node::runtime::{Config, NodeError};
+use bully_node::runtime::{
+    Config, ConfigError, ConfigField, NodeError, MAX_SPAN, MAX_TIMEOUT, MIN_FEIGN, MIN_LEADER_CHECK, MIN_PROBE_WAIT,
+};
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
@@ -384,10 +386,6 @@ pub fn parse_days(s: &str) -> Result<u32, String> {
     }
 }
 
-/// The shortest wait before a PROBE: more often than ten times a second only loads the
-/// leader (a 2-node group with 0..0 sent about 4,400 PROBEs a second).
-pub const MIN_PROBE_WAIT: Duration = Duration::from_millis(100);
-
 /// `--probe-interval MIN..MAX`, each end at least [`MIN_PROBE_WAIT`].
 pub fn parse_probe_span(s: &str) -> Result<Span, String> {
     let span = parse_span(s)?;
@@ -401,10 +399,6 @@ pub fn parse_probe_span(s: &str) -> Result<Span, String> {
     Ok(span)
 }
 
-/// The shortest feigned failure: one shorter is nothing a peer could notice, and with
-/// `--feign-after 0..0` the node would fail and recover in a busy loop.
-pub const MIN_FEIGN: Duration = Duration::from_millis(100);
-
 /// `--feign-for MIN..MAX`, each end at least [`MIN_FEIGN`].
 pub fn parse_feign_span(s: &str) -> Result<Span, String> {
     let span = parse_span(s)?;
@@ -417,9 +411,6 @@ pub fn parse_feign_span(s: &str) -> Result<Span, String> {
     }
     Ok(span)
 }
-
-/// The longest span: an hour between feigned failures is already "never" for a demo.
-pub const MAX_SPAN: Duration = Duration::from_secs(3600);
 
 /// `MIN..MAX`, each a time as for the timeouts (0 allowed), e.g. `500ms..3s`.
 pub fn parse_span(s: &str) -> Result<Span, String> {
@@ -439,18 +430,18 @@ pub fn parse_span(s: &str) -> Result<Span, String> {
     Ok(span)
 }
 
-/// A leader's check period: as [`parse_span`], but at least 100ms, so that no setting
-/// can make a leader hammer the serial GCD.
+/// A leader's check period: as [`parse_span`], but at least [`MIN_LEADER_CHECK`], so
+/// that no setting can make a leader hammer the serial GCD.
 pub fn parse_check_span(s: &str) -> Result<Span, String> {
     let span = parse_span(s)?;
-    if span.min < Duration::from_millis(100) {
-        return Err(format!("{s:?}: MIN must be at least 100ms (the GCD serves one request at a time)"));
+    if span.min < MIN_LEADER_CHECK {
+        return Err(format!(
+            "{s:?}: MIN must be at least {}ms (the GCD serves one request at a time)",
+            MIN_LEADER_CHECK.as_millis()
+        ));
     }
     Ok(span)
 }
-
-/// The longest any timeout may be: past this, a group takes minutes to notice anything.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `1500ms`, `2s`, `2.5s`, or a bare number of milliseconds; more than 0, at most a minute.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -517,18 +508,16 @@ impl From<AcceptName> for RegisterName {
 
 impl NodeArgs {
     /// Checks the node's arguments; `today` is the local date the birthday counts from.
-    pub fn into_config(self, today: NaiveDate) -> Result<Config, IdentityError> {
+    pub fn into_config(self, today: NaiveDate) -> Result<Config, ConfigError> {
         let su_id = self.su_id.expect("clap requires --su-id");
         let days = match (self.days, self.birthday) {
             (Some(days), _) => days,
             (None, Some(bd)) => bd.days_until_next(today),
             (None, None) => unreachable!("clap requires --birthday or --days"),
         };
-        let pid = ProcessId::new(days, su_id);
-        pid.validate()?;
-        Ok(Config {
+        let config = Config {
             gcd: self.gcd.expect("clap requires --gcd"),
-            pid,
+            pid: ProcessId::new(days, su_id),
             listen: self.listen,
             gcd_message: self.gcd_message,
             settings: Settings {
@@ -550,7 +539,9 @@ impl NodeArgs {
             summary_on_stop: true,
             socket_timeout: self.socket_timeout,
             events: self.events,
-        })
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -565,6 +556,27 @@ pub fn explain_identity(e: &IdentityError) -> String {
             format!("birthday {input:?} has a year; drop it and give month and day: --birthday {month}-{day}")
         }
         IdentityError::BadBirthday { .. } => e.to_string(),
+    }
+}
+
+/// A configuration error and which flag to change. Only the id can be wrong once clap
+/// has parsed the flags (their parsers enforce the same limits); the rest is for a
+/// config that changed under them.
+pub fn explain_config(e: &ConfigError) -> String {
+    let flag = |field: &ConfigField| match field {
+        ConfigField::SocketTimeout => "--socket-timeout",
+        ConfigField::ElectTimeout => "--elect-timeout",
+        ConfigField::LeaderTimeout => "--leader-timeout",
+        ConfigField::Probe => "--probe-interval",
+        ConfigField::LeaderCheck => "--leader-check",
+        ConfigField::FeignAfter => "--feign-after",
+        ConfigField::FeignLasting => "--feign-for",
+    };
+    match e {
+        ConfigError::Pid(e) => explain_identity(e),
+        ConfigError::Time { field, .. }
+        | ConfigError::SpanReversed { field, .. }
+        | ConfigError::SpanOutOfRange { field, .. } => format!("{e} (set by {})", flag(field)),
     }
 }
 
@@ -602,6 +614,7 @@ pub fn explain_node(e: &NodeError) -> String {
     match e {
         NodeError::Bind { .. } => format!("{e}; pick another --listen HOST:PORT (port 0 takes any free one)"),
         NodeError::Events { .. } => format!("{e}; pick another --events path"),
+        NodeError::Config(e) => explain_config(e),
         NodeError::Gcd { error, attempts: 1, .. } => explain_gcd(error),
         NodeError::Gcd { error, attempts, waited } => {
             format!("{} (gave up after {attempts} attempts over {:.1} s)", explain_gcd(error), waited.as_secs_f64())
@@ -660,7 +673,9 @@ mod tests {
         assert!(parse(&["--gcd", "nohost", "--su-id", "4123456", "--days", "3"]).is_err());
         // Valid syntax, but an id the GCD would refuse: refused at start-up.
         let cli = parse(&["--gcd", "h:1", "--su-id", "123", "--days", "3"]).unwrap();
-        assert_eq!(cli.node.into_config(today()).unwrap_err(), IdentityError::SuIdOutOfRange(123));
+        let err = cli.node.into_config(today()).unwrap_err();
+        assert_eq!(err, ConfigError::Pid(IdentityError::SuIdOutOfRange(123)));
+        assert!(explain_config(&err).ends_with("to --su-id"), "{}", explain_config(&err));
     }
 
     #[test]
@@ -773,6 +788,37 @@ mod tests {
         // What clap shows for a bad --birthday is the same advice.
         let err = parse(&["--gcd", "h:1", "--su-id", "4123456", "--birthday", "2025-03-14"]).unwrap_err().to_string();
         assert!(err.contains("--birthday 03-14"), "{err}");
+    }
+
+    #[test]
+    fn whatever_the_flags_accept_the_engine_accepts() {
+        let edges = [
+            "--socket-timeout=60s",
+            "--elect-timeout=1ms",
+            "--leader-timeout=1ms",
+            "--probe-interval=100ms..3600s",
+            "--leader-check=100ms..100ms",
+            "--feign-after=0..0",
+            "--feign-for=100ms..3600s",
+        ];
+        let mut args = vec!["--gcd", "h:1", "--days", "365", "--su-id", "9999999"];
+        args.extend(edges);
+        let config = parse(&args).unwrap().node.into_config(today()).unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.settings.probe.unwrap().min, MIN_PROBE_WAIT);
+        // One step past each edge, the flag's parser refuses it.
+        for past in
+            ["--socket-timeout=61s", "--probe-interval=99ms..1s", "--feign-for=99ms..1s", "--leader-check=99ms..1s"]
+        {
+            let mut args = vec!["--gcd", "h:1", "--days", "365", "--su-id", "9999999"];
+            args.push(past);
+            assert!(parse(&args).is_err(), "{past}");
+        }
+        // A config changed after parsing is named by its flag.
+        let mut config = config;
+        config.settings.probe = Some(Span::new(Duration::ZERO, Duration::ZERO));
+        let text = explain_config(&config.validate().unwrap_err());
+        assert!(text.starts_with("settings.probe 0..0ms") && text.ends_with("(set by --probe-interval)"), "{text}");
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
                 run_node(config)
             }
             Err(e) => {
-                eprintln!("error: {}", cli::explain_identity(&e));
+                eprintln!("error: {}", cli::explain_config(&e));
                 return ExitCode::from(2);
             }
         },

@@ -11,7 +11,10 @@ mod config;
 pub mod listener;
 pub mod mailbox;
 
-pub use config::{Config, SOCKET_TIMEOUT};
+pub use config::{
+    Config, ConfigError, ConfigField, MAX_SPAN, MAX_TIMEOUT, MIN_FEIGN, MIN_LEADER_CHECK, MIN_PROBE_WAIT, MIN_TIMEOUT,
+    SOCKET_TIMEOUT,
+};
 
 use listener::{Incoming, ListenerHandle};
 use mailbox::{Mailbox, Taken};
@@ -54,6 +57,7 @@ pub enum NodeError {
     Bind { addr: Addr, cause: std::io::Error },
     Events { path: String, cause: std::io::Error },
     Gcd { error: GcdError, attempts: u32, waited: Duration },
+    Config(ConfigError),
 }
 
 impl fmt::Display for NodeError {
@@ -61,6 +65,7 @@ impl fmt::Display for NodeError {
         match self {
             NodeError::Bind { addr, cause } => write!(f, "cannot listen on {addr}: {cause}"),
             NodeError::Events { path, cause } => write!(f, "cannot write events to {path}: {cause}"),
+            NodeError::Config(e) => write!(f, "cannot run with this configuration: {e}"),
             NodeError::Gcd { error, attempts: 1, .. } => write!(f, "{error}"),
             NodeError::Gcd { error, attempts, waited } => {
                 write!(f, "{error} (gave up after {attempts} attempts over {:.1} s)", waited.as_secs_f64())
@@ -193,6 +198,7 @@ impl RunningNode {
 /// errors (address in use, GCD down or refusing); after this the node runs until
 /// stopped, whatever its peers do.
 pub fn start(config: Config) -> Result<RunningNode, NodeError> {
+    config.validate().map_err(NodeError::Config)?;
     let sink = match &config.events {
         Some(path) => EventSink::open(path).map_err(|cause| NodeError::Events { path: path.clone(), cause })?,
         None => EventSink::none(),
