@@ -55,7 +55,7 @@ const SHORT_AFTER: &str = "New here? `bully-node demo` runs a whole group on thi
     after_long_help = EXAMPLES,
     override_usage = "bully-node [OPTIONS] --gcd HOST:PORT --su-id N --birthday MM-DD\n       \
         bully-node [OPTIONS] --gcd HOST:PORT --su-id N --days N\n       \
-        bully-node <COMMAND> [OPTIONS]   (gcd, demo, bench: see below)",
+        bully-node <COMMAND> [OPTIONS]   (gcd, demo, check: see below)",
     max_term_width = 100,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
@@ -152,11 +152,6 @@ pub enum Command {
     /// Runs a coordinator and N nodes in this process, on real sockets on 127.0.0.1,
     /// and shows one timeline, then swim lanes and figures.
     Demo(DemoArgs),
-    /// Measure bully-node against the Python reference peer
-    ///
-    /// How fast groups of bully-node and of the Python reference peer decide, what a
-    /// node costs, and how far a group scales (real processes on 127.0.0.1).
-    Bench(BenchArgs),
     /// Check any peer (yours, in any language) by what it does on the wire: run it
     /// against a coordinator and scripted members, and print a rubric
     Check(CheckArgs),
@@ -195,29 +190,6 @@ Exit status: 0 no required check failed, 1 one did, 2 usage error or a peer that
 not be started.";
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// Group sizes for the join and failover measurements
-    #[arg(long, value_delimiter = ',', default_value = "5,20,50")]
-    pub sizes: Vec<usize>,
-
-    /// Repetitions of each measurement (the table shows median, min and max)
-    #[arg(long, default_value_t = 3)]
-    pub reps: usize,
-
-    /// How long the idle-cost measurement watches a settled group
-    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_run_time)]
-    pub idle: Duration,
-
-    /// Group sizes tried for the scale measurement, in order, until one fails
-    #[arg(long, value_delimiter = ',', default_value = "50,100,150,200")]
-    pub scale: Vec<usize>,
-
-    /// Measure bully-node only (the Python peer needs python3)
-    #[arg(long)]
-    pub no_python: bool,
-}
-
-#[derive(Args, Debug)]
 pub struct DemoArgs {
     /// How many nodes, 1 to 50
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = parse_demo_nodes)]
@@ -241,7 +213,7 @@ pub struct DemoArgs {
 }
 
 /// The most nodes a demo runs: past this, one timeline is more than a person can read
-/// (`bench --scale` measures larger groups).
+/// (the benchmark, `cargo bench --bench bench -- --scale`, measures larger groups).
 pub const MAX_DEMO_NODES: u16 = 50;
 
 /// `demo --nodes`: 1 to [`MAX_DEMO_NODES`].
@@ -250,7 +222,7 @@ pub fn parse_demo_nodes(s: &str) -> Result<u16, String> {
         Ok(n) if (1..=MAX_DEMO_NODES).contains(&n) => Ok(n),
         _ => Err(format!(
             "the demo runs 1 to {MAX_DEMO_NODES} nodes, so that its timeline stays readable; \
-             for larger groups see `bully-node bench --scale`"
+             larger groups are measured by the benchmark (BENCHMARKS.md)"
         )),
     }
 }

@@ -1,9 +1,6 @@
 //! bully-node: a peer for the CPSC 5520 bully leader-election protocol that interoperates
 //! with the course's Python Group Coordinator Daemon (gcd2.py) and Python peers.
 
-// Moving out of the library: the next commit makes it a `cargo bench` target.
-#[path = "../benches/bench.rs"]
-pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod gcd;

@@ -3,7 +3,6 @@
 
 mod cli;
 
-use bully_node::bench::{self, BenchConfig};
 use bully_node::demo::{self, DemoConfig};
 use bully_node::gcd::{server, Coordinator};
 use bully_node::report::logging;
@@ -85,16 +84,6 @@ fn main() -> ExitCode {
             })
         }
         Some(Command::Check(args)) => return check_main(args),
-        Some(Command::Bench(args)) => {
-            logging::init("bench".into(), 0, true, true, false);
-            bench::run(BenchConfig {
-                sizes: args.sizes.into_iter().filter(|n| *n >= 2).collect(),
-                reps: args.reps.max(1),
-                idle: args.idle,
-                scale: args.scale,
-                python: !args.no_python,
-            })
-        }
         None => match cli.node.into_config(identity::local_today()) {
             Ok(config) => {
                 restore_sigpipe();
