@@ -9,10 +9,8 @@
 //! and it points into the source tree (the Python peer). tests/bench_smoke.rs includes
 //! this file to run it small.
 
-use bully_node::identity::ProcessId;
-use bully_node::membership::{Addr, Members};
-use bully_node::protocol::{encode_message, Message};
 use bully_node::wire::{encode, read_pickle, Style, Value};
+use bully_node::{encode_message, Addr, Members, Message, ProcessId};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::RefCell;

@@ -1,13 +1,10 @@
 //! The command line (a module of the binary, not the library: clap stays at the edge):
 //! clap definitions, and their validation into the library's configs.
 
-use bully_node::gcd::{Advice, CoordinatorConfig, GcdError, NameChoice};
-use bully_node::identity::{Birthday, BirthdayProblem, IdentityError, ProcessId};
-use bully_node::membership::Addr;
-use bully_node::node::{Feign, FeignMode, Settings, Span, Timeouts};
-use bully_node::protocol::RegisterName;
-use bully_node::runtime::{
-    Config, ConfigError, ConfigField, NodeError, MAX_SPAN, MAX_TIMEOUT, MIN_FEIGN, MIN_LEADER_CHECK, MIN_PROBE_WAIT,
+use bully_node::{
+    Addr, Advice, Birthday, BirthdayProblem, Config, ConfigError, ConfigField, CoordinatorConfig, Feign, FeignMode,
+    GcdError, IdentityError, NameChoice, NodeError, ProcessId, RegisterName, Settings, Span, Timeouts, MAX_SPAN,
+    MAX_TIMEOUT, MIN_FEIGN, MIN_LEADER_CHECK, MIN_PROBE_WAIT,
 };
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -663,7 +660,7 @@ mod tests {
         let config = cli.node.into_config(today()).unwrap();
         assert_eq!(config.settings.timeouts.elect, Duration::from_millis(500));
         assert_eq!(config.settings.timeouts.leader, Duration::from_secs(4));
-        assert_eq!(config.socket_timeout, bully_node::runtime::SOCKET_TIMEOUT, "one default, spelled once");
+        assert_eq!(config.socket_timeout, bully_node::SOCKET_TIMEOUT, "one default, spelled once");
     }
 
     #[test]
@@ -689,7 +686,7 @@ mod tests {
     fn leader_check_flags() {
         let base = ["--gcd", "h:1", "--days", "7", "--su-id", "4123456"];
         let config = parse(&base).unwrap().node.into_config(today()).unwrap();
-        assert_eq!(config.settings.leader_check, Some(bully_node::node::LEADER_CHECK));
+        assert_eq!(config.settings.leader_check, Some(bully_node::LEADER_CHECK));
         let mut args = base.to_vec();
         args.extend(["--leader-check", "500ms..1s"]);
         let config = parse(&args).unwrap().node.into_config(today()).unwrap();

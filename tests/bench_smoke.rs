@@ -10,7 +10,7 @@ mod common;
 mod bench;
 
 use bench::BenchConfig;
-use bully_node::identity::ProcessId;
+use bully_node::ProcessId;
 use common::Proc;
 use std::io::IsTerminal;
 use std::process::Command;
