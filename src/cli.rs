@@ -1,12 +1,11 @@
 //! The command line (a module of the binary, not the library: clap stays at the edge):
 //! clap definitions, and their validation into the library's configs.
 
-use bully_node::gcd::{CoordinatorConfig, NameChoice};
-use bully_node::identity::{Birthday, IdentityError, ProcessId};
-use bully_node::membership::Addr;
-use bully_node::node::{Feign, FeignMode, Settings, Span, Timeouts};
-use bully_node::protocol::RegisterName;
-use bully_node::runtime::Config;
+use bully_node::{
+    Addr, Advice, Birthday, BirthdayProblem, Config, ConfigError, ConfigField, CoordinatorConfig, Feign, FeignMode,
+    GcdError, IdentityError, NameChoice, NodeError, ProcessId, RegisterName, Settings, Span, Timeouts, MAX_SPAN,
+    MAX_TIMEOUT, MIN_FEIGN, MIN_LEADER_CHECK, MIN_PROBE_WAIT,
+};
 use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
@@ -53,7 +52,7 @@ const SHORT_AFTER: &str = "New here? `bully-node demo` runs a whole group on thi
     after_long_help = EXAMPLES,
     override_usage = "bully-node [OPTIONS] --gcd HOST:PORT --su-id N --birthday MM-DD\n       \
         bully-node [OPTIONS] --gcd HOST:PORT --su-id N --days N\n       \
-        bully-node <COMMAND> [OPTIONS]   (gcd, demo, bench: see below)",
+        bully-node <COMMAND> [OPTIONS]   (gcd, demo, check: see below)",
     max_term_width = 100,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
@@ -150,11 +149,6 @@ pub enum Command {
     /// Runs a coordinator and N nodes in this process, on real sockets on 127.0.0.1,
     /// and shows one timeline, then swim lanes and figures.
     Demo(DemoArgs),
-    /// Measure bully-node against the Python reference peer
-    ///
-    /// How fast groups of bully-node and of the Python reference peer decide, what a
-    /// node costs, and how far a group scales (real processes on 127.0.0.1).
-    Bench(BenchArgs),
     /// Check any peer (yours, in any language) by what it does on the wire: run it
     /// against a coordinator and scripted members, and print a rubric
     Check(CheckArgs),
@@ -193,29 +187,6 @@ Exit status: 0 no required check failed, 1 one did, 2 usage error or a peer that
 not be started.";
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// Group sizes for the join and failover measurements
-    #[arg(long, value_delimiter = ',', default_value = "5,20,50")]
-    pub sizes: Vec<usize>,
-
-    /// Repetitions of each measurement (the table shows median, min and max)
-    #[arg(long, default_value_t = 3)]
-    pub reps: usize,
-
-    /// How long the idle-cost measurement watches a settled group
-    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_run_time)]
-    pub idle: Duration,
-
-    /// Group sizes tried for the scale measurement, in order, until one fails
-    #[arg(long, value_delimiter = ',', default_value = "50,100,150,200")]
-    pub scale: Vec<usize>,
-
-    /// Measure bully-node only (the Python peer needs python3)
-    #[arg(long)]
-    pub no_python: bool,
-}
-
-#[derive(Args, Debug)]
 pub struct DemoArgs {
     /// How many nodes, 1 to 50
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = parse_demo_nodes)]
@@ -239,7 +210,7 @@ pub struct DemoArgs {
 }
 
 /// The most nodes a demo runs: past this, one timeline is more than a person can read
-/// (`bench --scale` measures larger groups).
+/// (the benchmark, `cargo bench --bench bench -- --scale`, measures larger groups).
 pub const MAX_DEMO_NODES: u16 = 50;
 
 /// `demo --nodes`: 1 to [`MAX_DEMO_NODES`].
@@ -248,7 +219,7 @@ pub fn parse_demo_nodes(s: &str) -> Result<u16, String> {
         Ok(n) if (1..=MAX_DEMO_NODES).contains(&n) => Ok(n),
         _ => Err(format!(
             "the demo runs 1 to {MAX_DEMO_NODES} nodes, so that its timeline stays readable; \
-             for larger groups see `bully-node bench --scale`"
+             larger groups are measured by the benchmark (BENCHMARKS.md)"
         )),
     }
 }
@@ -275,7 +246,7 @@ pub struct NodeArgs {
     /// The assignment's id is (days until your mother's next birthday, SU ID). A birthday
     /// today counts as next year's (the GCD refuses 0 days); 02-29 falls on 02-28 in common
     /// years.
-    #[arg(long, value_name = "MM-DD")]
+    #[arg(long, value_name = "MM-DD", value_parser = parse_birthday)]
     pub birthday: Option<Birthday>,
 
     /// The days until your mother's next birthday, given directly (1 to 365)
@@ -371,6 +342,11 @@ pub enum FeignModeArg {
     Ignore,
 }
 
+/// `--birthday MM-DD`, with [`explain_identity`]'s advice when it is not one.
+pub fn parse_birthday(s: &str) -> Result<Birthday, String> {
+    s.parse().map_err(|e| explain_identity(&e))
+}
+
 /// `--days N`: the GCD takes 1 to 365.
 pub fn parse_days(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
@@ -378,10 +354,6 @@ pub fn parse_days(s: &str) -> Result<u32, String> {
         _ => Err(format!("{s:?} is not a number of days the GCD accepts: give 1 to 365")),
     }
 }
-
-/// The shortest wait before a PROBE: more often than ten times a second only loads the
-/// leader (a 2-node group with 0..0 sent about 4,400 PROBEs a second).
-pub const MIN_PROBE_WAIT: Duration = Duration::from_millis(100);
 
 /// `--probe-interval MIN..MAX`, each end at least [`MIN_PROBE_WAIT`].
 pub fn parse_probe_span(s: &str) -> Result<Span, String> {
@@ -396,10 +368,6 @@ pub fn parse_probe_span(s: &str) -> Result<Span, String> {
     Ok(span)
 }
 
-/// The shortest feigned failure: one shorter is nothing a peer could notice, and with
-/// `--feign-after 0..0` the node would fail and recover in a busy loop.
-pub const MIN_FEIGN: Duration = Duration::from_millis(100);
-
 /// `--feign-for MIN..MAX`, each end at least [`MIN_FEIGN`].
 pub fn parse_feign_span(s: &str) -> Result<Span, String> {
     let span = parse_span(s)?;
@@ -412,9 +380,6 @@ pub fn parse_feign_span(s: &str) -> Result<Span, String> {
     }
     Ok(span)
 }
-
-/// The longest span: an hour between feigned failures is already "never" for a demo.
-pub const MAX_SPAN: Duration = Duration::from_secs(3600);
 
 /// `MIN..MAX`, each a time as for the timeouts (0 allowed), e.g. `500ms..3s`.
 pub fn parse_span(s: &str) -> Result<Span, String> {
@@ -434,18 +399,18 @@ pub fn parse_span(s: &str) -> Result<Span, String> {
     Ok(span)
 }
 
-/// A leader's check period: as [`parse_span`], but at least 100ms, so that no setting
-/// can make a leader hammer the serial GCD.
+/// A leader's check period: as [`parse_span`], but at least [`MIN_LEADER_CHECK`], so
+/// that no setting can make a leader hammer the serial GCD.
 pub fn parse_check_span(s: &str) -> Result<Span, String> {
     let span = parse_span(s)?;
-    if span.min < Duration::from_millis(100) {
-        return Err(format!("{s:?}: MIN must be at least 100ms (the GCD serves one request at a time)"));
+    if span.min < MIN_LEADER_CHECK {
+        return Err(format!(
+            "{s:?}: MIN must be at least {}ms (the GCD serves one request at a time)",
+            MIN_LEADER_CHECK.as_millis()
+        ));
     }
     Ok(span)
 }
-
-/// The longest any timeout may be: past this, a group takes minutes to notice anything.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `1500ms`, `2s`, `2.5s`, or a bare number of milliseconds; more than 0, at most a minute.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -512,18 +477,16 @@ impl From<AcceptName> for RegisterName {
 
 impl NodeArgs {
     /// Checks the node's arguments; `today` is the local date the birthday counts from.
-    pub fn into_config(self, today: NaiveDate) -> Result<Config, IdentityError> {
+    pub fn into_config(self, today: NaiveDate) -> Result<Config, ConfigError> {
         let su_id = self.su_id.expect("clap requires --su-id");
         let days = match (self.days, self.birthday) {
             (Some(days), _) => days,
             (None, Some(bd)) => bd.days_until_next(today),
             (None, None) => unreachable!("clap requires --birthday or --days"),
         };
-        let pid = ProcessId::new(days, su_id);
-        pid.validate()?;
-        Ok(Config {
+        let config = Config {
             gcd: self.gcd.expect("clap requires --gcd"),
-            pid,
+            pid: ProcessId::new(days, su_id),
             listen: self.listen,
             gcd_message: self.gcd_message,
             settings: Settings {
@@ -545,7 +508,86 @@ impl NodeArgs {
             summary_on_stop: true,
             socket_timeout: self.socket_timeout,
             events: self.events,
-        })
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// An identity error and which flag to change: the library says what is wrong with the
+/// id, the command line knows where it came from.
+pub fn explain_identity(e: &IdentityError) -> String {
+    match e {
+        IdentityError::DaysOutOfRange(366) => format!("{e}; pass --days 365 instead"),
+        IdentityError::DaysOutOfRange(_) => format!("{e}; pick --days between 1 and 365"),
+        IdentityError::SuIdOutOfRange(_) => format!("{e}; pass your 7-digit student number to --su-id"),
+        IdentityError::BadBirthday { input, problem: BirthdayProblem::HasYear { month, day } } => {
+            format!("birthday {input:?} has a year; drop it and give month and day: --birthday {month}-{day}")
+        }
+        IdentityError::BadBirthday { .. } => e.to_string(),
+    }
+}
+
+/// A configuration error and which flag to change. Only the id can be wrong once clap
+/// has parsed the flags (their parsers enforce the same limits); the rest is for a
+/// config that changed under them.
+pub fn explain_config(e: &ConfigError) -> String {
+    let flag = |field: &ConfigField| match field {
+        ConfigField::SocketTimeout => "--socket-timeout",
+        ConfigField::ElectTimeout => "--elect-timeout",
+        ConfigField::LeaderTimeout => "--leader-timeout",
+        ConfigField::Probe => "--probe-interval",
+        ConfigField::LeaderCheck => "--leader-check",
+        ConfigField::FeignAfter => "--feign-after",
+        ConfigField::FeignLasting => "--feign-for",
+    };
+    match e {
+        ConfigError::Pid(e) => explain_identity(e),
+        ConfigError::Time { field, .. }
+        | ConfigError::SpanReversed { field, .. }
+        | ConfigError::SpanOutOfRange { field, .. } => format!("{e} (set by {})", flag(field)),
+    }
+}
+
+/// A GCD error with what to do about it, in terms of this command line's flags.
+pub fn explain_gcd(e: &GcdError) -> String {
+    let gcd = e.gcd();
+    let hint = match e.advice() {
+        None => return e.to_string(),
+        Some(Advice::CheckHost) => format!("check the host in --gcd (e.g. --gcd 127.0.0.1:{})", gcd.port),
+        Some(Advice::StartGcd) => {
+            format!("start it (python3 gcd2.py PORT, or bully-node gcd --listen {gcd}) or fix --gcd")
+        }
+        Some(Advice::CheckNotStuck) => "check that --gcd names a GCD and that it is not stuck".into(),
+        Some(Advice::CheckIsGcd) => "check that --gcd names a GCD (gcd2.py drops requests it cannot handle)".into(),
+        Some(Advice::TryAgain) => "try again".into(),
+        Some(Advice::ListenOnGcdHost) => "the GCD only takes members listening on its own host: run the node on \
+            that machine, or pass --listen with an address there (e.g. --listen 127.0.0.1:0)"
+            .into(),
+        Some(Advice::CheckId) => "check --days (1 to 365) or --birthday, and --su-id (7 digits)".into(),
+        Some(Advice::ListenPort) => "pass --listen with a port from 1 to 65535, or 0 for any free port".into(),
+        Some(Advice::RegisterName) => {
+            "this GCD wants another registration name: use --gcd-message auto, or the name it expects".into()
+        }
+        Some(Advice::ListenIp) => {
+            "the GCD could not resolve the host we listen on: pass --listen with an IP address".into()
+        }
+        Some(Advice::SeeMessage) => "see the GCD's message above".into(),
+        Some(Advice::CheckIsCourseGcd) => "check that --gcd names the course's GCD".into(),
+    };
+    format!("{e}; {hint}")
+}
+
+/// A start-up error with what to do about it, in terms of this command line's flags.
+pub fn explain_node(e: &NodeError) -> String {
+    match e {
+        NodeError::Bind { .. } => format!("{e}; pick another --listen HOST:PORT (port 0 takes any free one)"),
+        NodeError::Events { .. } => format!("{e}; pick another --events path"),
+        NodeError::Config(e) => explain_config(e),
+        NodeError::Gcd { error, attempts: 1, .. } => explain_gcd(error),
+        NodeError::Gcd { error, attempts, waited } => {
+            format!("{} (gave up after {attempts} attempts over {:.1} s)", explain_gcd(error), waited.as_secs_f64())
+        }
     }
 }
 
@@ -600,7 +642,9 @@ mod tests {
         assert!(parse(&["--gcd", "nohost", "--su-id", "4123456", "--days", "3"]).is_err());
         // Valid syntax, but an id the GCD would refuse: refused at start-up.
         let cli = parse(&["--gcd", "h:1", "--su-id", "123", "--days", "3"]).unwrap();
-        assert!(cli.node.into_config(today()).unwrap_err().to_string().contains("--su-id"));
+        let err = cli.node.into_config(today()).unwrap_err();
+        assert_eq!(err, ConfigError::Pid(IdentityError::SuIdOutOfRange(123)));
+        assert!(explain_config(&err).ends_with("to --su-id"), "{}", explain_config(&err));
     }
 
     #[test]
@@ -616,7 +660,7 @@ mod tests {
         let config = cli.node.into_config(today()).unwrap();
         assert_eq!(config.settings.timeouts.elect, Duration::from_millis(500));
         assert_eq!(config.settings.timeouts.leader, Duration::from_secs(4));
-        assert_eq!(config.socket_timeout, bully_node::runtime::SOCKET_TIMEOUT, "one default, spelled once");
+        assert_eq!(config.socket_timeout, bully_node::SOCKET_TIMEOUT, "one default, spelled once");
     }
 
     #[test]
@@ -642,7 +686,7 @@ mod tests {
     fn leader_check_flags() {
         let base = ["--gcd", "h:1", "--days", "7", "--su-id", "4123456"];
         let config = parse(&base).unwrap().node.into_config(today()).unwrap();
-        assert_eq!(config.settings.leader_check, Some(bully_node::node::LEADER_CHECK));
+        assert_eq!(config.settings.leader_check, Some(bully_node::LEADER_CHECK));
         let mut args = base.to_vec();
         args.extend(["--leader-check", "500ms..1s"]);
         let config = parse(&args).unwrap().node.into_config(today()).unwrap();
@@ -695,6 +739,87 @@ mod tests {
         assert!(parse_days("0").is_err());
         assert!(parse_demo_nodes("51").unwrap_err().contains("1 to 50"));
         assert_eq!(parse_demo_nodes("50"), Ok(50));
+    }
+
+    #[test]
+    fn identity_errors_name_the_flag_to_change() {
+        let explain = |days, su_id| explain_identity(&ProcessId::new(days, su_id).validate().unwrap_err());
+        assert!(explain(0, 1_234_567).ends_with("; pick --days between 1 and 365"), "{}", explain(0, 1_234_567));
+        assert!(explain(366, 1_234_567).ends_with("; pass --days 365 instead"), "{}", explain(366, 1_234_567));
+        let err = explain(5, 999_999);
+        assert!(err.starts_with("SU ID 999999 is outside") && err.ends_with("to --su-id"), "{err}");
+        let err = parse_birthday("2025-03-14").unwrap_err();
+        assert!(err.contains("has a year") && err.ends_with("--birthday 03-14"), "{err}");
+        assert!(!err.contains("not a number"), "{err}");
+        let err = parse_birthday("02-30").unwrap_err();
+        assert!(err.contains("is not a date") && err.contains("MM-DD"), "{err}");
+        assert_eq!(parse_birthday("03-14"), Ok(Birthday { month: 3, day: 14 }));
+        // What clap shows for a bad --birthday is the same advice.
+        let err = parse(&["--gcd", "h:1", "--su-id", "4123456", "--birthday", "2025-03-14"]).unwrap_err().to_string();
+        assert!(err.contains("--birthday 03-14"), "{err}");
+    }
+
+    #[test]
+    fn whatever_the_flags_accept_the_engine_accepts() {
+        let edges = [
+            "--socket-timeout=60s",
+            "--elect-timeout=1ms",
+            "--leader-timeout=1ms",
+            "--probe-interval=100ms..3600s",
+            "--leader-check=100ms..100ms",
+            "--feign-after=0..0",
+            "--feign-for=100ms..3600s",
+        ];
+        let mut args = vec!["--gcd", "h:1", "--days", "365", "--su-id", "9999999"];
+        args.extend(edges);
+        let config = parse(&args).unwrap().node.into_config(today()).unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.settings.probe.unwrap().min, MIN_PROBE_WAIT);
+        // One step past each edge, the flag's parser refuses it.
+        for past in
+            ["--socket-timeout=61s", "--probe-interval=99ms..1s", "--feign-for=99ms..1s", "--leader-check=99ms..1s"]
+        {
+            let mut args = vec!["--gcd", "h:1", "--days", "365", "--su-id", "9999999"];
+            args.push(past);
+            assert!(parse(&args).is_err(), "{past}");
+        }
+        // A config changed after parsing is named by its flag.
+        let mut config = config;
+        config.settings.probe = Some(Span::new(Duration::ZERO, Duration::ZERO));
+        let text = explain_config(&config.validate().unwrap_err());
+        assert!(text.starts_with("settings.probe 0..0ms") && text.ends_with("(set by --probe-interval)"), "{text}");
+    }
+
+    #[test]
+    fn gcd_errors_get_the_flag_to_change() {
+        let gcd = Addr::new("127.0.0.1", 23600);
+        let refused = |reason: &str| GcdError::Refused { gcd: gcd.clone(), reason: reason.into() };
+        assert_eq!(
+            explain_gcd(&refused("Unexpected message: HOWDY")),
+            "the GCD at 127.0.0.1:23600 refused us: 'Unexpected message: HOWDY'; this GCD wants another \
+             registration name: use --gcd-message auto, or the name it expects"
+        );
+        assert!(explain_gcd(&refused("Only local group members currently allowed")).contains("--listen 127.0.0.1:0"));
+        assert!(explain_gcd(&refused("Malformed process id")).contains("--su-id (7 digits)"));
+        let down = GcdError::Unreachable { gcd: gcd.clone(), cause: std::io::Error::from_raw_os_error(111) };
+        let text = explain_gcd(&down);
+        assert!(text.starts_with("cannot reach the GCD at 127.0.0.1:23600: "), "{text}");
+        assert!(text
+            .ends_with("; start it (python3 gcd2.py PORT, or bully-node gcd --listen 127.0.0.1:23600) or fix --gcd"));
+        let nowhere = Addr::new("nosuch.invalid", 4000);
+        let unknown = GcdError::Unreachable { gcd: nowhere, cause: std::io::Error::other("no such name") };
+        assert!(explain_gcd(&unknown).ends_with("; check the host in --gcd (e.g. --gcd 127.0.0.1:4000)"));
+        let garbage = GcdError::BadReply { gcd: gcd.clone(), what: "5, not a members dict".into() };
+        assert_eq!(explain_gcd(&garbage), garbage.to_string(), "nothing to add");
+        let gave_up = NodeError::Gcd { error: down, attempts: 5, waited: Duration::from_millis(3800) };
+        let text = explain_node(&gave_up);
+        assert!(text.ends_with("or fix --gcd (gave up after 5 attempts over 3.8 s)"), "{text}");
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let text = explain_node(&NodeError::Bind { addr: gcd, cause: in_use });
+        assert!(text.starts_with("cannot listen on 127.0.0.1:23600: ") && text.contains("pick another --listen"));
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = explain_node(&NodeError::Events { path: "/x/y".into(), cause: missing });
+        assert!(text.ends_with("; pick another --events path"), "{text}");
     }
 
     #[test]

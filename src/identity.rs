@@ -23,7 +23,7 @@ impl ProcessId {
         ProcessId { days, su_id }
     }
 
-    /// Checks the id against what the GCD accepts; the error says what to change.
+    /// Checks the id against what the GCD accepts; the error says which part is wrong.
     pub fn validate(&self) -> Result<(), IdentityError> {
         if !DAYS_RANGE.contains(&self.days) {
             return Err(IdentityError::DaysOutOfRange(self.days));
@@ -49,11 +49,31 @@ impl fmt::Display for ProcessId {
     }
 }
 
+/// What is wrong with an identity or a birthday, in the protocol's terms; a front end
+/// adds how to fix it in its own (the binary names its flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityError {
+    /// Days outside [`DAYS_RANGE`]; 366 comes from a birthday today when next year's is a
+    /// leap year away.
     DaysOutOfRange(u32),
+    /// An SU ID outside [`SU_ID_RANGE`].
     SuIdOutOfRange(u32),
-    BadBirthday(String),
+    /// A birthday that is not `MM-DD`: the text given, and what is wrong with it.
+    BadBirthday { input: String, problem: BirthdayProblem },
+}
+
+/// How a birthday's text fails to be `MM-DD`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BirthdayProblem {
+    NoDash,
+    /// `YYYY-MM-DD`: month and day are there, as written, after a year.
+    HasYear {
+        month: String,
+        day: String,
+    },
+    MonthNotANumber,
+    DayNotANumber,
+    NotADate,
 }
 
 impl fmt::Display for IdentityError {
@@ -61,24 +81,37 @@ impl fmt::Display for IdentityError {
         match self {
             IdentityError::DaysOutOfRange(366) => write!(
                 f,
-                "the birthday is today and next year's is 366 days away, but the GCD only accepts 1 to 365 days; pass --days 365 instead"
+                "the birthday is today and next year's is 366 days away, but the GCD only accepts 1 to 365 days"
             ),
-            IdentityError::DaysOutOfRange(d) => write!(
-                f,
-                "{d} days until the birthday is outside what the GCD accepts (1 to 365); pick --days between 1 and 365"
-            ),
-            IdentityError::SuIdOutOfRange(id) => write!(
-                f,
-                "SU ID {id} is outside what the GCD accepts (7 digits, 1000000 to 9999999); pass your 7-digit student number to --su-id"
-            ),
-            IdentityError::BadBirthday(why) => write!(f, "{why}"),
+            IdentityError::DaysOutOfRange(d) => {
+                write!(f, "{d} days until the birthday is outside what the GCD accepts (1 to 365)")
+            }
+            IdentityError::SuIdOutOfRange(id) => {
+                write!(f, "SU ID {id} is outside what the GCD accepts (7 digits, 1000000 to 9999999)")
+            }
+            IdentityError::BadBirthday { input, problem } => {
+                write!(f, "birthday {input:?} ")?;
+                match problem {
+                    BirthdayProblem::HasYear { month, day } => {
+                        write!(f, "has a year; drop it and give month and day: {month}-{day}")
+                    }
+                    BirthdayProblem::NoDash => write!(f, "has no '-'; write it as MM-DD, e.g. 03-14"),
+                    BirthdayProblem::MonthNotANumber => {
+                        write!(f, "has a month that is not a number; write it as MM-DD, e.g. 03-14")
+                    }
+                    BirthdayProblem::DayNotANumber => {
+                        write!(f, "has a day that is not a number; write it as MM-DD, e.g. 03-14")
+                    }
+                    BirthdayProblem::NotADate => write!(f, "is not a date; write it as MM-DD, e.g. 03-14"),
+                }
+            }
         }
     }
 }
 
 impl std::error::Error for IdentityError {}
 
-/// A birthday as month and day, as given by `--birthday MM-DD`.
+/// A birthday as month and day, written `MM-DD`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Birthday {
     pub month: u32,
@@ -89,20 +122,17 @@ impl std::str::FromStr for Birthday {
     type Err = IdentityError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            |why: &str| IdentityError::BadBirthday(format!("birthday {s:?} {why}; write it as MM-DD, e.g. 03-14"));
-        let (m, d) = s.trim().split_once('-').ok_or_else(|| bad("has no '-'"))?;
+        let bad = |problem| IdentityError::BadBirthday { input: s.to_owned(), problem };
+        let (m, d) = s.trim().split_once('-').ok_or_else(|| bad(BirthdayProblem::NoDash))?;
         if let Some((md, dd)) = d.split_once('-').filter(|_| m.len() == 4) {
             // YYYY-MM-DD: the year means nothing here (the next birthday is counted).
-            return Err(IdentityError::BadBirthday(format!(
-                "birthday {s:?} has a year; drop it and give month and day: --birthday {md}-{dd}"
-            )));
+            return Err(bad(BirthdayProblem::HasYear { month: md.to_owned(), day: dd.to_owned() }));
         }
-        let month: u32 = m.parse().map_err(|_| bad("has a month that is not a number"))?;
-        let day: u32 = d.parse().map_err(|_| bad("has a day that is not a number"))?;
+        let month: u32 = m.parse().map_err(|_| bad(BirthdayProblem::MonthNotANumber))?;
+        let day: u32 = d.parse().map_err(|_| bad(BirthdayProblem::DayNotANumber))?;
         // 2024 is a leap year, so this accepts 02-29 and rejects 02-30, 04-31, 13-01.
         if NaiveDate::from_ymd_opt(2024, month, day).is_none() {
-            return Err(bad("is not a date"));
+            return Err(bad(BirthdayProblem::NotADate));
         }
         Ok(Birthday { month, day })
     }
@@ -171,17 +201,41 @@ mod tests {
     }
 
     #[test]
-    fn bad_birthdays_and_ids_say_what_to_do() {
-        for s in ["13-01", "02-30", "0314", "ab-cd", ""] {
+    fn bad_birthdays_and_ids_say_what_is_wrong() {
+        for s in ["13-01", "02-30", "0314", "ab-cd", "03-xx", ""] {
             let err = s.parse::<Birthday>().unwrap_err().to_string();
-            assert!(err.contains("MM-DD"), "{s}: {err}");
+            assert!(err.contains("MM-DD") && err.contains(&format!("{s:?}")), "{s}: {err}");
         }
-        let err = "2025-03-14".parse::<Birthday>().unwrap_err().to_string();
-        assert!(err.contains("has a year") && err.contains("--birthday 03-14"), "{err}");
-        assert!(!err.contains("not a number"), "{err}");
-        assert!(ProcessId::new(0, 1_234_567).validate().unwrap_err().to_string().contains("--days"));
-        assert!(ProcessId::new(366, 1_234_567).validate().unwrap_err().to_string().contains("--days 365"));
-        assert!(ProcessId::new(5, 999_999).validate().unwrap_err().to_string().contains("--su-id"));
+        let err = "2025-03-14".parse::<Birthday>().unwrap_err();
+        let problem = BirthdayProblem::HasYear { month: "03".into(), day: "14".into() };
+        assert_eq!(err, IdentityError::BadBirthday { input: "2025-03-14".into(), problem });
+        assert!(err.to_string().contains("has a year; drop it and give month and day: 03-14"), "{err}");
+        let err = ProcessId::new(0, 1_234_567).validate().unwrap_err();
+        assert_eq!(err, IdentityError::DaysOutOfRange(0));
+        assert!(
+            err.to_string().starts_with("0 days until the birthday is outside") && err.to_string().contains("1 to 365")
+        );
+        let err = ProcessId::new(366, 1_234_567).validate().unwrap_err().to_string();
+        assert!(err.contains("366 days away") && err.contains("1 to 365"), "{err}");
+        let err = ProcessId::new(5, 999_999).validate().unwrap_err();
+        assert_eq!(err, IdentityError::SuIdOutOfRange(999_999));
+        assert!(err.to_string().contains("SU ID 999999 is outside") && err.to_string().contains("1000000 to 9999999"));
+        assert_eq!(ProcessId::new(5, 10_000_000).validate(), Err(IdentityError::SuIdOutOfRange(10_000_000)));
         assert!(ProcessId::new(365, 9_999_999).validate().is_ok());
+        assert!(ProcessId::new(1, 1_000_000).validate().is_ok());
+    }
+
+    #[test]
+    fn errors_name_no_command_line_flag() {
+        let errors = [
+            ProcessId::new(0, 1_234_567).validate().unwrap_err(),
+            ProcessId::new(366, 1_234_567).validate().unwrap_err(),
+            ProcessId::new(5, 999_999).validate().unwrap_err(),
+            "2025-03-14".parse::<Birthday>().unwrap_err(),
+            "0314".parse::<Birthday>().unwrap_err(),
+        ];
+        for err in errors {
+            assert!(!err.to_string().contains("--"), "{err}");
+        }
     }
 }

@@ -3,11 +3,9 @@
 
 mod cli;
 
-use bully_node::bench::{self, BenchConfig};
-use bully_node::demo::{self, DemoConfig};
-use bully_node::gcd::{server, Coordinator};
-use bully_node::report::logging;
-use bully_node::{identity, runtime};
+use bully_node::{
+    gcd_server, local_today, logging, run_check, run_demo, CheckConfig, CheckError, Coordinator, DemoConfig,
+};
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, ColorArg, Command};
 use std::ffi::OsString;
@@ -55,9 +53,9 @@ fn main() -> ExitCode {
                     );
                     let coordinator = Arc::new(Coordinator::new(config));
                     let served = if args.serial {
-                        server::serve_serially(listener, coordinator)
+                        gcd_server::serve_serially(listener, coordinator)
                     } else {
-                        server::serve(listener, coordinator)
+                        gcd_server::serve(listener, coordinator)
                     };
                     served.map_err(|e| e.to_string())
                 }
@@ -73,7 +71,7 @@ fn main() -> ExitCode {
             let events_on_stdout = args.events.as_deref() == Some("-");
             logging::init("demo".into(), 0, true, true, false);
             let tty = if events_on_stdout { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
-            demo::run(DemoConfig {
+            run_demo(DemoConfig {
                 nodes: args.nodes.into(),
                 duration: args.duration,
                 seed: args.seed.unwrap_or_else(rand::random),
@@ -85,17 +83,7 @@ fn main() -> ExitCode {
             })
         }
         Some(Command::Check(args)) => return check_main(args),
-        Some(Command::Bench(args)) => {
-            logging::init("bench".into(), 0, true, true, false);
-            bench::run(BenchConfig {
-                sizes: args.sizes.into_iter().filter(|n| *n >= 2).collect(),
-                reps: args.reps.max(1),
-                idle: args.idle,
-                scale: args.scale,
-                python: !args.no_python,
-            })
-        }
-        None => match cli.node.into_config(identity::local_today()) {
+        None => match cli.node.into_config(local_today()) {
             Ok(config) => {
                 restore_sigpipe();
                 let events_on_stdout = config.events.as_deref() == Some("-");
@@ -105,7 +93,7 @@ fn main() -> ExitCode {
                 run_node(config)
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", cli::explain_config(&e));
                 return ExitCode::from(2);
             }
         },
@@ -163,9 +151,11 @@ fn limit_malloc_arenas() {
 }
 
 /// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
-fn run_node(config: runtime::Config) -> Result<(), String> {
+fn run_node(config: bully_node::Config) -> Result<(), String> {
     limit_malloc_arenas();
-    let node = runtime::start(config).map_err(|e| e.to_string())?;
+    let seed = config.seed;
+    let node = bully_node::start(config).map_err(|e| cli::explain_node(&e))?;
+    log::info!("random choices seeded with {seed} (replay them with --seed {seed})");
     let stopper = node.stopper();
     if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
         log::warn!("Ctrl-C will end the node without a clean stop: {e}");
@@ -177,12 +167,15 @@ fn run_node(config: runtime::Config) -> Result<(), String> {
 /// `bully-node check`: the rubric on stdout, exit 0 (no required check failed), 1 (one
 /// did) or 2 (usage error, a peer that could not be started).
 fn check_main(args: cli::CheckArgs) -> ExitCode {
-    use bully_node::check::{self, CheckConfig, CheckError};
     use std::sync::atomic::{AtomicBool, Ordering};
     // The rubric goes to stdout; the few warnings the checker may log go to stderr.
     logging::init("check".into(), 0, true, true, false);
-    if args.time < check::MIN_LIMIT {
-        eprintln!("error: --time {:?} is too short: the scenarios need at least {:?}", args.time, check::MIN_LIMIT);
+    if args.time < bully_node::CHECK_MIN_LIMIT {
+        eprintln!(
+            "error: --time {:?} is too short: the scenarios need at least {:?}",
+            args.time,
+            bully_node::CHECK_MIN_LIMIT
+        );
         return ExitCode::from(2);
     }
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -194,10 +187,10 @@ fn check_main(args: cli::CheckArgs) -> ExitCode {
         command: args.command,
         gcd_message: args.gcd_message.into(),
         limit: args.time,
-        today: identity::local_today(),
+        today: local_today(),
         interrupted,
     };
-    match check::run(&config) {
+    match run_check(&config) {
         Ok(report) => {
             print!("{}", report.render());
             if let Some(path) = &args.json {

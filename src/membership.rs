@@ -154,7 +154,7 @@ impl Members {
 
     /// Takes in every member of `other` that we did not know, by the same rules;
     /// members we know keep the address we have. Returns the newcomers. Stops at
-    /// [`MAX_LEARNED_MEMBERS`]: a peer's message can't grow the group without bound.
+    /// `MAX_LEARNED_MEMBERS`: a peer's message can't grow the group without bound.
     pub fn merge(&mut self, other: &Members) -> Vec<ProcessId> {
         let mut learned = Vec::new();
         for m in other.entries.iter() {
@@ -173,7 +173,7 @@ impl Members {
     /// we know is ever removed or moved (a peer's list may be stale: classmates' peers
     /// only ever add members), so two ids can share an SU ID or an address here until
     /// the GCD is asked again. Entries `skip` refuses are left out. Returns the
-    /// newcomers. Stops at [`MAX_LEARNED_MEMBERS`].
+    /// newcomers. Stops at `MAX_LEARNED_MEMBERS`.
     pub fn learn(&mut self, other: &Members, mut skip: impl FnMut(&Member) -> bool) -> Vec<ProcessId> {
         let mut learned = Vec::new();
         for m in other.entries.iter() {

@@ -3,9 +3,7 @@
 
 mod common;
 
-use bully_node::gcd::{self, NameChoice};
-use bully_node::identity::ProcessId;
-use bully_node::membership::Addr;
+use bully_node::{register, Addr, NameChoice, ProcessId};
 use common::{leader_of, rust_gcd, wait_all_follow, Node, Pid, Scratch};
 use std::io::Read;
 use std::net::TcpListener;
@@ -58,7 +56,7 @@ fn silent_member(gcd_port: u16, pid: ProcessId) -> (Arc<AtomicUsize>, std::threa
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = Addr::new("127.0.0.1", listener.local_addr().unwrap().port());
     let gcd_addr = Addr::new("127.0.0.1", gcd_port);
-    gcd::register(&gcd_addr, NameChoice::Auto, pid, &addr, Duration::from_secs(5)).unwrap();
+    register(&gcd_addr, NameChoice::Auto, pid, &addr, Duration::from_secs(5)).unwrap();
     let taken = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&taken);
     let handle = std::thread::spawn(move || {

@@ -3,10 +3,8 @@
 //! protocol messages they are. serde-pickle serves as a second opinion wherever it can
 //! decode the file at all.
 
-use bully_node::identity::ProcessId;
-use bully_node::membership::{Addr, Layout};
-use bully_node::protocol::{Message, Reply};
 use bully_node::wire::{decode, read_pickle, DecodeErrorKind, Value, MAX_PICKLE_BYTES};
+use bully_node::{Addr, Layout, Message, ProcessId, Reply};
 use std::path::PathBuf;
 
 mod common;

@@ -5,11 +5,8 @@
 
 mod common;
 
-use bully_node::gcd::{self, NameChoice};
-use bully_node::identity::ProcessId;
-use bully_node::membership::Addr;
-use bully_node::protocol::{encode_message, Message};
 use bully_node::wire::{decode, encode, read_pickle, Style, Value, MAX_PICKLE_BYTES};
+use bully_node::{encode_message, register, Addr, Message, NameChoice, ProcessId};
 use common::{bully_node, leader_of, rust_gcd, says, send_raw, wait_all_follow, wait_until, Node, Proc, Scratch};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -226,7 +223,7 @@ impl FakeMember {
     fn start(gcd_port: u16, pid: ProcessId, reply: Value) -> FakeMember {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        gcd::register(
+        register(
             &Addr::new("127.0.0.1", gcd_port),
             NameChoice::Auto,
             pid,

@@ -225,7 +225,7 @@ fn help_is_short_with_h_long_with_help_and_fits_the_terminal() {
     let (_, demo, _) = run(&["demo", "--help"], &[]);
     assert!(demo.contains("1 to 50"), "{demo}");
     assert!(long.contains("your mother's birthday") || long.contains("Your mother's birthday"), "{long}");
-    for args in [&["--help"][..], &["-h"], &["demo", "--help"], &["gcd", "--help"], &["bench", "--help"]] {
+    for args in [&["--help"][..], &["-h"], &["demo", "--help"], &["gcd", "--help"], &["check", "--help"]] {
         for (columns, width) in [("80", 80), ("72", 72)] {
             let (_, text, _) = run(args, &[("COLUMNS", columns)]);
             let long_lines: Vec<&str> = text.lines().filter(|l| l.chars().count() > width).collect();
@@ -339,26 +339,4 @@ fn a_node_whose_stdout_closes_ends_quietly() {
     assert_eq!(status.signal(), Some(13), "ended by SIGPIPE, as `| head` expects: {status:?}");
     let err: Vec<String> = err.iter().collect();
     assert!(err.is_empty(), "quietly: {err:?}");
-}
-
-/// `bench` shows a progress bar on a terminal (a pseudo-terminal from util-linux's
-/// `script`) and none in a pipe (`bench_smoke` runs it piped: see the assertion there).
-#[cfg(target_os = "linux")]
-#[test]
-fn bench_shows_progress_on_a_terminal() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: no `script` to make a terminal with");
-        return;
-    }
-    let bench =
-        format!("{} bench --sizes 2 --reps 1 --idle 100ms --scale 2 --no-python", env!("CARGO_BIN_EXE_bully-node"));
-    let mut cmd = Command::new("script");
-    cmd.args(["-qfec", &bench, "/dev/null"]).env_remove("NO_COLOR").env("TERM", "xterm");
-    let mut p = Split::spawn(cmd);
-    let status = p.wait_exit();
-    assert!(status.success(), "{status:?}\n{}", p.errors());
-    let out = p.text();
-    assert!(out.contains(" left) "), "no progress bar:\n{out}");
-    assert!(out.contains("join, bully-node, N=2"), "the bar says what runs:\n{out}");
-    assert!(out.contains("| join: new highest registers"), "{out}");
 }

@@ -2,10 +2,8 @@
 //! objects a Python peer would have built, types included. Also measures how big our
 //! ELECTs are against CPython's own protocol-4 pickles of the same message.
 
-use bully_node::identity::ProcessId;
-use bully_node::membership::{Addr, Layout, Members};
-use bully_node::protocol::{encode_message, Message, RegisterName};
 use bully_node::wire::{encode, pyrepr, Style, Value};
+use bully_node::{encode_message, Addr, Layout, Members, Message, ProcessId, RegisterName};
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -6,10 +6,8 @@
 
 mod common;
 
-use bully_node::identity::ProcessId;
-use bully_node::membership::{Addr, Members};
-use bully_node::protocol::{encode_message, Message, Reply};
 use bully_node::wire::{decode, encode, read_pickle, Style, Value};
+use bully_node::{encode_message, Addr, Members, Message, ProcessId, Reply};
 use common::{bully_node, fixture, i, python_gcd, s, send_raw, t, wait_all_follow, Node, Pid, Proc, PyPeer, Scratch};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -46,7 +44,7 @@ fn got_it(reply: Option<Value>) -> bool {
 /// Registers `pid` at `port` with the GCD on `gcd` and returns the group it lists.
 fn register(gcd: u16, pid: (u32, u32), port: u16) -> Members {
     let msg = Message::Register {
-        name: bully_node::protocol::RegisterName::Howdy,
+        name: bully_node::RegisterName::Howdy,
         pid: ProcessId::new(pid.0, pid.1),
         addr: Addr::new("127.0.0.1", port),
     };

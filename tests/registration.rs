@@ -4,8 +4,8 @@
 
 mod common;
 
-use bully_node::protocol::{encode_message, Message};
 use bully_node::wire::{decode, Value};
+use bully_node::{encode_message, Message};
 use common::{bully_node, python_gcd, rust_gcd, send_raw, Proc};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -166,9 +166,9 @@ fn a_serial_coordinator_answers_one_connection_at_a_time() {
         // The accept queue is first come, first served: the registration connects after
         // the idle connection, so a serial coordinator takes it only once that one ends.
         let howdy = Message::Register {
-            name: bully_node::protocol::RegisterName::Howdy,
-            pid: bully_node::identity::ProcessId::new(5, 1234567),
-            addr: bully_node::membership::Addr::new("127.0.0.1", 4000),
+            name: bully_node::RegisterName::Howdy,
+            pid: bully_node::ProcessId::new(5, 1234567),
+            addr: bully_node::Addr::new("127.0.0.1", 4000),
         };
         let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
         client.write_all(&encode_message(&howdy)).unwrap();

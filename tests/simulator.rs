@@ -122,8 +122,8 @@ fn replay() {
 /// the leader's check off, it never does.
 #[test]
 fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
-    use bully_node::identity::ProcessId;
-    use bully_node::node::Settings;
+    use bully_node::ProcessId;
+    use bully_node::Settings;
     // The newcomer joins at a different point of the leader's check period each seed.
     let joins_at = |seed: u64| Duration::from_secs(8) + Duration::from_millis(seed * 97 % 20_000);
     let scenario = |seed: u64, settings: Settings| Scenario {
@@ -137,7 +137,7 @@ fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
         rebirths: vec![],
         chaos_end: Duration::from_secs(1),
         socket_timeout: Duration::from_millis(1500),
-        delay: bully_node::node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
+        delay: bully_node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
     };
     let quiet = Settings { feign: None, ..Settings::default() };
     let mut worst = Duration::ZERO;
@@ -158,8 +158,8 @@ fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
 /// settled, idle group (no failures, so nobody else asks), one request per 10-20 s.
 #[test]
 fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
-    use bully_node::identity::ProcessId;
-    use bully_node::node::Settings;
+    use bully_node::ProcessId;
+    use bully_node::Settings;
     for n in [5usize, 50, 200] {
         let sc = Scenario {
             seed: n as u64,
@@ -174,7 +174,7 @@ fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
             // window watched, five minutes long.
             chaos_end: Duration::from_secs(300),
             socket_timeout: Duration::from_millis(1500),
-            delay: bully_node::node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
+            delay: bully_node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
         };
         let r = run(&sc);
         assert!(!r.exhausted && r.agreed_at.is_some(), "{n} members did not settle");

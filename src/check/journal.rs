@@ -27,8 +27,6 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [Role::Low1, Role::Low2, Role::Leader, Role::Silent, Role::Dead, Role::Unknown];
-
     pub fn label(self) -> &'static str {
         match self {
             Role::Low1 => "L1",
@@ -101,8 +99,6 @@ pub struct Received {
     pub kind: Kind,
     /// The member answered GOT_IT.
     pub answered: bool,
-    /// Connection number, to match [`Journal::closed`] entries of held connections.
-    pub conn: u64,
 }
 
 /// A PROBE of the monitor, which samples whether the peer is reachable.

@@ -37,27 +37,6 @@ pub struct Check {
     pub evidence: String,
 }
 
-/// Every check, in the rubric's order.
-pub const NAMES: [&str; 17] = [
-    "registers",
-    "answers_probe",
-    "answers_elect",
-    "learns_from_elect",
-    "elects_on_join",
-    "announces_when_highest",
-    "follows_higher_leader",
-    "waits_after_got_it",
-    "wins_when_higher_silent",
-    "probes_leader",
-    "probe_interval",
-    "reregisters_on_failed_probe",
-    "not_blocking",
-    "feigns_failure",
-    "recovers_with_election",
-    "survives_garbage",
-    "large_elect",
-];
-
 /// A trial the driver made: when, and how each attempt ended.
 #[derive(Clone, Debug, Default)]
 pub struct Trial {
@@ -981,7 +960,7 @@ mod tests {
     }
 
     fn got(r: &mut Records, at: u64, role: Role, kind: Kind, answered: bool) {
-        r.received.push(Received { at: ms(at), role, kind, answered, conn: r.received.len() as u64 });
+        r.received.push(Received { at: ms(at), role, kind, answered });
     }
 
     fn registered(r: &mut Records, at: u64) {

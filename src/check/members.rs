@@ -254,7 +254,7 @@ impl Member {
             if r.dialect.is_none() {
                 r.dialect = spoken;
             }
-            r.received.push(Received { at, role: self.role, kind: kind.clone(), answered: answers, conn });
+            r.received.push(Received { at, role: self.role, kind: kind.clone(), answered: answers });
         });
         if answers {
             let reply = spoken.unwrap_or_else(|| self.shared.spoken()).got_it(self.pid);
@@ -335,9 +335,4 @@ impl Member {
             }
         });
     }
-}
-
-/// When the peer was last seen sending anything to a member, if ever.
-pub fn last_heard(records: &super::journal::Records) -> Option<At> {
-    records.received.last().map(|r| r.at)
 }

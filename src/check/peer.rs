@@ -52,7 +52,6 @@ const KEEP_LINES: usize = 30;
 pub struct PeerProcess {
     child: Mutex<Option<Child>>,
     pub os_pid: u32,
-    pub command: Vec<String>,
     output: Arc<Mutex<VecDeque<String>>>,
     exit: Mutex<Option<ExitStatus>>,
 }
@@ -84,13 +83,7 @@ impl PeerProcess {
                 }
             });
         }
-        Ok(PeerProcess {
-            os_pid: child.id(),
-            child: Mutex::new(Some(child)),
-            command: command.to_vec(),
-            output,
-            exit: Mutex::new(None),
-        })
+        Ok(PeerProcess { os_pid: child.id(), child: Mutex::new(Some(child)), output, exit: Mutex::new(None) })
     }
 
     /// The exit status if the peer has ended.

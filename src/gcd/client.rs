@@ -42,7 +42,8 @@ pub struct Registration {
     pub rejected: usize,
 }
 
-/// Why registration failed. Each says what failed, why, and what to do.
+/// Why registration failed: what failed and why. [`GcdError::advice`] says what a person
+/// can do about it, for the caller to word in its own terms (the binary names its flags).
 #[derive(Debug)]
 pub enum GcdError {
     Unreachable { gcd: Addr, cause: std::io::Error },
@@ -55,6 +56,36 @@ pub enum GcdError {
     BadReply { gcd: Addr, what: String },
 }
 
+/// What a person can do about a [`GcdError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// The GCD's host name does not resolve: check it (starting a GCD cannot help).
+    CheckHost,
+    /// Nothing listens at the GCD's address: start a GCD there, or give another address.
+    StartGcd,
+    /// It took the connection but never answered: check that it is a GCD and not stuck.
+    CheckNotStuck,
+    /// It closed without a word: check that the address is a GCD's (gcd2.py drops
+    /// requests it cannot handle).
+    CheckIsGcd,
+    /// The connection broke: try again.
+    TryAgain,
+    /// It takes only members listening on its own host.
+    ListenOnGcdHost,
+    /// It found the process id malformed: check the days and the SU ID.
+    CheckId,
+    /// It found the port we listen on invalid.
+    ListenPort,
+    /// It wants another registration name.
+    RegisterName,
+    /// It could not resolve the host we listen on: listen on an IP address.
+    ListenIp,
+    /// A refusal with nothing to add: the GCD's own words are the advice.
+    SeeMessage,
+    /// It accepts none of the names: check that it is the course's GCD.
+    CheckIsCourseGcd,
+}
+
 impl GcdError {
     /// Whether trying again soon may help: the GCD is not up yet, or the connection
     /// broke. A refusal, garbage, a dropped request or a GCD that hangs will not change.
@@ -62,20 +93,49 @@ impl GcdError {
         matches!(self, GcdError::Unreachable { .. } | GcdError::Broken { .. })
     }
 
+    /// The GCD's address, as it was given.
+    pub fn gcd(&self) -> &Addr {
+        match self {
+            GcdError::Unreachable { gcd, .. }
+            | GcdError::Timeout { gcd }
+            | GcdError::Broken { gcd, .. }
+            | GcdError::NoReply { gcd }
+            | GcdError::NotAPickle { gcd, .. }
+            | GcdError::Refused { gcd, .. }
+            | GcdError::NoNameAccepted { gcd, .. }
+            | GcdError::BadReply { gcd, .. } => gcd,
+        }
+    }
+
+    /// What to do about it, if there is anything to say beyond the error itself.
+    pub fn advice(&self) -> Option<Advice> {
+        Some(match self {
+            // No OS error code: the name did not resolve; starting a GCD there can't help.
+            GcdError::Unreachable { cause, .. } if cause.raw_os_error().is_none() => Advice::CheckHost,
+            GcdError::Unreachable { .. } => Advice::StartGcd,
+            GcdError::Timeout { .. } => Advice::CheckNotStuck,
+            GcdError::Broken { .. } => Advice::TryAgain,
+            GcdError::NoReply { .. } => Advice::CheckIsGcd,
+            GcdError::Refused { reason, .. } => GcdError::refusal_advice(reason),
+            GcdError::NoNameAccepted { .. } => Advice::CheckIsCourseGcd,
+            GcdError::NotAPickle { .. } | GcdError::BadReply { .. } => return None,
+        })
+    }
+
     /// What to do about a refusal, from the GCD's own words.
-    fn advice(reason: &str) -> &'static str {
+    fn refusal_advice(reason: &str) -> Advice {
         if reason.starts_with("Only local group members") {
-            "the GCD only takes members listening on its own host: run the node on that machine, or pass --listen with an address there (e.g. --listen 127.0.0.1:0)"
+            Advice::ListenOnGcdHost
         } else if reason.starts_with("Malformed process id") {
-            "check --days (1 to 365) or --birthday, and --su-id (7 digits)"
+            Advice::CheckId
         } else if reason.starts_with("Invalid port number") {
-            "pass --listen with a port from 1 to 65535, or 0 for any free port"
+            Advice::ListenPort
         } else if reason.starts_with("Unexpected message") {
-            "this GCD wants another registration name: use --gcd-message auto, or the name it expects"
+            Advice::RegisterName
         } else if reason.starts_with("[Errno") || reason.contains("codec failed") {
-            "the GCD could not resolve the host we listen on: pass --listen with an IP address"
+            Advice::ListenIp
         } else {
-            "see the GCD's message above"
+            Advice::SeeMessage
         }
     }
 }
@@ -83,37 +143,20 @@ impl GcdError {
 impl fmt::Display for GcdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // No OS error code: the name did not resolve; starting a GCD there can't help.
-            GcdError::Unreachable { gcd, cause } if cause.raw_os_error().is_none() => write!(
-                f,
-                "cannot find the GCD's host {:?}: {cause}; check the host in --gcd (e.g. --gcd 127.0.0.1:{})",
-                gcd.host, gcd.port
-            ),
-            GcdError::Unreachable { gcd, cause } => write!(
-                f,
-                "cannot reach the GCD at {gcd}: {cause}; start it (python3 gcd2.py PORT, or bully-node gcd --listen {gcd}) or fix --gcd"
-            ),
-            GcdError::Timeout { gcd } => write!(
-                f,
-                "the GCD at {gcd} did not answer in time; check that --gcd names a GCD and that it is not stuck"
-            ),
-            GcdError::Broken { gcd, cause } => {
-                write!(f, "the connection to the GCD at {gcd} failed: {cause}; try again")
+            GcdError::Unreachable { gcd, cause } if cause.raw_os_error().is_none() => {
+                write!(f, "cannot find the GCD's host {:?}: {cause}", gcd.host)
             }
-            GcdError::NoReply { gcd } => write!(
-                f,
-                "the GCD at {gcd} closed the connection without answering; check that --gcd names a GCD (gcd2.py drops requests it cannot handle)"
-            ),
+            GcdError::Unreachable { gcd, cause } => write!(f, "cannot reach the GCD at {gcd}: {cause}"),
+            GcdError::Timeout { gcd } => write!(f, "the GCD at {gcd} did not answer in time"),
+            GcdError::Broken { gcd, cause } => write!(f, "the connection to the GCD at {gcd} failed: {cause}"),
+            GcdError::NoReply { gcd } => write!(f, "the GCD at {gcd} closed the connection without answering"),
             GcdError::NotAPickle { gcd, text } => {
                 write!(f, "the GCD at {gcd} could not read our request and said: {text}")
             }
-            GcdError::Refused { gcd, reason } => {
-                write!(f, "the GCD at {gcd} refused us: '{reason}'; {}", GcdError::advice(reason))
+            GcdError::Refused { gcd, reason } => write!(f, "the GCD at {gcd} refused us: '{reason}'"),
+            GcdError::NoNameAccepted { gcd, last } => {
+                write!(f, "the GCD at {gcd} accepts none of HOWDY, BEGIN and JOIN (last answer: '{last}')")
             }
-            GcdError::NoNameAccepted { gcd, last } => write!(
-                f,
-                "the GCD at {gcd} accepts none of HOWDY, BEGIN and JOIN (last answer: '{last}'); check that --gcd names the course's GCD"
-            ),
             GcdError::BadReply { gcd, what } => write!(f, "the GCD at {gcd} answered with {what}"),
         }
     }
@@ -182,5 +225,55 @@ fn request(gcd: &Addr, message: &Message, timeout: Duration) -> Result<Reply, Gc
             }
             other => Err(GcdError::BadReply { gcd: g(), what: other.to_string() }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(reason: &str) -> GcdError {
+        GcdError::Refused { gcd: Addr::new("127.0.0.1", 23600), reason: reason.into() }
+    }
+
+    #[test]
+    fn a_refusal_gets_the_advice_its_words_call_for() {
+        for (reason, advice) in [
+            ("Only local group members currently allowed", Advice::ListenOnGcdHost),
+            ("Malformed process id (0, 5)", Advice::CheckId),
+            ("Invalid port number 70000", Advice::ListenPort),
+            ("Unexpected message: HOWDY", Advice::RegisterName),
+            ("[Errno -2] Name or service not known", Advice::ListenIp),
+            ("encoding with 'idna' codec failed", Advice::ListenIp),
+            ("Something else entirely", Advice::SeeMessage),
+        ] {
+            assert_eq!(refused(reason).advice(), Some(advice), "{reason}");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_failed_without_naming_a_flag() {
+        let gcd = Addr::new("127.0.0.1", 23600);
+        let refused_conn = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let os_refused = std::io::Error::from_raw_os_error(111);
+        let errors = [
+            (
+                GcdError::Unreachable { gcd: Addr::new("nosuch.invalid", 1), cause: refused_conn },
+                Some(Advice::CheckHost),
+            ),
+            (GcdError::Unreachable { gcd: gcd.clone(), cause: os_refused }, Some(Advice::StartGcd)),
+            (GcdError::Timeout { gcd: gcd.clone() }, Some(Advice::CheckNotStuck)),
+            (GcdError::NoReply { gcd: gcd.clone() }, Some(Advice::CheckIsGcd)),
+            (GcdError::Broken { gcd: gcd.clone(), cause: "reset".into() }, Some(Advice::TryAgain)),
+            (GcdError::NoNameAccepted { gcd: gcd.clone(), last: "x".into() }, Some(Advice::CheckIsCourseGcd)),
+            (GcdError::BadReply { gcd: gcd.clone(), what: "5".into() }, None),
+            (refused("Only local group members currently allowed"), Some(Advice::ListenOnGcdHost)),
+        ];
+        for (error, advice) in errors {
+            let text = error.to_string();
+            assert_eq!(error.advice(), advice, "{text}");
+            assert!(text.contains(&error.gcd().to_string()) || text.contains("nosuch.invalid"), "{text}");
+            assert!(!text.contains("--"), "{text}");
+        }
     }
 }

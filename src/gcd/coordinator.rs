@@ -85,7 +85,7 @@ impl Coordinator {
     }
 
     /// Answers the bytes of one request (`raw`: what the connection delivered, at most
-    /// [`REQUEST_LIMIT`] bytes, as gcd2.py's single `recv(1024)` would see them).
+    /// `REQUEST_LIMIT` bytes, as gcd2.py's single `recv(1024)` would see them).
     pub fn answer(&self, raw: &[u8]) -> Answer {
         let raw = &raw[..raw.len().min(REQUEST_LIMIT)];
         let message = match wire::decode(raw) {

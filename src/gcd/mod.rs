@@ -5,5 +5,5 @@ pub mod client;
 pub mod coordinator;
 pub mod server;
 
-pub use client::{register, GcdError, NameChoice, Registration};
+pub use client::{register, Advice, GcdError, NameChoice, Registration};
 pub use coordinator::{Answer, Coordinator, CoordinatorConfig};

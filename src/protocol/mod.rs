@@ -4,8 +4,8 @@
 mod message;
 mod values;
 
-pub use message::{Dialect, Heard, Message, MessageError, RegisterName, Reply};
-pub use values::{pid_from_value, pid_to_value, Parsed};
+pub use message::{Dialect, Message, RegisterName, Reply};
+pub use values::{pid_from_value, pid_to_value};
 
 use crate::wire::{encode, Style};
 

@@ -211,6 +211,7 @@ impl EventSink {
     }
 
     /// Lines dropped because the writer was behind.
+    #[cfg(test)]
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

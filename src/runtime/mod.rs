@@ -11,7 +11,10 @@ mod config;
 pub mod listener;
 pub mod mailbox;
 
-pub use config::{Config, SOCKET_TIMEOUT};
+pub use config::{
+    Config, ConfigError, ConfigField, MAX_SPAN, MAX_TIMEOUT, MIN_FEIGN, MIN_LEADER_CHECK, MIN_PROBE_WAIT, MIN_TIMEOUT,
+    SOCKET_TIMEOUT,
+};
 
 use listener::{Incoming, ListenerHandle};
 use mailbox::{Mailbox, Taken};
@@ -48,23 +51,21 @@ const GCD_FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The most a Python peer reads of a message (one `recv(1024)`).
 const PYTHON_RECV: usize = 1024;
 
+/// Why a node could not start, in the engine's terms (a front end adds what to do).
 #[derive(Debug)]
 pub enum NodeError {
     Bind { addr: Addr, cause: std::io::Error },
     Events { path: String, cause: std::io::Error },
     Gcd { error: GcdError, attempts: u32, waited: Duration },
+    Config(ConfigError),
 }
 
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NodeError::Bind { addr, cause } => write!(
-                f,
-                "cannot listen on {addr}: {cause}; pick another --listen HOST:PORT (port 0 takes any free one)"
-            ),
-            NodeError::Events { path, cause } => {
-                write!(f, "cannot write events to {path}: {cause}; pick another --events path")
-            }
+            NodeError::Bind { addr, cause } => write!(f, "cannot listen on {addr}: {cause}"),
+            NodeError::Events { path, cause } => write!(f, "cannot write events to {path}: {cause}"),
+            NodeError::Config(e) => write!(f, "cannot run with this configuration: {e}"),
             NodeError::Gcd { error, attempts: 1, .. } => write!(f, "{error}"),
             NodeError::Gcd { error, attempts, waited } => {
                 write!(f, "{error} (gave up after {attempts} attempts over {:.1} s)", waited.as_secs_f64())
@@ -197,6 +198,7 @@ impl RunningNode {
 /// errors (address in use, GCD down or refusing); after this the node runs until
 /// stopped, whatever its peers do.
 pub fn start(config: Config) -> Result<RunningNode, NodeError> {
+    config.validate().map_err(NodeError::Config)?;
     let sink = match &config.events {
         Some(path) => EventSink::open(path).map_err(|cause| NodeError::Events { path: path.clone(), cause })?,
         None => EventSink::none(),
@@ -225,7 +227,6 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
     let ignoring = Arc::new(AtomicBool::new(false));
     let listener = listener::spawn(listener, config.pid, Arc::clone(&deliver), Arc::clone(&ignoring))
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
-    info!("random choices seeded with {} (replay them with --seed {})", config.seed, config.seed);
     let pid = config.pid;
     let mut runtime = Runtime {
         node: Node::new(config.pid, addr.clone(), config.settings, config.seed),

@@ -14,9 +14,9 @@
 // Each test crate that includes this module uses a part of it.
 #![allow(dead_code)]
 
-use bully_node::identity::ProcessId;
-use bully_node::membership::{Addr, Members};
-use bully_node::node::{Action, Event, Feign, FeignMode, Input, Listening, Node, Outcome, Settings, Span, Time};
+use bully_node::{
+    Action, Addr, Event, Feign, FeignMode, Input, Listening, Members, Node, Outcome, ProcessId, Settings, Span, Time,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;

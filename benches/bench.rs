@@ -1,20 +1,84 @@
-//! `bully-node bench`: how fast a group decides, what a node costs, and how far it
-//! scales, for bully-node and, side by side under the same schedule, for the Python
-//! reference peer of the test suite (tests/fixtures/bully_peer.py). Every member is a
-//! real process on 127.0.0.1 registered with this binary's own coordinator; times come
-//! from the members' own JSON events (wall-clock milliseconds), so both kinds are
-//! measured the same way. The floor is a bare connect, one pickle and its reply.
+//! `cargo bench --bench bench [-- --sizes 3 --reps 1 ...]`: how fast a group decides,
+//! what a node costs, and how far it scales, for bully-node and, side by side under the
+//! same schedule, for the Python reference peer of the test suite
+//! (tests/fixtures/bully_peer.py). Every member is a real process on 127.0.0.1 (the
+//! `bully-node` binary cargo builds for this target) registered with that binary's own
+//! coordinator; times come from the members' own JSON events (wall-clock milliseconds),
+//! so both kinds are measured the same way. The floor is a bare connect, one pickle and
+//! its reply. Outside the library and the release binary: it drives them from outside,
+//! and it points into the source tree (the Python peer). tests/bench_smoke.rs includes
+//! this file to run it small.
 
-use crate::identity::ProcessId;
-use crate::membership::{Addr, Members};
-use crate::protocol::{encode_message, Message};
-use crate::wire::{encode, read_pickle, Style, Value};
+use bully_node::wire::{encode, read_pickle, Style, Value};
+use bully_node::{encode_message, Addr, Members, Message, ProcessId};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{BufRead, BufReader, Write};
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Measure bully-node against the Python reference peer: how fast groups of each decide,
+/// what a node costs, and how far a group scales (real processes on 127.0.0.1).
+#[derive(Parser, Debug)]
+#[command(name = "bench", bin_name = "cargo bench --bench bench --", max_term_width = 100)]
+struct BenchArgs {
+    /// Group sizes for the join and failover measurements
+    #[arg(long, value_delimiter = ',', default_value = "5,20,50")]
+    sizes: Vec<usize>,
+
+    /// Repetitions of each measurement (the table shows median, min and max)
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+
+    /// How long the idle-cost measurement watches a settled group, e.g. 30s, 1500ms
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_time)]
+    idle: Duration,
+
+    /// Group sizes tried for the scale measurement, in order, until one fails
+    #[arg(long, value_delimiter = ',', default_value = "50,100,150,200")]
+    scale: Vec<usize>,
+
+    /// Measure bully-node only (the Python peer needs python3)
+    #[arg(long)]
+    no_python: bool,
+}
+
+/// `30s`, `1500ms`, `2.5s` or a bare number of milliseconds: at least 1ms, at most an hour.
+fn parse_time(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (number, unit_ms) = match (t.strip_suffix("ms"), t.strip_suffix('s')) {
+        (Some(n), _) => (n, 1.0),
+        (None, Some(n)) => (n, 1000.0),
+        (None, None) => (t, 1.0),
+    };
+    let ms = number.trim().parse::<f64>().map_err(|_| format!("{s:?} is not a time like 30s or 1500ms"))? * unit_ms;
+    if !(1.0..=3_600_000.0).contains(&ms) {
+        return Err(format!("{s:?} must be at least 1ms and at most 3600s"));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+fn main() -> ExitCode {
+    // cargo bench appends `--bench` to the arguments of a target without libtest.
+    let args = BenchArgs::parse_from(std::env::args_os().filter(|a| a != "--bench"));
+    let config = BenchConfig {
+        sizes: args.sizes.into_iter().filter(|n| *n >= 2).collect(),
+        reps: args.reps.max(1),
+        idle: args.idle,
+        scale: args.scale,
+        python: !args.no_python,
+    };
+    match run(config, &mut std::io::stdout(), std::io::stderr().is_terminal()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -27,6 +91,8 @@ pub struct BenchConfig {
 }
 
 const PYTHON_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bully_peer.py");
+/// The binary cargo built for this target: members and coordinators run it.
+const BULLY_NODE: &str = env!("CARGO_BIN_EXE_bully-node");
 
 /// How long a group may take to settle before a measurement counts as "did not".
 const SETTLE: Duration = Duration::from_secs(30);
@@ -48,20 +114,20 @@ impl Kind {
 
 /// One event line of a member, the fields the benchmark reads.
 #[derive(Clone, Debug, Default)]
-struct Ev {
-    t: u64,
-    event: String,
-    leader: Option<ProcessId>,
-    name: String,
-    bytes: usize,
-    asking: usize,
-    announcing: usize,
+pub(crate) struct Ev {
+    pub(crate) t: u64,
+    pub(crate) event: String,
+    pub(crate) leader: Option<ProcessId>,
+    pub(crate) name: String,
+    pub(crate) bytes: usize,
+    pub(crate) asking: usize,
+    pub(crate) announcing: usize,
 }
 
 /// The fields of one event line the benchmark reads: ours (`--events -`) and the
 /// Python peer's (`"sent"` lines with `"name"` and `"bytes"`). A line that is not a JSON
 /// object with `"t"` and `"event"` is not an event.
-fn parse(line: &str) -> Option<Ev> {
+pub(crate) fn parse(line: &str) -> Option<Ev> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let pid = |p: &serde_json::Value| {
         Some(ProcessId::new(p.get(0)?.as_u64()?.try_into().ok()?, p.get(1)?.as_u64()?.try_into().ok()?))
@@ -110,7 +176,7 @@ impl Member {
         let (days, su) = (pid.days.to_string(), pid.su_id.to_string());
         let mut cmd = match kind {
             Kind::Rust => {
-                let mut c = Command::new(std::env::current_exe()?);
+                let mut c = Command::new(BULLY_NODE);
                 c.args(["--gcd", &gcd, "--days", &days, "--su-id", &su, "--listen", "127.0.0.1:0"]);
                 c.args(["--events", "-", "--no-feign", "-q"]);
                 c
@@ -161,14 +227,20 @@ impl Member {
         self.lock().joined
     }
 
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).status();
+    fn signal(&self, sig: libc::c_int) {
+        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else { return };
+        // SAFETY: kill(2) takes two integers and touches no memory of ours. The pid is our
+        // own child's, not yet waited for, so it still names that process and no other.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, sig);
+        }
     }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        self.signal("-CONT");
+        self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -183,7 +255,7 @@ struct Gcd {
 impl Gcd {
     fn start() -> std::io::Result<Gcd> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(std::env::current_exe()?)
+        let child = Command::new(BULLY_NODE)
             .args(["gcd", "--listen", &format!("127.0.0.1:{port}"), "-q"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -325,7 +397,13 @@ fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String>
 /// The leader of a settled group of `n` is killed (`-KILL`: refused connections) or
 /// stopped (`-STOP`: the port stays open, nothing answers). Returns the time from the
 /// first failed PROBE, and from the kill, until every survivor follows the next highest.
-fn failover(kind: Kind, n: usize, rep: usize, signal: &str, bar: &ProgressBar) -> Result<(Duration, Duration), String> {
+fn failover(
+    kind: Kind,
+    n: usize,
+    rep: usize,
+    (signum, signal): (libc::c_int, &str),
+    bar: &ProgressBar,
+) -> Result<(Duration, Duration), String> {
     let gcd = Gcd::start().map_err(|e| e.to_string())?;
     let pids = identities(n, 6_000_000 + rep as u32 * 1000);
     let members = start_group(kind, &gcd, &pids)?;
@@ -333,7 +411,7 @@ fn failover(kind: Kind, n: usize, rep: usize, signal: &str, bar: &ProgressBar) -
     let (leader, survivors) = members.split_last().unwrap();
     let next = survivors.iter().map(|m| m.pid).max().unwrap();
     let killed = now_ms();
-    leader.signal(signal);
+    leader.signal(signum);
     let all: Vec<&Member> = survivors.iter().collect();
     let agreed = poll(SETTLE, || all_follow(&all, next)).ok_or_else(|| {
         let views: Vec<String> = survivors.iter().map(|m| format!("{} follows {:?}", m.pid, m.following())).collect();
@@ -417,7 +495,7 @@ fn idle_cost(kind: Kind, idle: Duration) -> Result<(f64, f64, f64), String> {
 /// the registrations the coordinator answered over `window`, counted from its own log.
 fn gcd_load(n: usize, window: Duration) -> Result<usize, String> {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+    let mut child = Command::new(BULLY_NODE)
         .args(["gcd", "--listen", &format!("127.0.0.1:{port}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -499,13 +577,15 @@ fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
     }
 }
 
-/// Runs every measurement and prints the table (Markdown, for BENCHMARKS.md).
-pub fn run(config: BenchConfig) -> Result<(), String> {
+/// Runs every measurement and writes the table (Markdown, for BENCHMARKS.md) to `out`,
+/// with a progress bar on stderr if `progress`.
+pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(), String> {
     let kinds: Vec<Kind> = if config.python { vec![Kind::Rust, Kind::Python] } else { vec![Kind::Rust] };
-    let bar = progress(&config, kinds.len());
-    // Table lines go to stdout between redraws of the bar (on stderr).
+    let bar = if progress { progress_bar(&config, kinds.len()) } else { ProgressBar::hidden() };
+    // Table lines go to `out` between redraws of the bar (on stderr).
+    let out = RefCell::new(out);
     macro_rules! out {
-        ($($arg:tt)*) => { bar.suspend(|| println!($($arg)*)) };
+        ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
     }
     bar.set_message("floor: 200 PROBE round trips on loopback");
     let floor_times = floor(200)?;
@@ -547,7 +627,7 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         }
         row("join: new highest registers -> all follow it", n, per_kind);
     }
-    for (signal, what) in [("-KILL", "refused"), ("-STOP", "silent")] {
+    for (signal, what) in [((libc::SIGKILL, "-KILL"), "refused"), ((libc::SIGSTOP, "-STOP"), "silent")] {
         for &n in &config.sizes {
             let (mut from_probe, mut from_kill) = (Vec::new(), Vec::new());
             for &kind in &kinds {
@@ -632,13 +712,13 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         errors.iter().for_each(|e| out!("- {e}"));
     }
     bar.finish_and_clear();
-    let _ = std::io::stdout().flush();
+    let _ = out.borrow_mut().flush();
     Ok(())
 }
 
 /// The bar on stderr: what runs now, how many measurements of how many are done, time
 /// so far and an estimate of what is left. Hidden when stderr is not a terminal.
-fn progress(config: &BenchConfig, kinds: usize) -> ProgressBar {
+fn progress_bar(config: &BenchConfig, kinds: usize) -> ProgressBar {
     let steps = 1 // the floor
         + 3 * config.sizes.len() * kinds * config.reps // join, failover refused, failover silent
         + kinds // idle cost
@@ -652,30 +732,4 @@ fn progress(config: &BenchConfig, kinds: usize) -> ProgressBar {
     // Single measurements take many seconds: the spinner and clock show it is alive.
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_both_kinds_of_event_lines() {
-        let ours =
-            r#"{"t":1795519750001,"node":[120,4000003],"event":"leader","leader":[200,4000002],"previous":null}"#;
-        let e = parse(ours).unwrap();
-        assert_eq!((e.t, e.event.as_str(), e.leader), (1795519750001, "leader", Some(ProcessId::new(200, 4000002))));
-        let started = r#"{"t":5,"node":[1,2],"event":"election_started","election":1,"reason":"x","asking":[[9,1000009],[8,1000008]]}"#;
-        assert_eq!(parse(started).unwrap().asking, 2);
-        let python = r#"{"event": "sent", "name": "ELECT", "bytes": 277, "t": 1795519750002}"#;
-        let e = parse(python).unwrap();
-        assert_eq!((e.t, e.name.as_str(), e.bytes), (1795519750002, "ELECT", 277));
-        let python_leader = r#"{"event": "leader", "leader": [300, 4000004], "t": 9}"#;
-        assert_eq!(parse(python_leader).unwrap().leader, Some(ProcessId::new(300, 4000004)));
-        let joined = r#"{"t":5,"node":[1,2],"event":"joined","members":3}"#;
-        assert_eq!(parse(joined).unwrap().asking, 0, "a count of members is not a list sent to");
-        let announced = r#"{"t":5,"node":[1,2],"event":"announced_to","members":[[9,1000009]]}"#;
-        assert_eq!(parse(announced).unwrap().asking, 1);
-        assert!(parse("election #1: no member ranks higher").is_none());
-        assert!(parse(r#"{"t":5,"event":"leader","leader":[300,4000004]"#).is_none(), "a torn line");
-    }
 }
