@@ -9,6 +9,13 @@
 //!
 //! The rules, from the assignment and the textbook's bully algorithm:
 //! - An election asks every higher member with ELECT. With none higher, we win at once.
+//!   An election started by a failed PROBE (every follower detects a dead leader, and
+//!   the textbook's cascade then costs about n^2/2 ELECTs) asks them highest first in
+//!   doubling rounds [`ELECT_PACE`] apart, the next at once when one fails; the sending
+//!   stops when the election ends, or when a member with nobody above it unanswered
+//!   (the highest live one we know) answers GOT_IT: it elects in turn. All other elections ask everyone at once:
+//!   their ELECTs spread members (see `Node::start_election`). An election while we
+//!   follow a higher leader whose address we never asked the GCD for asks it first.
 //! - We decide as soon as every higher member has answered or failed: if all failed
 //!   (refused connections are known in milliseconds), we win without waiting.
 //! - With no GOT_IT by the election timeout, we win. With one, we wait for
@@ -21,8 +28,10 @@
 //!   an election (otherwise a node that missed an announcement could lead alone).
 //! - I_AM_LEADER: from a member below us, ignored but answered by taking over; otherwise
 //!   follow it; if it ranks below the leader we followed (a late announcement overtaken
-//!   by a newer one), elect to find out who is alive; if we don't know where it
-//!   listens, ask the GCD.
+//!   by a newer one, or a failover), PROBE the former leader: alive, elect to find out
+//!   who leads. If we don't know where the announcer listens, a node that probes asks
+//!   the GCD at its next PROBE (asking at once cost the GCD a request per member per
+//!   join); one that never probes asks at once.
 //! - PROBE (when following another node and not electing): after a random wait, ask
 //!   the leader; a failed probe re-registers with the GCD, then elects.
 //! - Feigned failure: after a random time the node goes deaf for a random time
@@ -35,7 +44,9 @@
 //!   restarted), one above us starts an election; those below us get I_AM_LEADER.
 //! - Any re-registration keeps known members at addresses the GCD no longer lists (only
 //!   a restarted GCD forgets), and a leader the GCD does not list is followed, the
-//!   second time, until the GCD is asked again a check period later.
+//!   second time, until the GCD is asked again a check period later. A node that
+//!   probes counts its first look-up as that second time (it comes up to a PROBE
+//!   period late, when a leader a restarted GCD forgot may have settled the group).
 //! - A higher member announcing itself while we lead may not know our followers (it
 //!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
 
@@ -496,10 +507,11 @@ pub const SETTLE_WINDOW: Duration = Duration::from_millis(300);
 /// So a detector asks the higher members highest first: one ELECT, then, each gap,
 /// twice as many as the round before, and one more at once whenever an ELECT fails (a
 /// refused connection is known in milliseconds). Every higher member is still asked
-/// unless the election has ended: only a higher member's I_AM_LEADER stops the sending,
-/// not a GOT_IT. In the usual failover the dead leader refuses, the next highest
-/// answers and wins at once, and its announcement arrives before the first gap is over:
-/// a few ELECTs per detector, O(n) messages per failover. An election with every higher
+/// unless the election has ended (a higher member's I_AM_LEADER) or a GOT_IT came from
+/// a member with none above it still unanswered: the highest live member we know, which
+/// elects in turn, and the leader timeout covers it dying before it announces. In the
+/// usual failover the dead leader refuses and the next highest answers: two ELECTs per
+/// detector, O(n) messages per failover. An election with every higher
 /// member silent has asked them all within log2(n) gaps, and waits the election timeout
 /// from its last ELECT. All other elections (a join, an ELECT, a recovery, the healing
 /// ones) ask everyone at once: they spread membership (see `start_election`).
@@ -1110,8 +1122,12 @@ impl Node {
         pending.retain(|p| *p != to);
         match outcome {
             Outcome::GotIt => {
-                // The sending goes on (see ELECT_PACE): only the election's end, a
-                // higher member's I_AM_LEADER, stops it.
+                // The sending goes on (see ELECT_PACE) while a member above the one
+                // that answered may still be alive; else that one is the highest alive
+                // we know, and it elects in turn (the leader timeout covers its death).
+                if !pending.iter().any(|p| *p > to) {
+                    self.unsent.clear();
+                }
                 self.phase = Phase::AwaitingLeader { election };
                 out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
             }
@@ -1725,6 +1741,108 @@ mod tests {
         let out = leader.handle(Duration::ZERO, Input::Registered { members: group(&[5, 9]) });
         assert_eq!(leader.leader(), Some(pid(9)));
         assert!(timers(&out).iter().all(|(_, t)| !matches!(t, Timer::Probe(_))), "{out:?}");
+    }
+
+    /// Member 1 of a group of members 1..=`size`, following `size`, whose PROBE of it
+    /// failed; returns the node, and what it did when the GCD then answered (at 10 s).
+    fn detector(size: u32) -> (Node, Vec<Action>) {
+        let days: Vec<u32> = (1..=size).collect();
+        let mut n = Node::new(pid(1), addr(1), with(Some(Span::new(ms(500), ms(3000))), None), 7);
+        let out = n.handle(Duration::ZERO, Input::Registered { members: group(&days) });
+        assert_eq!(elects(&out).len(), size as usize - 1, "a join's election asks everyone at once");
+        reply(&mut n, ms(1), 1, size, true);
+        let out = n.handle(ms(2), Input::IAmLeader { leader: pid(size), addr: None });
+        let (at, timer) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Probe(_))).expect("probing");
+        let Some(Action::SendProbe { probe, .. }) = n.handle(at, Input::Timer(timer)).into_iter().next() else {
+            panic!("no PROBE")
+        };
+        let out = n.handle(at, Input::ProbeReply { probe, outcome: Outcome::Failed("refused".into()) });
+        assert!(out.iter().any(|a| matches!(a, Action::Register { .. })), "{out:?}");
+        let out = n.handle(10 * S, Input::Registered { members: group(&days) });
+        (n, out)
+    }
+
+    fn asked(out: &[Action]) -> Vec<ProcessId> {
+        elects(out).into_iter().map(|(_, to)| to).collect()
+    }
+
+    #[test]
+    fn a_failed_probes_election_goes_highest_first_in_doubling_rounds() {
+        let (mut n, out) = detector(20);
+        let t0 = 10 * S;
+        assert_eq!(asked(&out), [pid(20)], "the highest first, alone");
+        assert!(out.contains(&Action::SetTimer { at: t0 + ELECT_PACE, timer: Timer::Pace(2) }), "{out:?}");
+        // Each round sends twice as many as the last, highest first, and arms the next.
+        let out = n.handle(t0 + ELECT_PACE, Input::Timer(Timer::Pace(2)));
+        assert_eq!(asked(&out), [pid(19), pid(18)]);
+        assert!(out.contains(&Action::SetTimer { at: t0 + 2 * ELECT_PACE, timer: Timer::Pace(2) }));
+        let out = n.handle(t0 + 2 * ELECT_PACE, Input::Timer(Timer::Pace(2)));
+        assert_eq!(asked(&out), [17, 16, 15, 14].map(pid));
+        // A failure sends the next at once, and arms no round of its own.
+        let out = reply(&mut n, t0 + 2 * ELECT_PACE, 2, 20, false);
+        assert_eq!(asked(&out), [pid(13)]);
+        assert!(!timers(&out).iter().any(|(_, t)| matches!(t, Timer::Pace(_))), "{out:?}");
+        // While ELECTs remain unsent, an election timeout wins nothing.
+        assert!(n.handle(t0 + 5 * S, Input::Timer(Timer::Election(2))).is_empty());
+        assert_eq!(n.leader(), Some(pid(20)));
+    }
+
+    #[test]
+    fn a_got_it_from_the_highest_live_member_stops_the_rounds() {
+        let (mut n, _) = detector(20);
+        let t0 = 10 * S;
+        let out = reply(&mut n, t0, 2, 20, false);
+        assert_eq!(asked(&out), [pid(19)], "the dead leader refused: 19 at once");
+        reply(&mut n, t0 + ms(5), 2, 19, true);
+        assert_eq!(n.phase(), &Phase::AwaitingLeader { election: 2 });
+        let out = n.handle(t0 + ELECT_PACE, Input::Timer(Timer::Pace(2)));
+        assert!(elects(&out).is_empty(), "19 takes it from here: {out:?}");
+    }
+
+    #[test]
+    fn a_got_it_below_an_unanswered_member_does_not_stop_the_rounds_but_the_end_does() {
+        let (mut n, _) = detector(20);
+        let t0 = 10 * S;
+        // 20 is silent (its ELECT still out), 19 answers.
+        let out = n.handle(t0 + ELECT_PACE, Input::Timer(Timer::Pace(2)));
+        assert_eq!(asked(&out), [pid(19), pid(18)]);
+        let out = reply(&mut n, t0 + ms(60), 2, 19, true);
+        assert_eq!(n.phase(), &Phase::AwaitingLeader { election: 2 });
+        assert!(timers(&out).contains(&(t0 + ms(60) + 4 * S, Timer::Leader(2))), "{out:?}");
+        // 20 may be alive: every higher member is still asked while the election lasts.
+        let out = n.handle(t0 + 2 * ELECT_PACE, Input::Timer(Timer::Pace(2)));
+        assert_eq!(asked(&out), [17, 16, 15, 14].map(pid));
+        // 20 announces: the election is over, and so is the sending.
+        n.handle(t0 + 2 * ELECT_PACE + ms(10), Input::IAmLeader { leader: pid(20), addr: None });
+        assert_eq!((n.leader(), n.phase()), (Some(pid(20)), &Phase::Idle));
+        let out = n.handle(t0 + 3 * ELECT_PACE, Input::Timer(Timer::Pace(2)));
+        assert!(elects(&out).is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_silent_group_is_all_asked_within_log2_n_rounds_then_the_timeout_runs_from_the_last() {
+        let (mut n, out) = detector(40);
+        let t0 = 10 * S;
+        let mut sent = asked(&out);
+        let (mut t, mut rounds, mut last) = (t0, 0, None);
+        while sent.len() < 39 {
+            t += ELECT_PACE;
+            rounds += 1;
+            assert!(rounds <= 6, "39 ELECTs not sent after {rounds} rounds");
+            let out = n.handle(t, Input::Timer(Timer::Pace(2)));
+            sent.extend(asked(&out));
+            last = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Election(2)));
+            assert_eq!(n.leader(), Some(pid(40)), "won before asking everyone");
+        }
+        // 1 + 2 + 4 + 8 + 16 = 31 < 39 <= 63: five rounds after the first ELECT.
+        assert_eq!(rounds, 5);
+        let expect: Vec<ProcessId> = (2..=40).rev().map(pid).collect();
+        assert_eq!(sent, expect, "each member once, highest first");
+        // The election timeout counts from the last ELECT.
+        assert_eq!(last, Some((t + 2 * S, Timer::Election(2))));
+        let out = n.handle(t + 2 * S, Input::Timer(Timer::Election(2)));
+        assert_eq!(n.leader(), Some(pid(1)), "nobody answered: we win");
+        assert_eq!(leaders_sent(&out).len(), 39);
     }
 
     #[test]
