@@ -193,8 +193,8 @@ fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
 /// `i * 50 ms`; `ascending` makes each newcomer the new highest (every join then
 /// changes the leader), otherwise the identities are spread over the year.
 fn growing_group(n: usize, ascending: bool) -> Scenario {
-    use bully_node::identity::ProcessId;
-    use bully_node::node::Settings;
+    use bully_node::ProcessId;
+    use bully_node::Settings;
     let days = |i: usize| if ascending { 1 + (i * 359 / n) as u32 } else { 1 + ((i * 7919) % 359) as u32 };
     Scenario {
         seed: n as u64,
@@ -207,7 +207,7 @@ fn growing_group(n: usize, ascending: bool) -> Scenario {
         rebirths: vec![],
         chaos_end: Duration::from_secs(1),
         socket_timeout: Duration::from_millis(1500),
-        delay: bully_node::node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
+        delay: bully_node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
     }
 }
 
