@@ -13,7 +13,7 @@ pub mod mailbox;
 
 pub use config::{Config, SOCKET_TIMEOUT};
 
-use listener::{Incoming, ListenerHandle};
+use listener::Incoming;
 use mailbox::{Mailbox, Taken};
 
 use crate::gcd::{self, GcdError, NameChoice};
@@ -270,7 +270,7 @@ struct Runtime {
     sink: EventSink,
     epoch: Instant,
     timers: BinaryHeap<Reverse<(Time, Timer)>>,
-    listener: Option<ListenerHandle>,
+    listener: Option<crate::net::accept::Acceptor>,
     /// The socket address the listener is bound to, for reopening it after a failure.
     bound: SocketAddr,
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
@@ -333,7 +333,7 @@ impl Runtime {
         }
         self.mailbox.close();
         if let Some(listener) = self.listener.take() {
-            listener.shutdown();
+            listener.stop();
         }
         self.emit(&Event::Stopped);
         self.sink.close(); // every event is out before the summary and the exit
@@ -543,7 +543,7 @@ impl Runtime {
             Listening::Closed => {
                 self.want_open = false;
                 if let Some(listener) = self.listener.take() {
-                    listener.shutdown();
+                    listener.stop();
                 }
             }
             Listening::Ignoring => {}
