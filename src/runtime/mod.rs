@@ -176,10 +176,11 @@ impl Stopper {
     }
 }
 
-/// A node whose main loop runs on its own thread.
+/// A node whose main loop runs on its own thread. Dropping it stops the node and waits
+/// for its main loop to end (listener closed, events written).
 pub struct RunningNode {
     stopper: Stopper,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -188,8 +189,19 @@ impl RunningNode {
     }
 
     /// Waits for the node to stop (after [`Stopper::stop`]).
-    pub fn wait(self) {
-        let _ = self.thread.join();
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stopper.stop();
+            let _ = thread.join();
+        }
     }
 }
 
@@ -257,7 +269,7 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
             runtime.main_loop();
         })
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
-    Ok(RunningNode { stopper: Stopper(mailbox), thread })
+    Ok(RunningNode { stopper: Stopper(mailbox), thread: Some(thread) })
 }
 
 struct Runtime {
@@ -418,6 +430,23 @@ impl Runtime {
         std::thread::Builder::new().name(name).stack_size(SENDER_STACK).spawn(work).is_ok()
     }
 
+    /// Runs `work` off the main loop and posts what it returns to the mailbox; when it
+    /// cannot be run, posts `no_thread` instead, so the node always hears how it ended.
+    fn spawn_reporting(
+        &self,
+        name: String,
+        work: impl FnOnce(&Mailbox<Envelope>) -> Envelope + Send + 'static,
+        no_thread: Envelope,
+    ) {
+        let mailbox = Arc::clone(&self.mailbox);
+        if !Self::spawn(name, move || {
+            let report = work(&mailbox);
+            mailbox.push(report);
+        }) {
+            self.mailbox.push(no_thread);
+        }
+    }
+
     fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {
         if pid == self.node.id() {
             return;
@@ -474,18 +503,18 @@ impl Runtime {
             );
         }
         debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
-        let mailbox = Arc::clone(&self.mailbox);
         let timeout = self.config.socket_timeout;
         let wrapped =
             self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
-        let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
-            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
-            mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
-        });
-        if !spawned {
-            let outcome = Outcome::Failed("no thread to send it from".into());
-            self.mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
-        }
+        let no_thread = Outcome::Failed(NO_THREAD.into());
+        self.spawn_reporting(
+            format!("elect-{}", to.su_id),
+            move |mailbox| {
+                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                Envelope::Input(Input::ElectReply { election, to, outcome })
+            },
+            Envelope::Input(Input::ElectReply { election, to, outcome: no_thread }),
+        );
     }
 
     fn send_leader(&self, to: ProcessId, addr: Addr) {
@@ -521,15 +550,15 @@ impl Runtime {
         let bytes = self.encode_for(to, &Message::Probe);
         let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
-        let mailbox = Arc::clone(&self.mailbox);
-        let spawned = Self::spawn(format!("probe-{}", to.su_id), move || {
-            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
-            mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
-        });
-        if !spawned {
-            let outcome = Outcome::Failed("no thread to send it from".into());
-            self.mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
-        }
+        let no_thread = Outcome::Failed(NO_THREAD.into());
+        self.spawn_reporting(
+            format!("probe-{}", to.su_id),
+            move |mailbox| {
+                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                Envelope::Input(Input::ProbeReply { probe, outcome })
+            },
+            Envelope::Input(Input::ProbeReply { probe, outcome: no_thread }),
+        );
     }
 
     /// Closes, reopens or mutes the listener. It reopens on the very address it had (the
@@ -568,34 +597,10 @@ impl Runtime {
     }
 
     fn relisten_in_background(&mut self) {
-        let (bound, mailbox) = (self.bound, Arc::clone(&self.mailbox));
+        let bound = self.bound;
         self.relistening = true;
-        let spawned = Self::spawn("relisten".into(), move || {
-            let mut last = None;
-            for _ in 0..RELISTEN_ROUNDS {
-                let until = Instant::now() + RELISTEN_SAME_PORT;
-                while Instant::now() < until {
-                    if let Ok(socket) = TcpListener::bind(bound) {
-                        mailbox.push(Envelope::Relistened(Ok(socket)));
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                match TcpListener::bind(SocketAddr::new(bound.ip(), 0)) {
-                    Ok(socket) => {
-                        mailbox.push(Envelope::Relistened(Ok(socket)));
-                        return;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            let e = last.unwrap_or_else(|| std::io::Error::other("no attempt made"));
-            mailbox.push(Envelope::Relistened(Err(e)));
-        });
-        if !spawned {
-            self.relistening = false;
-            warn!("no thread to listen again from; staying closed until the next recovery");
-        }
+        let no_thread = Envelope::Relistened(Err(std::io::Error::other(NO_THREAD)));
+        self.spawn_reporting("relisten".into(), move |_| Envelope::Relistened(relisten(bound)), no_thread);
     }
 
     /// A listening socket came back (or could not be had).
@@ -636,19 +641,42 @@ impl Runtime {
     fn register_again(&self, reason: String) {
         info!("registering with the GCD again: {reason}");
         let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
-        let mailbox = Arc::clone(&self.mailbox);
-        let spawned = Self::spawn("register".into(), move || {
-            let input = match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
-                Ok(r) => Input::Registered { members: r.members },
-                Err(e) => Input::RegistrationFailed { reason: e.to_string() },
-            };
-            mailbox.push(Envelope::Input(input));
-        });
-        if !spawned {
-            let reason = "no thread to register from".to_string();
-            self.mailbox.push(Envelope::Input(Input::RegistrationFailed { reason }));
+        let no_thread = Input::RegistrationFailed { reason: NO_THREAD.into() };
+        self.spawn_reporting(
+            "register".into(),
+            move |_| {
+                Envelope::Input(match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
+                    Ok(r) => Input::Registered { members: r.members },
+                    Err(e) => Input::RegistrationFailed { reason: e.to_string() },
+                })
+            },
+            Envelope::Input(no_thread),
+        );
+    }
+}
+
+/// How work that could not be started is reported.
+const NO_THREAD: &str = "no thread to run it on";
+
+/// Gets a listening socket again: `bound` itself if it frees within
+/// [`RELISTEN_SAME_PORT`], else any free port on the same host; up to
+/// [`RELISTEN_ROUNDS`] rounds.
+fn relisten(bound: SocketAddr) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for _ in 0..RELISTEN_ROUNDS {
+        let until = Instant::now() + RELISTEN_SAME_PORT;
+        while Instant::now() < until {
+            if let Ok(socket) = TcpListener::bind(bound) {
+                return Ok(socket);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match TcpListener::bind(SocketAddr::new(bound.ip(), 0)) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = Some(e),
         }
     }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no attempt made")))
 }
 
 /// How a peer that read our message and closed without a word is reported.
@@ -714,6 +742,26 @@ mod tests {
         // A GCD elsewhere: the address that reaches it.
         assert_eq!(default_host(Some([198, 51, 100, 7].into()), ours, towards), "192.0.2.2");
         assert_eq!(default_host(None, ours, towards), "192.0.2.2");
+    }
+
+    #[test]
+    fn dropping_a_running_node_stops_it_and_closes_its_port() {
+        let coordinator = Arc::new(gcd::Coordinator::new(gcd::CoordinatorConfig::default()));
+        let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = gcd::server::start(socket, Arc::clone(&coordinator), gcd::server::Serving::Concurrent, None);
+        let server = server.unwrap();
+        let pid = ProcessId::new(40, 1_000_040);
+        let config = Config {
+            listen: Some(Addr::new("127.0.0.1", 0)),
+            summary_on_stop: false,
+            ..Config::new(Addr::new("127.0.0.1", server.local_addr().port()), pid)
+        };
+        let node = start(config).unwrap();
+        let addr = coordinator.members().get(pid).expect("registered").clone();
+        let at = net::resolve(&addr).unwrap()[0];
+        assert!(std::net::TcpStream::connect_timeout(&at, Duration::from_secs(5)).is_ok(), "not listening");
+        drop(node);
+        assert!(std::net::TcpStream::connect_timeout(&at, Duration::from_secs(5)).is_err(), "still listening");
     }
 
     #[test]
