@@ -1,20 +1,23 @@
 //! The runtime around the pure [`Node`]: sockets, threads, clocks.
 //!
-//! A thread-per-connection listener and every sender thread push into one monitor
-//! queue ([`Mailbox`]); one main loop takes from it, fires due timers, feeds the node,
-//! and carries out the node's actions. Every outgoing ELECT runs in a thread of its
-//! own, so no reply is ever awaited on the main loop; I_AM_LEADER and re-registration
-//! likewise. Start-up order: bind the listener (so the address we register is real),
+//! A thread-per-connection listener and the sender pool push into one monitor queue
+//! ([`Mailbox`]); one main loop takes from it, fires due timers, feeds the node, and
+//! carries out the node's actions. Every outgoing message (ELECT, PROBE, I_AM_LEADER)
+//! and re-registration is a job for a bounded pool of sender threads ([`Senders`]), so
+//! no reply is ever awaited on the main loop and a fan-out to any group costs at most
+//! [`SENDERS`] threads. Start-up order: bind the listener (so the address we register is real),
 //! register with the GCD, then start the node.
 
 mod config;
 pub mod listener;
 pub mod mailbox;
+pub mod senders;
 
 pub use config::{Config, SOCKET_TIMEOUT};
 
 use listener::Incoming;
 use mailbox::{Mailbox, Taken};
+use senders::Senders;
 
 use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
@@ -259,6 +262,8 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         want_open: true,
         relistening: false,
         announced_port: addr.port,
+        senders: Senders::new("sender", SENDERS, SEND_QUEUE, SENDER_STACK),
+        refused_sends: 0,
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -300,7 +305,26 @@ struct Runtime {
     relistening: bool,
     /// The port the node (and through it the GCD) knows we listen on.
     announced_port: u16,
+    /// The threads every exchange with a member or the GCD runs on.
+    senders: Senders,
+    /// Sends the pool could not take (queue full, no thread), counted for the log.
+    refused_sends: u64,
 }
+
+/// Sender threads per node. A job is one exchange with one member, bounded by the
+/// socket timeout; a member that is stopped (silent) holds one worker for that long, so
+/// up to `SENDERS - 1` silent members do not hold up the rest of a fan-out, and an
+/// election needs only one GOT_IT. I_AM_LEADER waits for no reply, so a stopped member
+/// (whose kernel still accepts) holds a worker only for the connect. Loopback exchanges
+/// take well under a millisecond: 32 workers carry a 200-member fan-out in tens of
+/// milliseconds, with 20 (but not 40) of them silent (benches/fanout.py).
+pub const SENDERS: usize = 32;
+
+/// Sends that may wait for a sender thread. A fan-out is one job per member (both
+/// forms of an I_AM_LEADER share a job), so this holds several fan-outs to the
+/// largest group a node takes in; past it, sends are dropped and counted, never waited
+/// for.
+pub const SEND_QUEUE: usize = 4 * crate::membership::MAX_LEARNED_MEMBERS;
 
 /// The most members whose dialect a node remembers (past it, new ones are sent the
 /// standard form). Twice the members a node takes in from peers.
@@ -310,9 +334,8 @@ pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
 /// before it takes another one (a port just closed can take a moment to be free).
 pub const RELISTEN_SAME_PORT: Duration = Duration::from_secs(1);
 
-/// Stack of each sending thread (ELECT, I_AM_LEADER, PROBE, GCD requests): encoding and
-/// decoding are iterative, so 256 KiB is ample; the default 2 MiB per thread is address
-/// space that a group's burst of sends (hundreds of threads) need not reserve.
+/// Stack of each sender thread (ELECT, I_AM_LEADER, PROBE, GCD requests) and of the
+/// re-listening thread: encoding and decoding are iterative, so 256 KiB is ample.
 const SENDER_STACK: usize = 256 * 1024;
 
 /// Rounds of trying (same port, then any port) before a node gives up listening.
@@ -425,26 +448,52 @@ impl Runtime {
         self.sink.write(&events::json(event, me));
     }
 
-    /// Runs `work` on a thread of its own; false if no thread could be had.
-    fn spawn(name: String, work: impl FnOnce() + Send + 'static) -> bool {
-        std::thread::Builder::new().name(name).stack_size(SENDER_STACK).spawn(work).is_ok()
-    }
-
-    /// Runs `work` off the main loop and posts what it returns to the mailbox; when it
-    /// cannot be run, posts `no_thread` instead, so the node always hears how it ended.
+    /// Runs `work` off the main loop (on the sender pool, or on a thread of its own for
+    /// long work) and posts what it returns to the mailbox; when it cannot be run, posts
+    /// what `refused` makes of the reason, so the node always hears how it ended.
     fn spawn_reporting(
-        &self,
-        name: String,
+        &mut self,
+        on: Runner,
         work: impl FnOnce(&Mailbox<Envelope>) -> Envelope + Send + 'static,
-        no_thread: Envelope,
+        refused: impl FnOnce(String) -> Envelope,
     ) {
         let mailbox = Arc::clone(&self.mailbox);
-        if !Self::spawn(name, move || {
+        let job = move || {
             let report = work(&mailbox);
             mailbox.push(report);
-        }) {
-            self.mailbox.push(no_thread);
+        };
+        let why = match on {
+            Runner::Pool => match self.senders.submit(Box::new(job)) {
+                Ok(()) => return,
+                Err((why, _)) => {
+                    self.count_refused(&why);
+                    why.to_string()
+                }
+            },
+            Runner::Thread(name) => {
+                match std::thread::Builder::new().name(name.into()).stack_size(SENDER_STACK).spawn(job) {
+                    Ok(_) => return,
+                    Err(e) => format!("no thread to run it on: {e}"),
+                }
+            }
+        };
+        self.mailbox.push(refused(why));
+    }
+
+    /// Runs `job` on the sender pool, and nothing is told if it couldn't (counted).
+    fn send_detached(&mut self, job: senders::Job) {
+        if let Err((why, _)) = self.senders.submit(job) {
+            self.count_refused(&why);
         }
+    }
+
+    fn count_refused(&mut self, why: &senders::Refused) {
+        self.refused_sends += 1;
+        crate::report::logging::throttled_warn(&format!(
+            "a send was dropped: {why} ({} dropped so far, {} sender threads)",
+            self.refused_sends,
+            self.senders.workers()
+        ));
     }
 
     fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {
@@ -506,25 +555,24 @@ impl Runtime {
         let timeout = self.config.socket_timeout;
         let wrapped =
             self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
-        let no_thread = Outcome::Failed(NO_THREAD.into());
         self.spawn_reporting(
-            format!("elect-{}", to.su_id),
+            Runner::Pool,
             move |mailbox| {
                 let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
                 Envelope::Input(Input::ElectReply { election, to, outcome })
             },
-            Envelope::Input(Input::ElectReply { election, to, outcome: no_thread }),
+            |why| Envelope::Input(Input::ElectReply { election, to, outcome: Outcome::Failed(why) }),
         );
     }
 
-    fn send_leader(&self, to: ProcessId, addr: Addr) {
+    fn send_leader(&mut self, to: ProcessId, addr: Addr) {
         let announcement = Message::IAmLeader { leader: self.node.id(), addr: None };
         let bytes = self.encode_for(to, &announcement);
         // Unknown dialect: the wrapped form first, then the standard one, which a
         // peer that believes the last announcement it heard reads last.
         let forms: Vec<Vec<u8>> = self.wrapped_if_unknown(to, &announcement).into_iter().chain([bytes]).collect();
         let timeout = self.config.socket_timeout;
-        let spawned = Self::spawn(format!("leader-{}", to.su_id), move || {
+        self.send_detached(Box::new(move || {
             for bytes in forms {
                 let sent = net::connect(&addr, timeout).and_then(|mut s| {
                     s.write_all(&bytes)?;
@@ -539,25 +587,21 @@ impl Runtime {
                     }
                 }
             }
-        });
-        if !spawned {
-            warn!("no thread to send I_AM_LEADER to {to}");
-        }
+        }));
     }
 
-    fn send_probe(&self, probe: u64, to: ProcessId, addr: Addr) {
+    fn send_probe(&mut self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
         let bytes = self.encode_for(to, &Message::Probe);
         let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
-        let no_thread = Outcome::Failed(NO_THREAD.into());
         self.spawn_reporting(
-            format!("probe-{}", to.su_id),
+            Runner::Pool,
             move |mailbox| {
                 let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
                 Envelope::Input(Input::ProbeReply { probe, outcome })
             },
-            Envelope::Input(Input::ProbeReply { probe, outcome: no_thread }),
+            |why| Envelope::Input(Input::ProbeReply { probe, outcome: Outcome::Failed(why) }),
         );
     }
 
@@ -599,8 +643,12 @@ impl Runtime {
     fn relisten_in_background(&mut self) {
         let bound = self.bound;
         self.relistening = true;
-        let no_thread = Envelope::Relistened(Err(std::io::Error::other(NO_THREAD)));
-        self.spawn_reporting("relisten".into(), move |_| Envelope::Relistened(relisten(bound)), no_thread);
+        // Up to RELISTEN_ROUNDS seconds of retrying: a thread of its own, not a sender's.
+        self.spawn_reporting(
+            Runner::Thread("relisten"),
+            move |_| Envelope::Relistened(relisten(bound)),
+            |why| Envelope::Relistened(Err(std::io::Error::other(why))),
+        );
     }
 
     /// A listening socket came back (or could not be had).
@@ -638,25 +686,29 @@ impl Runtime {
         }
     }
 
-    fn register_again(&self, reason: String) {
+    fn register_again(&mut self, reason: String) {
         info!("registering with the GCD again: {reason}");
         let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
-        let no_thread = Input::RegistrationFailed { reason: NO_THREAD.into() };
         self.spawn_reporting(
-            "register".into(),
+            Runner::Pool,
             move |_| {
                 Envelope::Input(match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
                     Ok(r) => Input::Registered { members: r.members },
                     Err(e) => Input::RegistrationFailed { reason: e.to_string() },
                 })
             },
-            Envelope::Input(no_thread),
+            |reason| Envelope::Input(Input::RegistrationFailed { reason }),
         );
     }
 }
 
-/// How work that could not be started is reported.
-const NO_THREAD: &str = "no thread to run it on";
+/// Where [`Runtime::spawn_reporting`] runs its work.
+enum Runner {
+    /// The sender pool: one exchange, bounded by the socket timeout.
+    Pool,
+    /// A thread of its own, so long work doesn't hold a sender.
+    Thread(&'static str),
+}
 
 /// Gets a listening socket again: `bound` itself if it frees within
 /// [`RELISTEN_SAME_PORT`], else any free port on the same host; up to
