@@ -13,6 +13,7 @@ and how many nodes exited, then stops every process it started.
 """
 
 import argparse
+import os
 import signal
 import socket
 import statistics
@@ -57,15 +58,14 @@ def main():
     ap.add_argument("--interval", type=float, default=0.05)
     ap.add_argument("--settle", type=float, default=10.0)
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the nodes")
-    ap.add_argument("--max-load", type=float, default=50.0,
-                    help="stop starting nodes when the 1-minute load average passes this (the machine is drowning)")
+    ap.add_argument("--max-runnable", type=int, default=100,
+                    help="stop starting nodes when more threads than this are runnable at 5 checks in a row "
+                         "(the machine is drowning)")
     args = ap.parse_args()
     gcd_port = free_port()
     procs = []
     env = None
     if args.env:
-        import os
-
         env = dict(os.environ)
         for kv in args.env:
             k, _, v = kv.partition("=")
@@ -89,10 +89,12 @@ def main():
         nodes = []
         peak_threads = {}
         started_at = time.time()
+        crowded = 0
         for i in range(args.members):
-            load = float(open("/proc/loadavg").read().split()[0])
-            if load > args.max_load:
-                print(f"stopped starting nodes at {i} of {args.members}: load average {load:.0f}")
+            runnable = int(open("/proc/loadavg").read().split()[3].split("/")[0])
+            crowded = crowded + 1 if runnable > args.max_runnable else 0
+            if crowded >= 5:
+                print(f"stopped starting nodes at {i} of {args.members}: {runnable} threads runnable")
                 break
             p = subprocess.Popen(
                 [args.bin, "--gcd", f"127.0.0.1:{gcd_port}", "--su-id", str(1_000_000 + i), "--days", "100",
@@ -135,6 +137,16 @@ def main():
         peaks = list(peak_threads.values())
         print(f"  Threads  now mean {statistics.mean(threads):.1f} max {max(threads)}; "
               f"peak seen (polled) mean {statistics.mean(peaks):.1f} max {max(peaks)}")
+        names = {}
+        for n, _ in rows:
+            try:
+                for t in os.listdir(f"/proc/{n.pid}/task"):
+                    with open(f"/proc/{n.pid}/task/{t}/comm") as f:
+                        name = f.read().strip().split("-")[0]
+                    names[name] = names.get(name, 0) + 1
+            except OSError:
+                pass
+        print("  threads by name (all nodes): " + ", ".join(f"{k} {v}" for k, v in sorted(names.items(), key=lambda kv: -kv[1])))
         print(f"  total RSS {sum(s['VmRSS'] for _, s in rows) / 1024:.0f} MiB, total PSS "
               f"{sum(s['Pss'] for _, s in rows) / 1024:.0f} MiB; gcd {gcd_status['VmRSS'] / 1024:.1f} MiB")
     finally:

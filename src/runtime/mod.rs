@@ -34,7 +34,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -166,6 +166,8 @@ enum Envelope {
     Relistened(std::io::Result<TcpListener>),
     /// A member answered GOT_IT in this dialect.
     Spoke(ProcessId, Dialect),
+    /// A queued ELECT of an election that a newer one replaced, not sent.
+    Superseded,
     Stop,
 }
 
@@ -264,6 +266,7 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         announced_port: addr.port,
         senders: Senders::new("sender", SENDERS, SEND_QUEUE, SENDER_STACK),
         refused_sends: 0,
+        latest_election: Arc::new(AtomicU64::new(0)),
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -309,6 +312,8 @@ struct Runtime {
     senders: Senders,
     /// Sends the pool could not take (queue full, no thread), counted for the log.
     refused_sends: u64,
+    /// The newest election an ELECT was sent for: queued ELECTs of older ones are skipped.
+    latest_election: Arc<AtomicU64>,
 }
 
 /// Sender threads per node. A job is one exchange with one member, bounded by the
@@ -362,6 +367,7 @@ impl Runtime {
                 Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
                 Taken::Item(Envelope::Relistened(socket)) => self.on_relistened(socket),
                 Taken::Item(Envelope::Spoke(pid, dialect)) => self.learn_dialect(pid, dialect),
+                Taken::Item(Envelope::Superseded) => {}
                 Taken::Item(Envelope::Stop) | Taken::Closed => break,
                 Taken::TimedOut => {}
             }
@@ -555,9 +561,17 @@ impl Runtime {
         let timeout = self.config.socket_timeout;
         let wrapped =
             self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
+        // An ELECT still queued when a newer election starts is not sent: the node
+        // ignores the old election's replies anyway, and under load repeated elections
+        // would otherwise fill the queue with dead sends.
+        self.latest_election.fetch_max(election, Ordering::SeqCst);
+        let latest = Arc::clone(&self.latest_election);
         self.spawn_reporting(
             Runner::Pool,
             move |mailbox| {
+                if latest.load(Ordering::SeqCst) > election {
+                    return Envelope::Superseded;
+                }
                 let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
                 Envelope::Input(Input::ElectReply { election, to, outcome })
             },
