@@ -82,6 +82,8 @@ def threads_of(pid):
 
 
 def run(args):
+    # A `timeout` or Ctrl-C still stops every process started here (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     gcd_port = free_port()
     procs = []
     try:

@@ -62,6 +62,8 @@ def main():
                     help="stop starting nodes when more threads than this are runnable at 5 checks in a row "
                          "(the machine is drowning)")
     args = ap.parse_args()
+    # A `timeout` or Ctrl-C still stops every process started here (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     gcd_port = free_port()
     procs = []
     env = None
