@@ -55,7 +55,7 @@ pub use report::{events::Observer, logging};
 
 /// The pure state machine: its inputs, actions, events and settings.
 pub use node::{
-    Action, Event, Feign, FeignMode, Input, Listening, Node, Outcome, Settings, Span, Time, Timeouts, Timer,
+    Action, Event, Failure, Feign, FeignMode, Input, Listening, Node, Outcome, Settings, Span, Time, Timeouts, Timer,
     LEADER_CHECK,
 };
 

@@ -164,7 +164,57 @@ impl Default for Settings {
 pub enum Outcome {
     GotIt,
     /// Refused, unreachable, silent past the socket timeout, an empty or wrong reply.
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why an ELECT or PROBE we sent got no GOT_IT. The node treats every kind alike; the
+/// kinds are for the runtime (a silent close makes it try the wrapped dialect) and for
+/// the log, which shows the [`Display`](std::fmt::Display) text, also the events' `"reason"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing listens at `addr`: the connection was refused.
+    Refused { addr: Addr },
+    /// No connection within `after` (the socket timeout).
+    ConnectTimeout { after: Duration },
+    /// Connecting to `addr` failed otherwise (`error` is the system's word).
+    Connect { addr: Addr, error: String },
+    /// Connected, but writing the message failed.
+    Send(String),
+    /// The peer read the message and closed the connection without a byte.
+    ClosedSilently,
+    /// No reply within `after` (the socket timeout).
+    NoReply { after: Duration },
+    /// A reply came, but not GOT_IT (how it read, in Rust's debug form).
+    WrongReply(String),
+    /// A reply came that does not decode as a pickle.
+    Unreadable(String),
+    /// The reply broke off or was too large (the framing error's words).
+    Frame(String),
+    /// The runtime could not run the exchange at all (no thread, a full queue).
+    NotRun(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused { addr } => write!(f, "refused: nothing listens at {addr}"),
+            Failure::ConnectTimeout { after } => write!(f, "no connection within {}s", after.as_secs_f64()),
+            Failure::Connect { addr, error } => write!(f, "cannot connect to {addr}: {error}"),
+            Failure::Send(error) => write!(f, "sending failed: {error}"),
+            Failure::ClosedSilently => f.write_str("closed the connection without a reply"),
+            Failure::NoReply { after } => write!(f, "no reply within {}s", after.as_secs_f64()),
+            Failure::WrongReply(reply) => write!(f, "answered {reply} instead of GOT_IT"),
+            Failure::Unreadable(error) => write!(f, "unreadable reply: {error}"),
+            Failure::Frame(words) | Failure::NotRun(words) => f.write_str(words),
+        }
+    }
+}
+
+/// Written as its words, as the events' `"reason"`.
+impl Serialize for Failure {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// A timer the node asked for; it comes back as [`Input::Timer`].
@@ -286,7 +336,7 @@ pub enum Event {
     },
     ElectFailed {
         to: ProcessId,
-        reason: String,
+        reason: Failure,
     },
     /// Who we follow changed (ourselves included, when we win).
     Leader {
@@ -320,7 +370,7 @@ pub enum Event {
     },
     ProbeFailed {
         leader: ProcessId,
-        reason: String,
+        reason: Failure,
     },
     /// Feigning failure now, for `lasting`.
     Failed {
@@ -1495,8 +1545,13 @@ mod tests {
             .collect()
     }
 
+    /// How an ELECT or PROBE to a member that is down ends.
+    pub(super) fn refused() -> Outcome {
+        Outcome::Failed(Failure::Refused { addr: addr(0) })
+    }
+
     fn reply(n: &mut Node, at: Duration, election: u64, to: u32, ok: bool) -> Vec<Action> {
-        let outcome = if ok { Outcome::GotIt } else { Outcome::Failed("refused".into()) };
+        let outcome = if ok { Outcome::GotIt } else { refused() };
         n.handle(at, Input::ElectReply { election, to: pid(to), outcome })
     }
 
@@ -1650,7 +1705,7 @@ mod tests {
         let out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
         assert_eq!(n.leader(), Some(pid(6)));
         let probe = probe_sent(&out, 9);
-        let out = n.handle(2 * S, Input::ProbeReply { probe, outcome: Outcome::Failed("refused".into()) });
+        let out = n.handle(2 * S, Input::ProbeReply { probe, outcome: refused() });
         assert!(elects(&out).is_empty() && !out.iter().any(|a| matches!(a, Action::Register { .. })), "{out:?}");
         assert_eq!((n.leader(), n.phase()), (Some(pid(6)), &Phase::Idle));
     }
@@ -1756,7 +1811,7 @@ mod tests {
         let Some(Action::SendProbe { probe, .. }) = n.handle(at, Input::Timer(timer)).into_iter().next() else {
             panic!("no PROBE")
         };
-        let out = n.handle(at, Input::ProbeReply { probe, outcome: Outcome::Failed("refused".into()) });
+        let out = n.handle(at, Input::ProbeReply { probe, outcome: refused() });
         assert!(out.iter().any(|a| matches!(a, Action::Register { .. })), "{out:?}");
         let out = n.handle(10 * S, Input::Registered { members: group(&days) });
         (n, out)
@@ -1850,7 +1905,7 @@ mod tests {
         let mut n = prober();
         let out = n.handle(ms(2), Input::IAmLeader { leader: pid(9), addr: None });
         let probe = fire_probe(&mut n, &out);
-        let out = n.handle(S * 4, Input::ProbeReply { probe, outcome: Outcome::Failed("refused".into()) });
+        let out = n.handle(S * 4, Input::ProbeReply { probe, outcome: refused() });
         assert!(matches!(out[0], Action::Event(Event::ProbeFailed { leader, .. }) if leader == pid(9)));
         assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
         assert!(elects(&out).is_empty(), "not before the GCD answers");
@@ -1861,7 +1916,7 @@ mod tests {
         let mut m = prober();
         let out = m.handle(ms(2), Input::IAmLeader { leader: pid(9), addr: None });
         let probe = fire_probe(&mut m, &out);
-        m.handle(S * 4, Input::ProbeReply { probe, outcome: Outcome::Failed("timed out".into()) });
+        m.handle(S * 4, Input::ProbeReply { probe, outcome: Outcome::Failed(Failure::NoReply { after: S }) });
         let out = m.handle(S * 4, Input::RegistrationFailed { reason: "GCD down".into() });
         assert_eq!(elects(&out), [(2, pid(9))]);
     }
@@ -1874,9 +1929,10 @@ mod tests {
         // An election began meanwhile (ELECT from a lower node): the late failure of
         // the probe must not start another one or ask the GCD.
         n.handle(S, Input::Elect { members: group(&[1, 5, 9]), sender: None });
-        let out = n.handle(S, Input::ProbeReply { probe, outcome: Outcome::Failed("refused".into()) });
+        let out = n.handle(S, Input::ProbeReply { probe, outcome: refused() });
         assert!(!out.iter().any(|a| matches!(a, Action::Register { .. })));
-        let out = n.handle(S, Input::ProbeReply { probe: probe + 7, outcome: Outcome::Failed("x".into()) });
+        let out =
+            n.handle(S, Input::ProbeReply { probe: probe + 7, outcome: Outcome::Failed(Failure::ClosedSilently) });
         assert!(out.is_empty());
     }
 
@@ -1910,7 +1966,7 @@ mod tests {
         for input in [
             Input::Elect { members: group(&[1, 5, 9]), sender: None },
             Input::IAmLeader { leader: pid(1), addr: None },
-            Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::Failed("x".into()) },
+            Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::Failed(Failure::ClosedSilently) },
             Input::Timer(Timer::Election(1)),
         ] {
             assert!(n.handle(at, input).is_empty());
@@ -2190,7 +2246,7 @@ mod leader_check_tests {
     //! The leader's check, driven by a fake clock.
     use super::*;
     // No probes, no feigned failures, the default check: the election tests' settings.
-    use super::tests::{addr, group, leaders_sent, pid, plain as checking, S};
+    use super::tests::{addr, group, leaders_sent, pid, plain as checking, refused, S};
 
     fn check_timer(out: &[Action]) -> Option<(Time, Timer)> {
         out.iter().find_map(|a| match a {
@@ -2308,14 +2364,15 @@ mod leader_check_tests {
         // period for a stale entry).
         let mut n = Node::new(pid(9), addr(9), checking(), 1);
         n.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9, 12]) });
-        let out = n
-            .handle(S / 10, Input::ElectReply { election: 1, to: pid(12), outcome: Outcome::Failed("refused".into()) });
+        let out = n.handle(S / 10, Input::ElectReply { election: 1, to: pid(12), outcome: refused() });
         assert_eq!(n.leader(), Some(pid(9)));
         let (at, timer) = check_timer(&out).expect("the new leader arms its check");
         let out = check_with(&mut n, at, timer, &[1, 5, 9, 12]);
         assert_eq!(elects(&out), [(pid(12), 4)]);
-        let out =
-            n.handle(at + S, Input::ElectReply { election: 2, to: pid(12), outcome: Outcome::Failed("x".into()) });
+        let out = n.handle(
+            at + S,
+            Input::ElectReply { election: 2, to: pid(12), outcome: Outcome::Failed(Failure::ClosedSilently) },
+        );
         assert_eq!(n.leader(), Some(pid(9)));
         let (at, timer) = check_timer(&out).expect("the next check");
         let mut again = n.clone();

@@ -234,6 +234,7 @@ impl Drop for EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::Failure;
 
     /// One event of every kind, with a `reason` that needs escaping.
     fn one_of_each() -> Vec<Event> {
@@ -245,7 +246,7 @@ mod tests {
             Event::Joined { members: 3 },
             Event::ElectionStarted { election: 3, reason: reason.clone(), asking: vec![a, b] },
             Event::GotIt { from: a },
-            Event::ElectFailed { to: b, reason: reason.clone() },
+            Event::ElectFailed { to: b, reason: Failure::Frame(reason.clone()) },
             Event::Leader { leader: a, previous: None },
             Event::Leader { leader: b, previous: Some(a) },
             Event::Won { election: 4, announcing_to: 2 },
@@ -256,7 +257,7 @@ mod tests {
             Event::Reregistered { members: 4, learned: vec![a] },
             Event::ReregistrationFailed { reason: reason.clone() },
             Event::ProbeOk { leader: a },
-            Event::ProbeFailed { leader: a, reason: reason.clone() },
+            Event::ProbeFailed { leader: a, reason: Failure::Frame(reason.clone()) },
             Event::Failed { mode: FeignMode::Close, lasting: std::time::Duration::from_millis(1500) },
             Event::Failed { mode: FeignMode::Ignore, lasting: std::time::Duration::from_micros(2_000_900) },
             Event::Recovered,
@@ -402,8 +403,8 @@ mod tests {
         assert!(won.ends_with("I_AM_LEADER to 1 member"), "{won}");
         let again = describe(&Event::Reregistered { members: 1, learned: vec![] }, me).unwrap();
         assert!(again.ends_with("1 member"), "{again}");
-        assert!(!is_warning(&Event::ElectFailed { to: other, reason: "refused".into() }));
-        assert!(!is_warning(&Event::ProbeFailed { leader: other, reason: "refused".into() }));
+        assert!(!is_warning(&Event::ElectFailed { to: other, reason: Failure::ClosedSilently }));
+        assert!(!is_warning(&Event::ProbeFailed { leader: other, reason: Failure::ClosedSilently }));
         assert!(is_warning(&Event::ReregistrationFailed { reason: "GCD down".into() }));
         let clash = Event::IdentityClash { other, addr: None, clash: crate::node::Clash::SuId, source: "GCD".into() };
         assert!(is_warning(&clash));

@@ -319,7 +319,7 @@ mod tests {
             obs(100, 2, Event::Won { election: 1, announcing_to: 1 }),
             obs(150, 1, leader(2)),
             obs(600, 2, Event::Failed { mode: crate::node::FeignMode::Close, lasting: Duration::from_secs(1) }),
-            obs(900, 1, Event::ProbeFailed { leader: pid(2), reason: "refused".into() }),
+            obs(900, 1, Event::ProbeFailed { leader: pid(2), reason: crate::node::Failure::ClosedSilently }),
             obs(900, 1, leader(1)),
         ];
         let g = GroupFigures::compute(&o, Duration::from_millis(1000));

@@ -15,7 +15,8 @@
 #![allow(dead_code)]
 
 use bully_node::{
-    Action, Addr, Event, Feign, FeignMode, Input, Listening, Members, Node, Outcome, ProcessId, Settings, Span, Time,
+    Action, Addr, Event, Failure, Feign, FeignMode, Input, Listening, Members, Node, Outcome, ProcessId, Settings,
+    Span, Time,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -475,8 +476,10 @@ impl Sim<'_> {
                         self.count_message(); // its GOT_IT
                         (Outcome::GotIt, 2 * d)
                     }
-                    State::Down(FeignMode::Ignore) => (Outcome::Failed("no reply".into()), self.sc.socket_timeout),
-                    _ => (Outcome::Failed("refused".into()), MS),
+                    State::Down(FeignMode::Ignore) => {
+                        (Outcome::Failed(Failure::NoReply { after: self.sc.socket_timeout }), self.sc.socket_timeout)
+                    }
+                    _ => (Outcome::Failed(Failure::Refused { addr }), MS),
                 };
                 self.deliver(outcome_after.1, i, Input::ElectReply { election, to, outcome: outcome_after.0 });
             }
@@ -493,8 +496,10 @@ impl Sim<'_> {
                 let Some(&j) = self.by_addr.get(&addr) else { return };
                 let (outcome, after) = match self.members[j].state {
                     State::Up => (Outcome::GotIt, 2 * self.delay()),
-                    State::Down(FeignMode::Ignore) => (Outcome::Failed("no reply".into()), self.sc.socket_timeout),
-                    _ => (Outcome::Failed("refused".into()), MS),
+                    State::Down(FeignMode::Ignore) => {
+                        (Outcome::Failed(Failure::NoReply { after: self.sc.socket_timeout }), self.sc.socket_timeout)
+                    }
+                    _ => (Outcome::Failed(Failure::Refused { addr }), MS),
                 };
                 self.deliver(after, i, Input::ProbeReply { probe, outcome });
             }
