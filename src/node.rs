@@ -299,7 +299,7 @@ pub enum Action {
     SendProbe { probe: u64, to: ProcessId, addr: Addr },
     /// Register with the GCD again and report [`Input::Registered`] or
     /// [`Input::RegistrationFailed`].
-    Register { reason: String },
+    Register { reason: RegisterWhy },
     /// Change what the listener does.
     Listen(Listening),
     /// Something a person or a tool should know about.
@@ -328,7 +328,7 @@ pub enum Event {
     },
     ElectionStarted {
         election: u64,
-        reason: String,
+        reason: Why,
         asking: Vec<ProcessId>,
     },
     GotIt {
@@ -421,6 +421,127 @@ pub enum Event {
     Stopped,
 }
 
+/// Why an election starts (or is deferred, or waits for the GCD's answer): the
+/// `"reason"` of [`Event::ElectionStarted`], written as its [`Display`](std::fmt::Display)
+/// text; [`Why::kind`] names the rule without the ids, for counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// The GCD answered our first registration.
+    JoinedGroup,
+    /// An ELECT arrived while idle (`sender` when its message names one).
+    ElectFrom { sender: Option<ProcessId> },
+    /// ELECTs arrived in the window after an election ended (see [`SETTLE_WINDOW`]).
+    WhileSettling,
+    /// `leader`, below us, announced itself: we take over.
+    AnnouncerBelow { leader: ProcessId },
+    /// `leader` announced itself, below the `higher` leader we followed, which answered
+    /// a PROBE.
+    AboveAnnouncer { leader: ProcessId, higher: ProcessId },
+    /// Our PROBE to `leader` failed.
+    ProbeFailed { leader: ProcessId },
+    /// A feigned failure ended.
+    Recovered,
+    /// A GOT_IT came, then no I_AM_LEADER within the leader timeout.
+    NoLeaderAfterGotIt,
+    /// We followed `leader`, and the GCD does not list it.
+    LeaderUnknownToGcd { leader: ProcessId },
+    /// The GCD lists `top`, above the `leader` we follow (or ourselves).
+    GcdListsAbove { top: ProcessId, leader: ProcessId },
+    /// `leader` took over while we led, and the GCD had forgotten members we know.
+    TookOver { leader: ProcessId },
+    /// The leader's check: the GCD lists `top` above us.
+    CheckListsAbove { top: ProcessId },
+}
+
+impl Why {
+    /// The rule, without the ids: the same for every election started by it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Why::JoinedGroup => "joined",
+            Why::ElectFrom { .. } => "elect",
+            Why::WhileSettling => "while_settling",
+            Why::AnnouncerBelow { .. } => "announcer_below",
+            Why::AboveAnnouncer { .. } => "above_announcer",
+            Why::ProbeFailed { .. } => "probe_failed",
+            Why::Recovered => "recovered",
+            Why::NoLeaderAfterGotIt => "no_leader_after_got_it",
+            Why::LeaderUnknownToGcd { .. } => "leader_unknown_to_gcd",
+            Why::GcdListsAbove { .. } => "gcd_lists_above",
+            Why::TookOver { .. } => "took_over",
+            Why::CheckListsAbove { .. } => "check_lists_above",
+        }
+    }
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::JoinedGroup => f.write_str("joined the group"),
+            Why::ElectFrom { sender: Some(sender) } => write!(f, "ELECT from {sender}"),
+            Why::ElectFrom { sender: None } => f.write_str("ELECT from a peer"),
+            Why::WhileSettling => f.write_str("ELECTs arrived while settling"),
+            Why::AnnouncerBelow { leader } => write!(f, "{leader} announced itself but ranks below us"),
+            Why::AboveAnnouncer { leader, higher } => write!(f, "{leader} announced itself but {higher} ranks higher"),
+            Why::ProbeFailed { leader } => write!(f, "leader {leader} failed a PROBE"),
+            Why::Recovered => f.write_str("recovered from a feigned failure"),
+            Why::NoLeaderAfterGotIt => f.write_str("no I_AM_LEADER came after GOT_IT"),
+            Why::LeaderUnknownToGcd { leader } => write!(f, "leader {leader} is not a member the GCD knows"),
+            Why::GcdListsAbove { top, leader } => write!(f, "the GCD lists {top}, above our leader {leader}"),
+            Why::TookOver { leader } => write!(f, "{leader} took over while we led and may not know our members"),
+            Why::CheckListsAbove { top } => write!(f, "leader's check: the GCD lists {top} above us"),
+        }
+    }
+}
+
+/// Written as its words, as the events' `"reason"`.
+impl Serialize for Why {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Why the node asks the GCD for the members again ([`Action::Register`]); the log
+/// shows the [`Display`](std::fmt::Display) text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterWhy {
+    /// Our port was taken while we were down: we listen on another.
+    Moved,
+    /// We follow `leader` and don't know where it listens.
+    LeaderUnknown { leader: ProcessId },
+    /// Our PROBE to `leader` failed: who is left, before electing.
+    ProbeFailed { leader: ProcessId },
+    /// A feigned failure ended.
+    Recovered,
+    /// The GCD did not answer the last time (see [`REGISTER_RETRY`]).
+    Retry,
+    /// A GOT_IT came, then no I_AM_LEADER: who is really in the group.
+    NoLeaderAfterGotIt,
+    /// The GCD did not list `leader`; asked again after its leader's check.
+    AskAgain { leader: ProcessId },
+    /// The leader's periodic check.
+    LeaderCheck,
+    /// `leader` took over while we led.
+    Overtaken { leader: ProcessId },
+}
+
+impl std::fmt::Display for RegisterWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegisterWhy::Moved => f.write_str("we listen on another port now"),
+            RegisterWhy::LeaderUnknown { leader } => write!(f, "leader {leader} is not in our members"),
+            RegisterWhy::ProbeFailed { leader } => write!(f, "the PROBE to leader {leader} failed"),
+            RegisterWhy::Recovered => f.write_str("recovered from a feigned failure"),
+            RegisterWhy::Retry => f.write_str("the GCD did not answer the last time"),
+            RegisterWhy::NoLeaderAfterGotIt => f.write_str("a GOT_IT came but no I_AM_LEADER"),
+            RegisterWhy::AskAgain { leader } => {
+                write!(f, "leader {leader} was not in the GCD's list; asking again after its check")
+            }
+            RegisterWhy::LeaderCheck => f.write_str("leader's check: asking who the GCD lists now"),
+            RegisterWhy::Overtaken { leader } => write!(f, "leader {leader} took over while we led"),
+        }
+    }
+}
+
 /// A duration as whole milliseconds, as the events write it.
 fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u128(d.as_millis())
@@ -473,11 +594,11 @@ pub struct Node {
     probes_sent: u64,
     /// An election to start once the GCD has answered (after a failed probe or a
     /// recovery), with its reason.
-    elect_after_registration: Option<String>,
+    elect_after_registration: Option<Why>,
     /// When the last election ended for us (we won, or a leader announced itself).
     settled_at: Option<Time>,
     /// The deferred election pending: its number and reason.
-    deferred: Option<(u64, String)>,
+    deferred: Option<(u64, Why)>,
     deferrals: u64,
     /// The registration retry armed, by number, after the GCD failed to answer.
     retry: Option<u64>,
@@ -502,7 +623,7 @@ pub struct Node {
     looking_up: bool,
     /// A lower member announced itself while we followed a higher one: the PROBE we
     /// sent the higher one to see whether it is alive, and why we elect if it is.
-    verifying: Option<(u64, String)>,
+    verifying: Option<(u64, Why)>,
     /// The election in `elect_after_registration` is paced (a failed PROBE's).
     pace_after_registration: bool,
     /// The GCD was asked where our leader listens before an election (see `elect`).
@@ -677,7 +798,7 @@ impl Node {
                 let from = std::mem::replace(&mut self.my_addr, addr.clone());
                 self.members.insert(self.me, addr.clone());
                 out.push(Action::Event(Event::Moved { from, to: addr }));
-                out.push(Action::Register { reason: "we listen on another port now".into() });
+                out.push(Action::Register { reason: RegisterWhy::Moved });
             }
             Input::Elect { members, sender } => {
                 let source = format!("ELECT from {}", sender.map_or("a peer".to_string(), |s| s.to_string()));
@@ -697,10 +818,9 @@ impl Node {
                     // highest member dead, that made the live leader wait as long as
                     // everyone, and each window ended in a new wave of elections.)
                     let at = if self.leader == Some(self.me) { until } else { until.max(now) + self.settle_window() };
-                    self.defer_election(at, "ELECTs arrived while settling".into(), &mut out);
+                    self.defer_election(at, Why::WhileSettling, &mut out);
                 } else {
-                    let from = sender.map_or("a peer".to_string(), |s| s.to_string());
-                    self.start_election(now, format!("ELECT from {from}"), &mut out);
+                    self.start_election(now, Why::ElectFrom { sender }, &mut out);
                 }
             }
             Input::IAmLeader { leader, addr } => self.on_leader(now, leader, addr, &mut out),
@@ -756,7 +876,7 @@ impl Node {
     }
 
     /// Arms a deferred election unless one is pending already (it will elect anyway).
-    fn defer_election(&mut self, at: Time, reason: String, out: &mut Vec<Action>) {
+    fn defer_election(&mut self, at: Time, reason: Why, out: &mut Vec<Action>) {
         if self.deferred.is_none() {
             self.deferrals += 1;
             self.deferred = Some((self.deferrals, reason));
@@ -819,7 +939,7 @@ impl Node {
             return;
         }
         self.looking_up = true;
-        out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+        out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
     }
 
     fn on_probe_reply(&mut self, now: Time, probe: u64, outcome: Outcome, out: &mut Vec<Action>) {
@@ -836,9 +956,9 @@ impl Node {
             Outcome::Failed(reason) => {
                 out.push(Action::Event(Event::ProbeFailed { leader, reason }));
                 if self.leader == Some(leader) && self.phase == Phase::Idle {
-                    self.elect_after_registration = Some(format!("leader {leader} failed a PROBE"));
+                    self.elect_after_registration = Some(Why::ProbeFailed { leader });
                     self.pace_after_registration = true;
-                    out.push(Action::Register { reason: format!("the PROBE to leader {leader} failed") });
+                    out.push(Action::Register { reason: RegisterWhy::ProbeFailed { leader } });
                 }
             }
         }
@@ -847,7 +967,7 @@ impl Node {
     /// A lower member announced itself while we followed `higher`, and we probed
     /// `higher`: alive, it may still lead and we elect to find out (asking the GCD first
     /// where the announcer listens, if we don't know); failed, we follow the announcer.
-    fn on_verified(&mut self, now: Time, higher: ProcessId, outcome: Outcome, reason: String, out: &mut Vec<Action>) {
+    fn on_verified(&mut self, now: Time, higher: ProcessId, outcome: Outcome, reason: Why, out: &mut Vec<Action>) {
         match outcome {
             Outcome::GotIt => {
                 out.push(Action::Event(Event::ProbeOk { leader: higher }));
@@ -857,7 +977,7 @@ impl Node {
                 if self.leader.is_some_and(|l| l != self.me && !self.members.contains(l)) {
                     self.elect_after_registration = Some(reason);
                     let leader = self.leader.expect("checked");
-                    out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+                    out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
                 } else {
                     self.start_election(now, reason, out);
                 }
@@ -872,7 +992,7 @@ impl Node {
     /// an election there cost each follower an ELECT to the new leader, and the new
     /// leader one more fan-out of announcements (6n messages per failover in the
     /// simulator at 50 members; a refused PROBE each costs n).
-    fn verify(&mut self, higher: ProcessId, reason: String, out: &mut Vec<Action>) -> bool {
+    fn verify(&mut self, higher: ProcessId, reason: Why, out: &mut Vec<Action>) -> bool {
         let Some(addr) = self.members.get(higher).cloned() else { return false };
         let number = match self.probing {
             Some((n, p)) if p == higher => n,
@@ -925,8 +1045,8 @@ impl Node {
         self.down = false;
         out.push(Action::Event(Event::Recovered));
         out.push(Action::Listen(Listening::Open));
-        self.elect_after_registration = Some("recovered from a feigned failure".into());
-        out.push(Action::Register { reason: "recovered from a feigned failure".into() });
+        self.elect_after_registration = Some(Why::Recovered);
+        out.push(Action::Register { reason: RegisterWhy::Recovered });
         self.arm_failure(now, out);
     }
 
@@ -965,7 +1085,7 @@ impl Node {
         if first {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.arm_failure(now, out);
-            self.start_election(now, "joined the group".into(), out);
+            self.start_election(now, Why::JoinedGroup, out);
         } else {
             let learned: Vec<_> = self.members.iter().map(|m| m.pid).filter(|p| !before.contains(*p)).collect();
             out.push(Action::Event(Event::Reregistered { members: self.members.len(), learned: learned.clone() }));
@@ -991,7 +1111,7 @@ impl Node {
                     return;
                 }
                 if !self.is_electing() {
-                    self.start_election(now, format!("leader {fake} is not a member the GCD knows"), out);
+                    self.start_election(now, Why::LeaderUnknownToGcd { leader: fake }, out);
                     return;
                 }
             }
@@ -1001,7 +1121,7 @@ impl Node {
                     // A member ranking above the leader we follow should lead, if alive.
                     let bar = self.leader.unwrap_or(self.me).max(self.me);
                     if let Some(top) = learned.iter().copied().filter(|p| *p > bar).max() {
-                        self.start_election(now, format!("the GCD lists {top}, above our leader {bar}"), out);
+                        self.start_election(now, Why::GcdListsAbove { top, leader: bar }, out);
                     } else if self.leader == Some(self.me) {
                         // We lead, and these members never heard it (they joined while
                         // we were down or unknown to us): tell them, or a lower one that
@@ -1063,11 +1183,11 @@ impl Node {
     /// on winning the elections of those below it (simulator seeds 34, 3005, 3596,
     /// 5410, 5976, 8957, 12718: a lower member and the leader took turns announcing).
     /// They are few: the crowds of a failover are the detectors' paced elections.
-    fn start_election(&mut self, now: Time, reason: String, out: &mut Vec<Action>) {
+    fn start_election(&mut self, now: Time, reason: Why, out: &mut Vec<Action>) {
         self.elect(now, reason, false, out);
     }
 
-    fn elect(&mut self, now: Time, reason: String, paced: bool, out: &mut Vec<Action>) {
+    fn elect(&mut self, now: Time, reason: Why, paced: bool, out: &mut Vec<Action>) {
         // The election due after the GCD's answer is paced: a failed PROBE's.
         let paced = paced || std::mem::take(&mut self.pace_after_registration);
         // We follow a higher leader whose address we have not asked the GCD for yet
@@ -1083,7 +1203,7 @@ impl Node {
             if !self.looking_up && !self.check.asking && self.retry.is_none() {
                 self.looking_up = true;
                 let leader = self.leader.expect("checked");
-                out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+                out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
             }
             return;
         }
@@ -1207,7 +1327,7 @@ impl Node {
                 self.retry = None;
                 // Asking again as an overtaken leader: its answer is merged (see `overtaken`).
                 self.check.asking |= self.check.overtaken_by.is_some_and(|l| self.leader == Some(l));
-                out.push(Action::Register { reason: "the GCD did not answer the last time".into() });
+                out.push(Action::Register { reason: RegisterWhy::Retry });
             }
             (Timer::Deferred(n), Phase::Idle) if self.deferred.as_ref().is_some_and(|(d, _)| *d == n) => {
                 let (_, reason) = self.deferred.take().expect("checked above");
@@ -1219,8 +1339,8 @@ impl Node {
                 // from peers may be a stale id whose GOT_IT came from someone else.
                 self.phase = Phase::Idle;
                 self.doubting = true;
-                self.elect_after_registration = Some("no I_AM_LEADER came after GOT_IT".into());
-                out.push(Action::Register { reason: "a GOT_IT came but no I_AM_LEADER".into() });
+                self.elect_after_registration = Some(Why::NoLeaderAfterGotIt);
+                out.push(Action::Register { reason: RegisterWhy::NoLeaderAfterGotIt });
             }
             _ => {} // a timer of an election that already ended
         }
@@ -1236,8 +1356,7 @@ impl Node {
             // hear ours after its. The interop tests caught a Python peer ending up
             // with the lower leader when our correction overtook the announcement.
             if !self.is_electing() {
-                let reason = format!("{leader} announced itself but ranks below us");
-                self.defer_election(now + self.settle_window(), reason, out);
+                self.defer_election(now + self.settle_window(), Why::AnnouncerBelow { leader }, out);
             }
             return;
         }
@@ -1270,12 +1389,12 @@ impl Node {
             // must be able to ask the announcer: if we don't know where it listens,
             // the GCD is asked first (the simulator found a group split in two when
             // an election asked only the dead former leader and was won).
-            let reason = format!("{leader} announced itself but {higher} ranks higher");
-            if self.verify(higher, reason.clone(), out) {
+            let reason = Why::AboveAnnouncer { leader, higher };
+            if self.verify(higher, reason, out) {
                 // Decided when the PROBE ends.
             } else if unknown {
                 self.elect_after_registration = Some(reason);
-                out.push(Action::Register { reason: format!("leader {leader} is not in our members") });
+                out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
             } else {
                 self.start_election(now, reason, out);
             }
@@ -1340,8 +1459,7 @@ impl Node {
             self.check.unlisted = Some((leader, 3));
             // The answer to an overtaken leader's question is merged, as a check's is.
             self.check.asking |= self.check.overtaken_by == Some(leader);
-            let reason = format!("leader {leader} was not in the GCD's list; asking again after its check");
-            out.push(Action::Register { reason });
+            out.push(Action::Register { reason: RegisterWhy::AskAgain { leader } });
         } else {
             self.check.unlisted = None; // moved on: the next doubt starts afresh
         }
@@ -1374,7 +1492,7 @@ impl Node {
             return;
         }
         self.check.asking = true;
-        out.push(Action::Register { reason: "leader's check: asking who the GCD lists now".into() });
+        out.push(Action::Register { reason: RegisterWhy::LeaderCheck });
     }
 
     /// The GCD answered a leader's check (or the registration of an overtaken leader).
@@ -1425,7 +1543,7 @@ impl Node {
             // checked in with yet. Ask again once its check will have (see `doubt_leader`).
             if self.check.unlisted == Some((l, 3)) {
                 self.check.unlisted = None;
-                self.start_election(now, format!("leader {l} is not a member the GCD knows"), out);
+                self.start_election(now, Why::LeaderUnknownToGcd { leader: l }, out);
                 return;
             }
             self.check.unlisted = Some((l, 1));
@@ -1447,9 +1565,9 @@ impl Node {
         if let Some(why) = pending {
             self.start_election(now, why, out);
         } else if let (Some(leader), None) = (tell, top) {
-            self.start_election(now, format!("{leader} took over while we led and may not know our members"), out);
+            self.start_election(now, Why::TookOver { leader }, out);
         } else if let Some(top) = electing_for {
-            self.start_election(now, format!("leader's check: the GCD lists {top} above us"), out);
+            self.start_election(now, Why::CheckListsAbove { top }, out);
         } else if matches!(self.phase, Phase::Electing { .. }) {
             self.ask_newcomers(&learned, out);
         } else {
@@ -1492,7 +1610,7 @@ impl Node {
         self.check.overtaken_by = Some(leader);
         if !self.check.asking {
             self.check.asking = true;
-            out.push(Action::Register { reason: format!("leader {leader} took over while we led") });
+            out.push(Action::Register { reason: RegisterWhy::Overtaken { leader } });
         }
     }
 }
@@ -2578,5 +2696,44 @@ mod leader_check_tests {
         // Without the check, the higher newcomer leads alone for good.
         let off = Settings { leader_check: None, ..checking() };
         assert_eq!(heal_time(1, 300, off), None);
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::tests::pid;
+    use super::*;
+
+    /// The log and the events' `"reason"` read as they did when reasons were sentences.
+    #[test]
+    fn reasons_read_as_sentences_and_group_by_kind() {
+        let (a, b) = (pid(3), pid(9));
+        let elections = [
+            (Why::JoinedGroup, "joined the group", "joined"),
+            (Why::ElectFrom { sender: Some(a) }, "ELECT from (3, 1000003)", "elect"),
+            (Why::ElectFrom { sender: None }, "ELECT from a peer", "elect"),
+            (
+                Why::AboveAnnouncer { leader: a, higher: b },
+                "(3, 1000003) announced itself but (9, 1000009) ranks higher",
+                "above_announcer",
+            ),
+            (
+                Why::GcdListsAbove { top: b, leader: a },
+                "the GCD lists (9, 1000009), above our leader (3, 1000003)",
+                "gcd_lists_above",
+            ),
+            (
+                Why::CheckListsAbove { top: b },
+                "leader's check: the GCD lists (9, 1000009) above us",
+                "check_lists_above",
+            ),
+        ];
+        for (why, text, kind) in elections {
+            assert_eq!((why.to_string().as_str(), why.kind()), (text, kind));
+        }
+        assert_eq!(RegisterWhy::LeaderUnknown { leader: b }.to_string(), "leader (9, 1000009) is not in our members");
+        let refused = Failure::Refused { addr: Addr::new("127.0.0.1", 5001) };
+        assert_eq!(refused.to_string(), "refused: nothing listens at 127.0.0.1:5001");
+        assert_eq!(Failure::NoReply { after: Duration::from_millis(1500) }.to_string(), "no reply within 1.5s");
     }
 }

@@ -234,7 +234,7 @@ impl Drop for EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::Failure;
+    use crate::node::{Failure, Why};
 
     /// One event of every kind, with a `reason` that needs escaping.
     fn one_of_each() -> Vec<Event> {
@@ -244,7 +244,11 @@ mod tests {
         let reason = "refused: \"x\" \\ y\nz\tw\r\u{1}é".to_string();
         vec![
             Event::Joined { members: 3 },
-            Event::ElectionStarted { election: 3, reason: reason.clone(), asking: vec![a, b] },
+            Event::ElectionStarted {
+                election: 3,
+                reason: Why::AboveAnnouncer { leader: a, higher: b },
+                asking: vec![a, b],
+            },
             Event::GotIt { from: a },
             Event::ElectFailed { to: b, reason: Failure::Frame(reason.clone()) },
             Event::Leader { leader: a, previous: None },
@@ -296,7 +300,7 @@ mod tests {
     fn every_kind_of_event_has_its_exact_line() {
         let want = [
             r#"{"t":1764067200123,"node":[5,1234567],"event":"joined","members":3}"#,
-            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é","asking":[[9,1000009],[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"(9, 1000009) announced itself but (12, 4000001) ranks higher","asking":[[9,1000009],[12,4000001]]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"got_it","from":[9,1000009]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_failed","to":[12,4000001],"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"leader","leader":[9,1000009],"previous":null}"#,
@@ -337,14 +341,14 @@ mod tests {
         let line = json(
             &Event::ElectionStarted {
                 election: 3,
-                reason: "a \"quoted\"\nreason".into(),
+                reason: Why::ElectFrom { sender: None },
                 asking: vec![ProcessId::new(9, 1000009)],
             },
             me,
         );
         assert!(line.starts_with("{\"t\":1"), "{line}");
         assert!(line.contains(r#""node":[5,1234567],"event":"election_started","election":3"#), "{line}");
-        assert!(line.contains(r#""reason":"a \"quoted\"\nreason","asking":[[9,1000009]]}"#), "{line}");
+        assert!(line.contains(r#""reason":"ELECT from a peer","asking":[[9,1000009]]}"#), "{line}");
         let line = json(&Event::Leader { leader: me, previous: None }, me);
         assert!(line.ends_with(r#""leader":[5,1234567],"previous":null}"#), "{line}");
     }

@@ -26,7 +26,7 @@ use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
-use crate::node::{Action, Event, Failure, Input, Listening, Node, Outcome, Time, Timer};
+use crate::node::{Action, Event, Failure, Input, Listening, Node, Outcome, RegisterWhy, Time, Timer};
 use crate::protocol::{encode_message, Dialect, Message, RegisterName, Reply};
 use crate::report::events::{self, EventSink};
 use crate::report::logging::LEADER_TARGET;
@@ -701,7 +701,7 @@ impl Runtime {
         }
     }
 
-    fn register_again(&mut self, reason: String) {
+    fn register_again(&mut self, reason: RegisterWhy) {
         info!("registering with the GCD again: {reason}");
         let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
         self.spawn_reporting(

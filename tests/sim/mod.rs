@@ -274,7 +274,7 @@ struct Sim<'a> {
     samples: Vec<(Time, bool)>,
     last_sample: Time,
     wrong_since: Vec<Option<Time>>,
-    reasons: HashMap<String, usize>,
+    reasons: HashMap<&'static str, usize>,
 }
 
 /// Runs `sc` to the end and reports what happened.
@@ -548,13 +548,7 @@ impl Sim<'_> {
                 self.report.elections_started += 1;
                 self.election_starts.push(self.now);
                 if std::env::var_os("SIM_TRACE").is_some() {
-                    let key: String = reason
-                        .split_whitespace()
-                        .filter(|w| !w.starts_with('(') && !w.ends_with(')'))
-                        .take(6)
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    *self.reasons.entry(key).or_default() += 1;
+                    *self.reasons.entry(reason.kind()).or_default() += 1;
                 }
             }
             _ => {}
