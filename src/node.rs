@@ -275,9 +275,6 @@ pub enum Input {
         outcome: Outcome,
     },
     Timer(Timer),
-    /// Feign failures from now on as given, or stop feigning (a failure under way
-    /// still recovers).
-    SetFeign(Option<Feign>),
     /// We listen at `addr` now (our port was taken while we were down): register it.
     Moved {
         addr: Addr,
@@ -756,11 +753,11 @@ impl Node {
     pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
         if self.down {
-            // Failed: deaf to all but the end of the failure (and to settings).
-            match input {
-                Input::Timer(Timer::Recover(n)) if n == self.failure => self.recover(now, &mut out),
-                Input::SetFeign(feign) => self.settings.feign = feign,
-                _ => {}
+            // Failed: deaf to all but the end of the failure.
+            if let Input::Timer(Timer::Recover(n)) = input {
+                if n == self.failure {
+                    self.recover(now, &mut out);
+                }
             }
             return out;
         }
@@ -785,15 +782,6 @@ impl Node {
                 }
             }
             Input::ProbeReply { probe, outcome } => self.on_probe_reply(now, probe, outcome, &mut out),
-            Input::SetFeign(feign) => {
-                let was = self.settings.feign.is_some();
-                self.settings.feign = feign;
-                if !was {
-                    self.arm_failure(now, &mut out);
-                } else if feign.is_none() {
-                    self.failure += 1; // the armed failure timer is now stale
-                }
-            }
             Input::Moved { addr } => {
                 let from = std::mem::replace(&mut self.my_addr, addr.clone());
                 self.members.insert(self.me, addr.clone());
@@ -829,6 +817,26 @@ impl Node {
         }
         if gcd_answer {
             self.asked_before_electing = false;
+        }
+        self.keep_probing(now, &mut out);
+        self.keep_checking(now, &mut out);
+        out
+    }
+
+    /// Feigns failures from `now` on as `feign` says, or stops feigning with `None` (a
+    /// failure under way still recovers). A setting, not a fact of the protocol: the
+    /// simulator and the tests call it (the runtime fixes `Settings::feign` at start-up).
+    pub fn set_feign(&mut self, now: Time, feign: Option<Feign>) -> Vec<Action> {
+        let mut out = Vec::new();
+        let was = self.settings.feign.is_some();
+        self.settings.feign = feign;
+        if self.down {
+            return out; // the recovery arms the next failure
+        }
+        if !was {
+            self.arm_failure(now, &mut out);
+        } else if feign.is_none() {
+            self.failure += 1; // the armed failure timer is now stale
         }
         self.keep_probing(now, &mut out);
         self.keep_checking(now, &mut out);
@@ -2122,9 +2130,23 @@ mod tests {
     fn feigning_can_be_turned_off() {
         let (mut n, out) = feigner(FeignMode::Close, 1);
         let (at, timer) = fail_timer(&out);
-        assert!(n.handle(S, Input::SetFeign(None)).is_empty());
+        assert!(n.set_feign(S, None).is_empty());
         assert!(n.handle(at, Input::Timer(timer)).is_empty(), "the armed failure is stale");
         assert!(!n.is_down());
+    }
+
+    #[test]
+    fn feigning_turned_off_while_down_still_recovers_and_fails_no_more() {
+        let (mut n, out) = feigner(FeignMode::Close, 1);
+        let (at, timer) = fail_timer(&out);
+        let down = n.handle(at, Input::Timer(timer));
+        let (back, recover) = timers(&down).into_iter().find(|(_, t)| matches!(t, Timer::Recover(_))).unwrap();
+        assert!(n.set_feign(at, None).is_empty());
+        assert!(n.is_down());
+        let out = n.handle(back, Input::Timer(recover));
+        assert!(!n.is_down());
+        assert!(out.contains(&Action::Listen(Listening::Open)), "{out:?}");
+        assert!(!timers(&out).iter().any(|(_, t)| matches!(t, Timer::Fail(_))), "{out:?}");
     }
 
     #[test]

@@ -427,8 +427,9 @@ impl Sim<'_> {
             }
             Ev::StopFeigning => {
                 for i in 0..self.members.len() {
-                    if self.members[i].node.is_some() {
-                        self.feed(i, Input::SetFeign(None));
+                    let Some(node) = self.members[i].node.as_mut() else { continue };
+                    for action in node.set_feign(self.now, None) {
+                        self.apply(i, action);
                     }
                 }
             }
