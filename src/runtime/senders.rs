@@ -114,9 +114,11 @@ impl Senders {
             let mut state = shared.lock();
             state.workers -= 1;
             if state.workers == 0 {
-                // Nobody will ever take it: hand the newest job (this one) back.
-                let job = state.queue.pop_back().expect("queued above, and no worker ran");
-                return Err((Refused::NoThread, job));
+                // Nobody will ever take it: hand the newest job (this one) back. A worker
+                // that ended meanwhile may have run it already: then there is nothing to hand back.
+                if let Some(job) = state.queue.pop_back() {
+                    return Err((Refused::NoThread, job));
+                }
             }
         }
         Ok(())
