@@ -52,6 +52,7 @@
 
 mod event;
 mod io;
+mod probing;
 mod settings;
 
 pub use event::{Clash, Event, RegisterWhy, Why};
@@ -60,6 +61,7 @@ pub use settings::{Feign, FeignMode, Settings, Span, Timeouts, LEADER_CHECK};
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Member, Members};
+use probing::Probing;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Duration;
@@ -94,12 +96,7 @@ pub struct Node {
     down: bool,
     /// Number of the latest failure timer armed (a lower one is stale).
     failure: u64,
-    /// Number of the latest probe timer armed, and whether it is still pending.
-    probe_timer: u64,
-    probe_armed: bool,
-    /// The probe in flight: its number and the leader it asks.
-    probing: Option<(u64, ProcessId)>,
-    probes_sent: u64,
+    probing: Probing,
     /// An election to start once the GCD has answered (after a failed probe or a
     /// recovery), with its reason.
     elect_after_registration: Option<Why>,
@@ -129,9 +126,6 @@ pub struct Node {
     /// We follow a leader whose address we don't know: the GCD is asked at the next
     /// PROBE time, not at once (see [`Node::send_probe`]); true while that is in flight.
     looking_up: bool,
-    /// A lower member announced itself while we followed a higher one: the PROBE we
-    /// sent the higher one to see whether it is alive, and why we elect if it is.
-    verifying: Option<(u64, Why)>,
     /// The election in `elect_after_registration` is paced (a failed PROBE's).
     pace_after_registration: bool,
     /// The GCD was asked where our leader listens before an election (see `elect`).
@@ -212,10 +206,7 @@ impl Node {
             election: 0,
             down: false,
             failure: 0,
-            probe_timer: 0,
-            probe_armed: false,
-            probing: None,
-            probes_sent: 0,
+            probing: Probing::default(),
             elect_after_registration: None,
             settled_at: None,
             deferred: None,
@@ -229,7 +220,6 @@ impl Node {
             unsent: Vec::new(),
             batch: 1,
             looking_up: false,
-            verifying: None,
             pace_after_registration: false,
             asked_before_electing: false,
         }
@@ -424,24 +414,22 @@ impl Node {
     /// Arms the next probe when one is due and none is pending or in flight.
     fn keep_probing(&mut self, now: Time, out: &mut Vec<Action>) {
         let Some(span) = self.settings.probe else { return };
-        if self.probe_armed || self.probing.is_some() || !self.should_probe() {
+        if self.probing.armed || self.probing.in_flight.is_some() || !self.should_probe() {
             return;
         }
-        self.probe_timer += 1;
-        self.probe_armed = true;
-        out.push(Action::SetTimer { at: now + span.draw(&mut self.rng), timer: Timer::Probe(self.probe_timer) });
+        let timer = self.probing.arm();
+        out.push(Action::SetTimer { at: now + span.draw(&mut self.rng), timer: Timer::Probe(timer) });
     }
 
     fn send_probe(&mut self, out: &mut Vec<Action>) {
-        self.probe_armed = false;
-        if !self.should_probe() || self.probing.is_some() {
+        self.probing.armed = false;
+        if !self.should_probe() || self.probing.in_flight.is_some() {
             return; // an election or a failure came first; probing resumes after it
         }
         let leader = self.leader.expect("should_probe checked it");
         if let Some(addr) = self.members.get(leader) {
-            self.probes_sent += 1;
-            self.probing = Some((self.probes_sent, leader));
-            out.push(Action::SendProbe { probe: self.probes_sent, to: leader, addr: addr.clone() });
+            let probe = self.probing.send(leader);
+            out.push(Action::SendProbe { probe, to: leader, addr: addr.clone() });
         } else {
             self.look_up(leader, out);
         }
@@ -462,12 +450,12 @@ impl Node {
     }
 
     fn on_probe_reply(&mut self, now: Time, probe: u64, outcome: Outcome, out: &mut Vec<Action>) {
-        let Some((number, leader)) = self.probing else { return };
+        let Some((number, leader)) = self.probing.in_flight else { return };
         if number != probe {
             return;
         }
-        self.probing = None;
-        if let Some((_, reason)) = self.verifying.take_if(|(v, _)| *v == probe) {
+        self.probing.in_flight = None;
+        if let Some((_, reason)) = self.probing.verifying.take_if(|(v, _)| *v == probe) {
             return self.on_verified(now, leader, outcome, reason, out);
         }
         match outcome {
@@ -513,16 +501,15 @@ impl Node {
     /// simulator at 50 members; a refused PROBE each costs n).
     fn verify(&mut self, higher: ProcessId, reason: Why, out: &mut Vec<Action>) -> bool {
         let Some(addr) = self.members.get(higher).cloned() else { return false };
-        let number = match self.probing {
+        let number = match self.probing.in_flight {
             Some((n, p)) if p == higher => n,
             _ => {
-                self.probes_sent += 1;
-                self.probing = Some((self.probes_sent, higher));
-                out.push(Action::SendProbe { probe: self.probes_sent, to: higher, addr });
-                self.probes_sent
+                let probe = self.probing.send(higher);
+                out.push(Action::SendProbe { probe, to: higher, addr });
+                probe
             }
         };
-        self.verifying = Some((number, reason));
+        self.probing.verifying = Some((number, reason));
         true
     }
 
@@ -539,15 +526,13 @@ impl Node {
         // Abandon everything: elections, probes, pending re-registrations. Their
         // replies and timers arrive while down (ignored) or carry stale numbers.
         self.phase = Phase::Idle;
-        self.probing = None;
-        self.probe_armed = false;
+        self.probing.abandon();
         self.elect_after_registration = None;
         self.deferred = None;
         self.retry = None;
         self.check.armed = false;
         self.check.asking = false;
         self.looking_up = false;
-        self.verifying = None;
         self.pace_after_registration = false;
         self.asked_before_electing = false;
         self.unsent.clear();
@@ -829,7 +814,7 @@ impl Node {
 
     fn on_timer(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
         match (timer, &self.phase) {
-            (Timer::Probe(n), _) if n == self.probe_timer && self.probe_armed => self.send_probe(out),
+            (Timer::Probe(n), _) if self.probing.is_due(n) => self.send_probe(out),
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
             (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
             (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
