@@ -51,6 +51,7 @@
 //!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
 
 mod event;
+mod feign;
 mod io;
 mod probing;
 mod settings;
@@ -61,6 +62,7 @@ pub use settings::{Feign, FeignMode, Settings, Span, Timeouts, LEADER_CHECK};
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Member, Members};
+use feign::Feigning;
 use probing::Probing;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -92,10 +94,7 @@ pub struct Node {
     phase: Phase,
     /// Number of the latest election we started.
     election: u64,
-    /// Feigning failure: deaf to everything but the recovery timer.
-    down: bool,
-    /// Number of the latest failure timer armed (a lower one is stale).
-    failure: u64,
+    feigning: Feigning,
     probing: Probing,
     /// An election to start once the GCD has answered (after a failed probe or a
     /// recovery), with its reason.
@@ -204,8 +203,7 @@ impl Node {
             leader: None,
             phase: Phase::Idle,
             election: 0,
-            down: false,
-            failure: 0,
+            feigning: Feigning::default(),
             probing: Probing::default(),
             elect_after_registration: None,
             settled_at: None,
@@ -227,7 +225,7 @@ impl Node {
 
     /// Whether the node is feigning failure.
     pub fn is_down(&self) -> bool {
-        self.down
+        self.feigning.down
     }
 
     pub fn id(&self) -> ProcessId {
@@ -253,10 +251,10 @@ impl Node {
     /// Applies one input at time `now`.
     pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
-        if self.down {
+        if self.feigning.down {
             // Failed: deaf to all but the end of the failure.
             if let Input::Timer(Timer::Recover(n)) = input {
-                if n == self.failure {
+                if self.feigning.is_recovery(n) {
                     self.recover(now, &mut out);
                 }
             }
@@ -331,13 +329,13 @@ impl Node {
         let mut out = Vec::new();
         let was = self.settings.feign.is_some();
         self.settings.feign = feign;
-        if self.down {
+        if self.feigning.down {
             return out; // the recovery arms the next failure
         }
         if !was {
             self.arm_failure(now, &mut out);
         } else if feign.is_none() {
-            self.failure += 1; // the armed failure timer is now stale
+            self.feigning.stale(); // the armed failure timer is now stale
         }
         self.keep_probing(now, &mut out);
         self.keep_checking(now, &mut out);
@@ -405,7 +403,7 @@ impl Node {
     /// Whether the node should be probing: following another node, not electing, not
     /// waiting for the GCD before an election.
     fn should_probe(&self) -> bool {
-        !self.down
+        !self.feigning.down
             && self.phase == Phase::Idle
             && self.leader.is_some_and(|l| l != self.me)
             && self.elect_after_registration.is_none()
@@ -515,14 +513,13 @@ impl Node {
 
     fn arm_failure(&mut self, now: Time, out: &mut Vec<Action>) {
         let Some(feign) = self.settings.feign else { return };
-        self.failure += 1;
-        out.push(Action::SetTimer { at: now + feign.after.draw(&mut self.rng), timer: Timer::Fail(self.failure) });
+        let failure = self.feigning.arm();
+        out.push(Action::SetTimer { at: now + feign.after.draw(&mut self.rng), timer: Timer::Fail(failure) });
     }
 
     fn go_down(&mut self, now: Time, out: &mut Vec<Action>) {
         let Some(feign) = self.settings.feign else { return };
         let lasting = feign.lasting.draw(&mut self.rng);
-        self.down = true;
         // Abandon everything: elections, probes, pending re-registrations. Their
         // replies and timers arrive while down (ignored) or carry stale numbers.
         self.phase = Phase::Idle;
@@ -536,17 +533,17 @@ impl Node {
         self.pace_after_registration = false;
         self.asked_before_electing = false;
         self.unsent.clear();
-        self.failure += 1;
+        let failure = self.feigning.go_down();
         out.push(Action::Event(Event::Failed { mode: feign.mode, lasting }));
         out.push(Action::Listen(match feign.mode {
             FeignMode::Close => Listening::Closed,
             FeignMode::Ignore => Listening::Ignoring,
         }));
-        out.push(Action::SetTimer { at: now + lasting, timer: Timer::Recover(self.failure) });
+        out.push(Action::SetTimer { at: now + lasting, timer: Timer::Recover(failure) });
     }
 
     fn recover(&mut self, now: Time, out: &mut Vec<Action>) {
-        self.down = false;
+        self.feigning.recover();
         out.push(Action::Event(Event::Recovered));
         out.push(Action::Listen(Listening::Open));
         self.elect_after_registration = Some(Why::Recovered);
@@ -817,7 +814,7 @@ impl Node {
             (Timer::Probe(n), _) if self.probing.is_due(n) => self.send_probe(out),
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
             (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
-            (Timer::Fail(n), _) if n == self.failure => self.go_down(now, out),
+            (Timer::Fail(n), _) if self.feigning.is_failure(n) => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. }) if n == *election && self.unsent.is_empty() => {
                 self.win(now, out)
             }
@@ -971,7 +968,7 @@ impl Node {
 
     /// Whether we lead and are not electing: the only state that checks the GCD.
     fn leads_idle(&self) -> bool {
-        !self.down && self.phase == Phase::Idle && self.leader == Some(self.me)
+        !self.feigning.down && self.phase == Phase::Idle && self.leader == Some(self.me)
     }
 
     /// Arms the leader's next check when we lead and none is pending or in flight.
