@@ -55,8 +55,8 @@ pub use report::{events::Observer, logging};
 
 /// The pure state machine: its inputs, actions, events and settings.
 pub use node::{
-    Action, Event, Feign, FeignMode, Input, Listening, Node, Outcome, Settings, Span, Time, Timeouts, Timer,
-    LEADER_CHECK,
+    Action, Event, Failure, Feign, FeignMode, Input, Listening, Node, Outcome, RegisterWhy, Settings, Span, Time,
+    Timeouts, Timer, Why, LEADER_CHECK,
 };
 
 /// Messages between peers and with the GCD.

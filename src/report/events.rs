@@ -234,6 +234,7 @@ impl Drop for EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::{Failure, Why};
 
     /// One event of every kind, with a `reason` that needs escaping.
     fn one_of_each() -> Vec<Event> {
@@ -243,9 +244,13 @@ mod tests {
         let reason = "refused: \"x\" \\ y\nz\tw\r\u{1}é".to_string();
         vec![
             Event::Joined { members: 3 },
-            Event::ElectionStarted { election: 3, reason: reason.clone(), asking: vec![a, b] },
+            Event::ElectionStarted {
+                election: 3,
+                reason: Why::AboveAnnouncer { leader: a, higher: b },
+                asking: vec![a, b],
+            },
             Event::GotIt { from: a },
-            Event::ElectFailed { to: b, reason: reason.clone() },
+            Event::ElectFailed { to: b, reason: Failure::Frame(reason.clone()) },
             Event::Leader { leader: a, previous: None },
             Event::Leader { leader: b, previous: Some(a) },
             Event::Won { election: 4, announcing_to: 2 },
@@ -256,7 +261,7 @@ mod tests {
             Event::Reregistered { members: 4, learned: vec![a] },
             Event::ReregistrationFailed { reason: reason.clone() },
             Event::ProbeOk { leader: a },
-            Event::ProbeFailed { leader: a, reason: reason.clone() },
+            Event::ProbeFailed { leader: a, reason: Failure::Frame(reason.clone()) },
             Event::Failed { mode: FeignMode::Close, lasting: std::time::Duration::from_millis(1500) },
             Event::Failed { mode: FeignMode::Ignore, lasting: std::time::Duration::from_micros(2_000_900) },
             Event::Recovered,
@@ -295,7 +300,7 @@ mod tests {
     fn every_kind_of_event_has_its_exact_line() {
         let want = [
             r#"{"t":1764067200123,"node":[5,1234567],"event":"joined","members":3}"#,
-            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é","asking":[[9,1000009],[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"(9, 1000009) announced itself but (12, 4000001) ranks higher","asking":[[9,1000009],[12,4000001]]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"got_it","from":[9,1000009]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_failed","to":[12,4000001],"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"leader","leader":[9,1000009],"previous":null}"#,
@@ -336,14 +341,14 @@ mod tests {
         let line = json(
             &Event::ElectionStarted {
                 election: 3,
-                reason: "a \"quoted\"\nreason".into(),
+                reason: Why::ElectFrom { sender: None },
                 asking: vec![ProcessId::new(9, 1000009)],
             },
             me,
         );
         assert!(line.starts_with("{\"t\":1"), "{line}");
         assert!(line.contains(r#""node":[5,1234567],"event":"election_started","election":3"#), "{line}");
-        assert!(line.contains(r#""reason":"a \"quoted\"\nreason","asking":[[9,1000009]]}"#), "{line}");
+        assert!(line.contains(r#""reason":"ELECT from a peer","asking":[[9,1000009]]}"#), "{line}");
         let line = json(&Event::Leader { leader: me, previous: None }, me);
         assert!(line.ends_with(r#""leader":[5,1234567],"previous":null}"#), "{line}");
     }
@@ -402,8 +407,8 @@ mod tests {
         assert!(won.ends_with("I_AM_LEADER to 1 member"), "{won}");
         let again = describe(&Event::Reregistered { members: 1, learned: vec![] }, me).unwrap();
         assert!(again.ends_with("1 member"), "{again}");
-        assert!(!is_warning(&Event::ElectFailed { to: other, reason: "refused".into() }));
-        assert!(!is_warning(&Event::ProbeFailed { leader: other, reason: "refused".into() }));
+        assert!(!is_warning(&Event::ElectFailed { to: other, reason: Failure::ClosedSilently }));
+        assert!(!is_warning(&Event::ProbeFailed { leader: other, reason: Failure::ClosedSilently }));
         assert!(is_warning(&Event::ReregistrationFailed { reason: "GCD down".into() }));
         let clash = Event::IdentityClash { other, addr: None, clash: crate::node::Clash::SuId, source: "GCD".into() };
         assert!(is_warning(&clash));

@@ -310,16 +310,16 @@ mod tests {
     fn group_figures_follow_the_truth() {
         let o = vec![
             obs(0, 1, Event::Joined { members: 1 }),
-            obs(0, 1, Event::ElectionStarted { election: 1, reason: "j".into(), asking: vec![] }),
+            obs(0, 1, Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![] }),
             obs(0, 1, leader(1)),
             obs(0, 1, Event::Won { election: 1, announcing_to: 0 }),
             obs(100, 2, Event::Joined { members: 2 }),
-            obs(100, 2, Event::ElectionStarted { election: 1, reason: "j".into(), asking: vec![] }),
+            obs(100, 2, Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![] }),
             obs(100, 2, leader(2)),
             obs(100, 2, Event::Won { election: 1, announcing_to: 1 }),
             obs(150, 1, leader(2)),
             obs(600, 2, Event::Failed { mode: crate::node::FeignMode::Close, lasting: Duration::from_secs(1) }),
-            obs(900, 1, Event::ProbeFailed { leader: pid(2), reason: "refused".into() }),
+            obs(900, 1, Event::ProbeFailed { leader: pid(2), reason: crate::node::Failure::ClosedSilently }),
             obs(900, 1, leader(1)),
         ];
         let g = GroupFigures::compute(&o, Duration::from_millis(1000));
@@ -339,7 +339,10 @@ mod tests {
     fn node_figures_account_time() {
         let mut f = NodeFigures::new(pid(1));
         f.record(Duration::ZERO, &Event::Joined { members: 2 });
-        f.record(Duration::ZERO, &Event::ElectionStarted { election: 1, reason: "j".into(), asking: vec![pid(2)] });
+        f.record(
+            Duration::ZERO,
+            &Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![pid(2)] },
+        );
         f.record(Duration::from_secs(1), &Event::IAmLeaderReceived { leader: pid(2) });
         f.record(Duration::from_secs(1), &leader(2));
         let text = f.render(Duration::from_secs(4));
@@ -353,7 +356,7 @@ mod tests {
     fn a_lone_node_has_one_leader_change_and_stopping_is_none() {
         let o = vec![
             obs(0, 1, Event::Joined { members: 1 }),
-            obs(0, 1, Event::ElectionStarted { election: 1, reason: "j".into(), asking: vec![] }),
+            obs(0, 1, Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![] }),
             obs(0, 1, leader(1)),
             obs(0, 1, Event::Won { election: 1, announcing_to: 0 }),
             obs(900, 1, Event::Stopped),

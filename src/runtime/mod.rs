@@ -26,7 +26,7 @@ use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
-use crate::node::{Action, Event, Input, Listening, Node, Outcome, Time, Timer};
+use crate::node::{Action, Event, Failure, Input, Listening, Node, Outcome, RegisterWhy, Time, Timer};
 use crate::protocol::{encode_message, Dialect, Message, RegisterName, Reply};
 use crate::report::events::{self, EventSink};
 use crate::report::logging::LEADER_TARGET;
@@ -576,7 +576,7 @@ impl Runtime {
                 let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
                 Envelope::Input(Input::ElectReply { election, to, outcome })
             },
-            |why| Envelope::Input(Input::ElectReply { election, to, outcome: Outcome::Failed(why) }),
+            |why| Envelope::Input(Input::ElectReply { election, to, outcome: Outcome::Failed(Failure::NotRun(why)) }),
         );
     }
 
@@ -616,7 +616,7 @@ impl Runtime {
                 let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
                 Envelope::Input(Input::ProbeReply { probe, outcome })
             },
-            |why| Envelope::Input(Input::ProbeReply { probe, outcome: Outcome::Failed(why) }),
+            |why| Envelope::Input(Input::ProbeReply { probe, outcome: Outcome::Failed(Failure::NotRun(why)) }),
         );
     }
 
@@ -701,7 +701,7 @@ impl Runtime {
         }
     }
 
-    fn register_again(&mut self, reason: String) {
+    fn register_again(&mut self, reason: RegisterWhy) {
         info!("registering with the GCD again: {reason}");
         let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
         self.spawn_reporting(
@@ -746,9 +746,6 @@ fn relisten(bound: SocketAddr) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no attempt made")))
 }
 
-/// How a peer that read our message and closed without a word is reported.
-const CLOSED_SILENTLY: &str = "closed the connection without a reply";
-
 /// Sends one ELECT or PROBE; if the peer closed silently and `wrapped` is given (its
 /// dialect is unknown), sends that form too, and reports the dialect when it answers.
 fn exchange_trying_wrapped(
@@ -761,7 +758,7 @@ fn exchange_trying_wrapped(
 ) -> Outcome {
     let outcome = exchange_for_got_it(addr, bytes, timeout);
     match (wrapped, &outcome) {
-        (Some(wrapped), Outcome::Failed(reason)) if reason == CLOSED_SILENTLY => {
+        (Some(wrapped), Outcome::Failed(Failure::ClosedSilently)) => {
             let second = exchange_for_got_it(addr, wrapped, timeout);
             if second == Outcome::GotIt {
                 mailbox.push(Envelope::Spoke(to, Dialect::Wrapped));
@@ -772,27 +769,27 @@ fn exchange_trying_wrapped(
     }
 }
 
-/// Sends one ELECT or PROBE and says how it ended, in words for the log.
+/// Sends one ELECT or PROBE and says how it ended.
 fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome {
-    let secs = timeout.as_secs_f64();
-    match net::exchange(addr, bytes, timeout) {
+    let failure = match net::exchange(addr, bytes, timeout) {
         Ok((_, reply)) => match decode(&reply).map(Reply::from_value) {
-            Ok(Reply::GotIt) => Outcome::GotIt,
-            Ok(other) => Outcome::Failed(format!("answered {other:?} instead of GOT_IT")),
-            Err(e) => Outcome::Failed(format!("unreadable reply: {e}")),
+            Ok(Reply::GotIt) => return Outcome::GotIt,
+            Ok(other) => Failure::WrongReply(format!("{other:?}")),
+            Err(e) => Failure::Unreadable(e.to_string()),
         },
-        Err(ExchangeError::Connect(e)) if is_timeout(&e) => Outcome::Failed(format!("no connection within {secs}s")),
+        Err(ExchangeError::Connect(e)) if is_timeout(&e) => Failure::ConnectTimeout { after: timeout },
         Err(ExchangeError::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Outcome::Failed(format!("refused: nothing listens at {addr}"))
+            Failure::Refused { addr: addr.clone() }
         }
-        Err(ExchangeError::Connect(e)) => Outcome::Failed(format!("cannot connect to {addr}: {e}")),
-        Err(ExchangeError::Send(e)) => Outcome::Failed(format!("sending failed: {e}")),
-        Err(ExchangeError::Reply { error, .. }) => Outcome::Failed(match error {
-            FrameError::Incomplete { received: 0 } => CLOSED_SILENTLY.into(),
-            FrameError::Io(e) if is_timeout(&e) => format!("no reply within {secs}s"),
-            other => other.to_string(),
-        }),
-    }
+        Err(ExchangeError::Connect(e)) => Failure::Connect { addr: addr.clone(), error: e.to_string() },
+        Err(ExchangeError::Send(e)) => Failure::Send(e.to_string()),
+        Err(ExchangeError::Reply { error, .. }) => match error {
+            FrameError::Incomplete { received: 0 } => Failure::ClosedSilently,
+            FrameError::Io(e) if is_timeout(&e) => Failure::NoReply { after: timeout },
+            other => Failure::Frame(other.to_string()),
+        },
+    };
+    Outcome::Failed(failure)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 #![allow(dead_code)]
 
 use bully_node::{
-    Action, Addr, Event, Feign, FeignMode, Input, Listening, Members, Node, Outcome, ProcessId, Settings, Span, Time,
+    Action, Addr, Event, Failure, Feign, FeignMode, Input, Listening, Members, Node, Outcome, ProcessId, Settings,
+    Span, Time,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -273,7 +274,7 @@ struct Sim<'a> {
     samples: Vec<(Time, bool)>,
     last_sample: Time,
     wrong_since: Vec<Option<Time>>,
-    reasons: HashMap<String, usize>,
+    reasons: HashMap<&'static str, usize>,
 }
 
 /// Runs `sc` to the end and reports what happened.
@@ -426,8 +427,9 @@ impl Sim<'_> {
             }
             Ev::StopFeigning => {
                 for i in 0..self.members.len() {
-                    if self.members[i].node.is_some() {
-                        self.feed(i, Input::SetFeign(None));
+                    let Some(node) = self.members[i].node.as_mut() else { continue };
+                    for action in node.set_feign(self.now, None) {
+                        self.apply(i, action);
                     }
                 }
             }
@@ -475,8 +477,10 @@ impl Sim<'_> {
                         self.count_message(); // its GOT_IT
                         (Outcome::GotIt, 2 * d)
                     }
-                    State::Down(FeignMode::Ignore) => (Outcome::Failed("no reply".into()), self.sc.socket_timeout),
-                    _ => (Outcome::Failed("refused".into()), MS),
+                    State::Down(FeignMode::Ignore) => {
+                        (Outcome::Failed(Failure::NoReply { after: self.sc.socket_timeout }), self.sc.socket_timeout)
+                    }
+                    _ => (Outcome::Failed(Failure::Refused { addr }), MS),
                 };
                 self.deliver(outcome_after.1, i, Input::ElectReply { election, to, outcome: outcome_after.0 });
             }
@@ -493,8 +497,10 @@ impl Sim<'_> {
                 let Some(&j) = self.by_addr.get(&addr) else { return };
                 let (outcome, after) = match self.members[j].state {
                     State::Up => (Outcome::GotIt, 2 * self.delay()),
-                    State::Down(FeignMode::Ignore) => (Outcome::Failed("no reply".into()), self.sc.socket_timeout),
-                    _ => (Outcome::Failed("refused".into()), MS),
+                    State::Down(FeignMode::Ignore) => {
+                        (Outcome::Failed(Failure::NoReply { after: self.sc.socket_timeout }), self.sc.socket_timeout)
+                    }
+                    _ => (Outcome::Failed(Failure::Refused { addr }), MS),
                 };
                 self.deliver(after, i, Input::ProbeReply { probe, outcome });
             }
@@ -543,13 +549,7 @@ impl Sim<'_> {
                 self.report.elections_started += 1;
                 self.election_starts.push(self.now);
                 if std::env::var_os("SIM_TRACE").is_some() {
-                    let key: String = reason
-                        .split_whitespace()
-                        .filter(|w| !w.starts_with('(') && !w.ends_with(')'))
-                        .take(6)
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    *self.reasons.entry(key).or_default() += 1;
+                    *self.reasons.entry(reason.kind()).or_default() += 1;
                 }
             }
             _ => {}
