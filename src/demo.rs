@@ -80,12 +80,9 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
     let gcd_port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let coordinator = Arc::new(Coordinator::new(CoordinatorConfig::default()));
-    std::thread::Builder::new()
-        .name("gcd".into())
-        .spawn(move || {
-            let _ = server::serve(listener, coordinator);
-        })
-        .map_err(|e| e.to_string())?;
+    // Stopped when the demo returns (dropped), however it returns.
+    let gcd = server::start(listener, coordinator, server::Serving::Concurrent, None)
+        .map_err(|e| format!("cannot start the GCD: {e}"))?;
 
     let mut pids: Vec<ProcessId> = Vec::new();
     while pids.len() < config.nodes {
@@ -165,6 +162,7 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
         show(&mut out, &labels, &config, &sink, &o);
         seen.push(o);
     }
+    gcd.stop();
     let mut sink = sink;
     sink.close();
     seen.sort_by_key(|o| o.at);

@@ -52,12 +52,14 @@ fn main() -> ExitCode {
                         if config.allow_remote { ", remote members allowed" } else { "" }
                     );
                     let coordinator = Arc::new(Coordinator::new(config));
-                    let served = if args.serial {
-                        gcd_server::serve_serially(listener, coordinator)
-                    } else {
-                        gcd_server::serve(listener, coordinator)
-                    };
-                    served.map_err(|e| e.to_string())
+                    let serving = if args.serial { gcd_server::Serving::Serial } else { gcd_server::Serving::Concurrent };
+                    // Runs until Ctrl-C, whose handler exits the process.
+                    match gcd_server::start(listener, coordinator, serving, None) {
+                        Ok(_gcd) => loop {
+                            std::thread::park();
+                        },
+                        Err(e) => Err(e.to_string()),
+                    }
                 }
                 Err(e) => Err(format!(
                     "cannot listen on {listen}: {e}; pick another PORT or --listen HOST:PORT (port 0 takes any free one)"

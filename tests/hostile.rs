@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The node's per-connection deadline and connection cap (src/listener.rs).
+/// The node's per-connection deadline and connection cap (src/runtime/listener.rs).
 const READ_DEADLINE: Duration = Duration::from_secs(2);
 const MAX_CONNECTIONS: usize = 256;
 

@@ -188,3 +188,81 @@ fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
         assert!((fewest..=most).contains(&(asked as f64)), "{n} members: {asked} requests in {window:.0} s");
     }
 }
+
+/// A group of `n` with the default settings (no feigning), member `i` joining at
+/// `i * 50 ms`; `ascending` makes each newcomer the new highest (every join then
+/// changes the leader), otherwise the identities are spread over the year.
+fn growing_group(n: usize, ascending: bool) -> Scenario {
+    use bully_node::ProcessId;
+    use bully_node::Settings;
+    let days = |i: usize| if ascending { 1 + (i * 359 / n) as u32 } else { 1 + ((i * 7919) % 359) as u32 };
+    Scenario {
+        seed: n as u64,
+        pids: (0..n).map(|i| ProcessId::new(days(i), 5_000_000 + i as u32)).collect(),
+        settings: vec![Settings { feign: None, ..Settings::default() }; n],
+        joins: (0..n).map(|i| Duration::from_millis(50 * i as u64)).collect(),
+        crashes: vec![],
+        gcd_outages: vec![],
+        gcd_restarts: vec![],
+        rebirths: vec![],
+        chaos_end: Duration::from_secs(1),
+        socket_timeout: Duration::from_millis(1500),
+        delay: bully_node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
+    }
+}
+
+/// A settled group of `n` whose leader crashes: the election messages (ELECT, GOT_IT,
+/// I_AM_LEADER) and elections from the crash on, the GCD requests, and how long until
+/// every survivor followed the next highest.
+fn failover(n: usize) -> (usize, usize, usize, Duration) {
+    let mut sc = growing_group(n, true);
+    let crash_at = Duration::from_millis(50 * n as u64) + Duration::from_secs(15);
+    sc.crashes = vec![(n - 1, crash_at, None)];
+    let r = run(&sc);
+    check(&sc, &r).unwrap_or_else(|why| panic!("{n} members: {why}"));
+    assert_eq!(r.quiet_at, crash_at, "the crash is the last disturbance");
+    // check() holds every survivor to the highest one alive: here, the second highest.
+    assert_eq!(r.expected_leader, Some(sc.pids[n - 2]));
+    assert!(r.final_leaders.iter().all(|(_, l)| *l == Some(sc.pids[n - 2])), "{:?}", r.final_leaders);
+    let e = r.episodes.last().expect("the crash's episode");
+    let asked = r.gcd_requests.iter().filter(|t| **t >= crash_at).count();
+    (e.messages, e.elections, asked, r.agreed_at.unwrap() - crash_at)
+}
+
+/// The textbook's bully algorithm costs about n^2/2 ELECTs when the leader fails: every
+/// follower that notices elects, and each ELECT makes a higher member elect too. Paced,
+/// highest-first ELECTs keep a failover near one fan-out of I_AM_LEADER: O(n) messages,
+/// whatever the size (500 members only in release builds: debug is slow).
+#[test]
+fn a_failover_costs_messages_in_proportion_to_the_group() {
+    let sizes: &[usize] = if cfg!(debug_assertions) { &[50, 200] } else { &[50, 200, 500] };
+    for &n in sizes {
+        let (messages, elections, asked, took) = failover(n);
+        println!(
+            "{n} members: leader crashed; {messages} election messages ({:.2} per member), {elections} \
+             elections, {asked} GCD requests, all followed the next highest {took:?} after the crash",
+            messages as f64 / n as f64
+        );
+        // One fan-out of I_AM_LEADER is n - 2 messages; the cascade would be n^2/2.
+        assert!(messages <= 4 * n, "{n} members: {messages} messages for one failover");
+    }
+}
+
+/// Members ask the GCD for an announcer's address only when they need it (to PROBE it),
+/// so a group growing by one new highest member every 50 ms costs the GCD a bounded
+/// number of requests per join, not one per member per join.
+#[test]
+fn the_gcd_requests_per_join_stay_bounded_as_the_group_grows() {
+    for n in [50usize, 100] {
+        let sc = growing_group(n, true);
+        let r = run(&sc);
+        check(&sc, &r).unwrap_or_else(|why| panic!("{n} members: {why}"));
+        // From the first join until the group has settled after the last (registrations
+        // at join are not counted: they are the joins themselves).
+        let until = *sc.joins.last().unwrap() + Duration::from_secs(5);
+        let asked = r.gcd_requests.iter().filter(|t| **t <= until).count();
+        let per_join = asked as f64 / n as f64;
+        println!("{n} members joining 50 ms apart, each the new highest: {asked} GCD requests, {per_join:.2} per join");
+        assert!(per_join <= 4.0, "{n} members: {asked} GCD requests for {n} joins");
+    }
+}

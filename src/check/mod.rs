@@ -28,6 +28,7 @@ pub mod report;
 use crate::gcd::{self, server, Answer, Coordinator, CoordinatorConfig, NameChoice};
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
+use crate::net::accept::Acceptor;
 use crate::protocol::RegisterName;
 use crate::wire::{self, Style, Value};
 use chrono::NaiveDate;
@@ -144,6 +145,8 @@ struct Driver<'a> {
     roles: Vec<(Role, ProcessId)>,
     members: Vec<Scripted>,
     deadline: At,
+    /// The coordinator's accept loop: stopped when the driver is dropped.
+    _gcd: Acceptor,
 }
 
 impl<'a> Driver<'a> {
@@ -180,10 +183,7 @@ impl<'a> Driver<'a> {
                 journal.update(|r| r.gcd.push(GcdRecord { at, result }));
             })
         };
-        let coord = Arc::clone(&coordinator);
-        std::thread::Builder::new()
-            .name("check-gcd".into())
-            .spawn(move || server::serve_observed(listener, coord, observer))
+        let gcd = server::start(listener, Arc::clone(&coordinator), server::Serving::Concurrent, Some(observer))
             .map_err(setup)?;
         let mut members = Vec::new();
         for (role, pid) in &roles {
@@ -205,6 +205,7 @@ impl<'a> Driver<'a> {
             roles,
             members,
             deadline: config.limit,
+            _gcd: gcd,
         };
         // The group the peer will find: everyone but X, who is only ever named in an ELECT.
         for m in driver.members.iter().filter(|m| m.role != Role::Unknown) {

@@ -1,7 +1,9 @@
-//! The coordinator's sockets: one thread per connection, one request per connection,
-//! like gcd2.py but concurrent, so one slow client can't hold up everyone's HOWDY.
+//! The coordinator's sockets: one request per connection, like gcd2.py, served on the
+//! shared accept loop ([`crate::net::accept`]): concurrent and capped by default, so one
+//! slow client can't hold up everyone's HOWDY, or one at a time as gcd2.py does.
 
 use super::coordinator::{Answer, Coordinator, REQUEST_LIMIT};
+use crate::net::accept::{self, Acceptor, Done, Handler, Limits};
 use crate::wire::{Framer, Progress};
 use log::{debug, info, warn};
 use std::io::{self, Read, Write};
@@ -13,56 +15,58 @@ use std::time::Duration;
 /// thread costs little, but a connection that never sends must not cost one for good.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until it fails. The listener is bound by the caller, so tests can
-/// bind `127.0.0.1:0` and read the port back.
-pub fn serve(listener: TcpListener, coordinator: Arc<Coordinator>) -> io::Result<()> {
-    serve_observed(listener, coordinator, Arc::new(|_: &Answer| {}))
-}
+/// Connections the coordinator serves at once. A group registers a handful at a time;
+/// this bounds what a crowd of clients that connect and never send can cost (each holds
+/// a thread for at most [`REQUEST_TIMEOUT`], and the oldest silent one makes room).
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Stack of each connection thread: a request is at most 1024 bytes and decoding and
+/// encoding are iterative.
+const CONNECTION_STACK: usize = 256 * 1024;
 
 /// Something told of every answer the coordinator gives (the checker records its peer's
 /// registrations this way: a re-registration changes no membership, so it shows only here).
 pub type Observer = Arc<dyn Fn(&Answer) + Send + Sync>;
 
-/// [`serve`], telling `observe` of each answer before it is sent.
-pub fn serve_observed(listener: TcpListener, coordinator: Arc<Coordinator>, observe: Observer) -> io::Result<()> {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(conn) => conn,
-            // Running out of descriptors or a client resetting mid-accept is not fatal.
-            Err(e) => {
-                warn!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let coordinator = Arc::clone(&coordinator);
-        let observe = Arc::clone(&observe);
-        let spawned = std::thread::Builder::new()
-            .name(format!("gcd-{peer}"))
-            .spawn(move || handle(stream, &coordinator, &peer.to_string(), &*observe));
-        if let Err(e) = spawned {
-            warn!("no thread for {peer}: {e}");
-        }
-    }
+/// How the coordinator takes its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Serving {
+    /// One thread per connection, at most [`MAX_CONNECTIONS`] at once, so one slow
+    /// client can't hold up everyone's HOWDY.
+    #[default]
+    Concurrent,
+    /// One connection at a time, as gcd2.py's single-threaded socketserver does
+    /// (`bully-node gcd --serial`): each request waits for every one before it, which is
+    /// the load a group must keep low on the course's GCD.
+    Serial,
 }
 
-/// Serves `listener` one connection at a time, as gcd2.py's single-threaded
-/// socketserver does (`bully-node gcd --serial`): each request waits for every one before
-/// it, which is the load a group must keep low on the course's GCD.
-pub fn serve_serially(listener: TcpListener, coordinator: Arc<Coordinator>) -> io::Result<()> {
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => handle(stream, &coordinator, &peer.to_string(), &|_: &Answer| {}),
-            Err(e) => {
-                warn!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+/// Serves `listener` until the returned handle is stopped or dropped, telling `observe`
+/// of each answer before it is sent. The listener is bound by the caller, so tests can
+/// bind `127.0.0.1:0` and read the port back.
+pub fn start(
+    listener: TcpListener,
+    coordinator: Arc<Coordinator>,
+    serving: Serving,
+    observe: Option<Observer>,
+) -> io::Result<Acceptor> {
+    let limits =
+        Limits { max_connections: MAX_CONNECTIONS, stack: CONNECTION_STACK, serial: serving == Serving::Serial };
+    let handler: Handler =
+        Arc::new(move |stream, peer, done| handle(stream, &coordinator, &peer.to_string(), observe.as_deref(), done));
+    accept::serve(listener, "gcd", limits, handler)
 }
 
-fn handle(mut stream: TcpStream, coordinator: &Coordinator, peer: &str, observe: &(dyn Fn(&Answer) + Send + Sync)) {
-    let raw = match read_request(&mut stream) {
+fn handle(
+    mut stream: TcpStream,
+    coordinator: &Coordinator,
+    peer: &str,
+    observe: Option<&(dyn Fn(&Answer) + Send + Sync)>,
+    done: Done,
+) {
+    let read = read_request(&mut stream);
+    done.read();
+    let raw = match read {
         Ok(raw) => raw,
         Err(e) => {
             warn!("reading from {peer} failed: {e}");
@@ -86,7 +90,9 @@ fn handle(mut stream: TcpStream, coordinator: &Coordinator, peer: &str, observe:
             info!("request from {peer} dropped without a reply: {reason}")
         }
     }
-    observe(&answer);
+    if let Some(observe) = observe {
+        observe(&answer);
+    }
     if let Some(reply) = answer.reply_bytes() {
         if let Err(e) = stream.write_all(reply) {
             warn!("answering {peer} failed: {e}");
@@ -121,4 +127,51 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     }
     buf.truncate(len);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gcd::{register, CoordinatorConfig, NameChoice};
+    use crate::identity::ProcessId;
+    use crate::membership::Addr;
+
+    fn gcd_at(acceptor: &Acceptor) -> Addr {
+        Addr::new("127.0.0.1", acceptor.local_addr().port())
+    }
+
+    #[test]
+    fn a_stopped_coordinator_refuses_the_next_member() {
+        let coordinator = Arc::new(Coordinator::new(CoordinatorConfig::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let acceptor = start(listener, Arc::clone(&coordinator), Serving::Concurrent, None).unwrap();
+        let gcd = gcd_at(&acceptor);
+        let first = ProcessId::new(10, 1_000_001);
+        let joined = register(&gcd, NameChoice::Auto, first, &Addr::new("127.0.0.1", 4001), Duration::from_secs(5));
+        assert_eq!(joined.unwrap().members.len(), 1);
+        acceptor.stop();
+        let second = ProcessId::new(11, 1_000_002);
+        let refused = register(&gcd, NameChoice::Auto, second, &Addr::new("127.0.0.1", 4002), Duration::from_secs(5));
+        assert!(refused.is_err(), "a stopped coordinator answered: {refused:?}");
+        assert_eq!(coordinator.members().len(), 1);
+    }
+
+    #[test]
+    fn the_observer_hears_every_answer_and_serial_serving_still_answers() {
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&heard);
+        let observe: Observer =
+            Arc::new(move |a: &Answer| log.lock().unwrap().push(matches!(a, Answer::Joined { .. })));
+        let coordinator = Arc::new(Coordinator::new(CoordinatorConfig::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let acceptor = start(listener, coordinator, Serving::Serial, Some(observe)).unwrap();
+        let gcd = gcd_at(&acceptor);
+        for i in 0..3 {
+            let pid = ProcessId::new(10, 1_000_001 + i);
+            let addr = Addr::new("127.0.0.1", 4001 + i as u16);
+            register(&gcd, NameChoice::Auto, pid, &addr, Duration::from_secs(5)).unwrap();
+        }
+        drop(acceptor);
+        assert_eq!(*heard.lock().unwrap(), vec![true, true, true]);
+    }
 }

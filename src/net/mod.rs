@@ -1,6 +1,8 @@
-//! Client-side connections: resolve a member's address, connect with a deadline, send
-//! one message in one write, and read one pickled reply. Knows sockets and framing,
-//! not the election rules.
+//! Connections: resolve a member's address, connect with a deadline, send one message
+//! in one write, and read one pickled reply; and the accept loop every server here shares
+//! ([`accept`]). Knows sockets and framing, not the election rules.
+
+pub mod accept;
 
 use crate::membership::Addr;
 use crate::wire::{read_pickle_into, FrameError, MAX_PICKLE_BYTES};

@@ -1,23 +1,26 @@
 //! The runtime around the pure [`Node`]: sockets, threads, clocks.
 //!
-//! A thread-per-connection listener and every sender thread push into one monitor
-//! queue ([`Mailbox`]); one main loop takes from it, fires due timers, feeds the node,
-//! and carries out the node's actions. Every outgoing ELECT runs in a thread of its
-//! own, so no reply is ever awaited on the main loop; I_AM_LEADER and re-registration
-//! likewise. Start-up order: bind the listener (so the address we register is real),
+//! A thread-per-connection listener and the sender pool push into one monitor queue
+//! ([`Mailbox`]); one main loop takes from it, fires due timers, feeds the node, and
+//! carries out the node's actions. Every outgoing message (ELECT, PROBE, I_AM_LEADER)
+//! and re-registration is a job for a bounded pool of sender threads ([`Senders`]), so
+//! no reply is ever awaited on the main loop and a fan-out to any group costs at most
+//! [`SENDERS`] threads. Start-up order: bind the listener (so the address we register is real),
 //! register with the GCD, then start the node.
 
 mod config;
 pub mod listener;
 pub mod mailbox;
+pub mod senders;
 
 pub use config::{
     Config, ConfigError, ConfigField, MAX_SPAN, MAX_TIMEOUT, MIN_FEIGN, MIN_LEADER_CHECK, MIN_PROBE_WAIT, MIN_TIMEOUT,
     SOCKET_TIMEOUT,
 };
 
-use listener::{Incoming, ListenerHandle};
+use listener::Incoming;
 use mailbox::{Mailbox, Taken};
+use senders::Senders;
 
 use crate::gcd::{self, GcdError, NameChoice};
 use crate::identity::ProcessId;
@@ -34,7 +37,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -164,6 +167,8 @@ enum Envelope {
     Relistened(std::io::Result<TcpListener>),
     /// A member answered GOT_IT in this dialect.
     Spoke(ProcessId, Dialect),
+    /// A queued ELECT of an election that a newer one replaced, not sent.
+    Superseded,
     Stop,
 }
 
@@ -177,10 +182,11 @@ impl Stopper {
     }
 }
 
-/// A node whose main loop runs on its own thread.
+/// A node whose main loop runs on its own thread. Dropping it stops the node and waits
+/// for its main loop to end (listener closed, events written).
 pub struct RunningNode {
     stopper: Stopper,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -189,8 +195,19 @@ impl RunningNode {
     }
 
     /// Waits for the node to stop (after [`Stopper::stop`]).
-    pub fn wait(self) {
-        let _ = self.thread.join();
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stopper.stop();
+            let _ = thread.join();
+        }
     }
 }
 
@@ -248,6 +265,9 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         want_open: true,
         relistening: false,
         announced_port: addr.port,
+        senders: Senders::new("sender", SENDERS, SEND_QUEUE, SENDER_STACK),
+        refused_sends: 0,
+        latest_election: Arc::new(AtomicU64::new(0)),
     };
     let id = runtime.node.id();
     let members = registration.members;
@@ -258,7 +278,7 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
             runtime.main_loop();
         })
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
-    Ok(RunningNode { stopper: Stopper(mailbox), thread })
+    Ok(RunningNode { stopper: Stopper(mailbox), thread: Some(thread) })
 }
 
 struct Runtime {
@@ -271,7 +291,7 @@ struct Runtime {
     sink: EventSink,
     epoch: Instant,
     timers: BinaryHeap<Reverse<(Time, Timer)>>,
-    listener: Option<ListenerHandle>,
+    listener: Option<crate::net::accept::Acceptor>,
     /// The socket address the listener is bound to, for reopening it after a failure.
     bound: SocketAddr,
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
@@ -289,7 +309,28 @@ struct Runtime {
     relistening: bool,
     /// The port the node (and through it the GCD) knows we listen on.
     announced_port: u16,
+    /// The threads every exchange with a member or the GCD runs on.
+    senders: Senders,
+    /// Sends the pool could not take (queue full, no thread), counted for the log.
+    refused_sends: u64,
+    /// The newest election an ELECT was sent for: queued ELECTs of older ones are skipped.
+    latest_election: Arc<AtomicU64>,
 }
+
+/// Sender threads per node. A job is one exchange with one member, bounded by the
+/// socket timeout; a member that is stopped (silent) holds one worker for that long, so
+/// up to `SENDERS - 1` silent members do not hold up the rest of a fan-out, and an
+/// election needs only one GOT_IT. I_AM_LEADER waits for no reply, so a stopped member
+/// (whose kernel still accepts) holds a worker only for the connect. Loopback exchanges
+/// take well under a millisecond: 32 workers carry a 200-member fan-out in tens of
+/// milliseconds, with 20 (but not 40) of them silent (benches/fanout.py).
+pub const SENDERS: usize = 32;
+
+/// Sends that may wait for a sender thread. A fan-out is one job per member (both
+/// forms of an I_AM_LEADER share a job), so this holds several fan-outs to the
+/// largest group a node takes in; past it, sends are dropped and counted, never waited
+/// for.
+pub const SEND_QUEUE: usize = 4 * crate::membership::MAX_LEARNED_MEMBERS;
 
 /// The most members whose dialect a node remembers (past it, new ones are sent the
 /// standard form). Twice the members a node takes in from peers.
@@ -299,9 +340,8 @@ pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
 /// before it takes another one (a port just closed can take a moment to be free).
 pub const RELISTEN_SAME_PORT: Duration = Duration::from_secs(1);
 
-/// Stack of each sending thread (ELECT, I_AM_LEADER, PROBE, GCD requests): encoding and
-/// decoding are iterative, so 256 KiB is ample; the default 2 MiB per thread is address
-/// space that a group's burst of sends (hundreds of threads) need not reserve.
+/// Stack of each sender thread (ELECT, I_AM_LEADER, PROBE, GCD requests) and of the
+/// re-listening thread: encoding and decoding are iterative, so 256 KiB is ample.
 const SENDER_STACK: usize = 256 * 1024;
 
 /// Rounds of trying (same port, then any port) before a node gives up listening.
@@ -328,13 +368,14 @@ impl Runtime {
                 Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
                 Taken::Item(Envelope::Relistened(socket)) => self.on_relistened(socket),
                 Taken::Item(Envelope::Spoke(pid, dialect)) => self.learn_dialect(pid, dialect),
+                Taken::Item(Envelope::Superseded) => {}
                 Taken::Item(Envelope::Stop) | Taken::Closed => break,
                 Taken::TimedOut => {}
             }
         }
         self.mailbox.close();
         if let Some(listener) = self.listener.take() {
-            listener.shutdown();
+            listener.stop();
         }
         self.emit(&Event::Stopped);
         self.sink.close(); // every event is out before the summary and the exit
@@ -414,9 +455,52 @@ impl Runtime {
         self.sink.write(&events::json(event, me));
     }
 
-    /// Runs `work` on a thread of its own; false if no thread could be had.
-    fn spawn(name: String, work: impl FnOnce() + Send + 'static) -> bool {
-        std::thread::Builder::new().name(name).stack_size(SENDER_STACK).spawn(work).is_ok()
+    /// Runs `work` off the main loop (on the sender pool, or on a thread of its own for
+    /// long work) and posts what it returns to the mailbox; when it cannot be run, posts
+    /// what `refused` makes of the reason, so the node always hears how it ended.
+    fn spawn_reporting(
+        &mut self,
+        on: Runner,
+        work: impl FnOnce(&Mailbox<Envelope>) -> Envelope + Send + 'static,
+        refused: impl FnOnce(String) -> Envelope,
+    ) {
+        let mailbox = Arc::clone(&self.mailbox);
+        let job = move || {
+            let report = work(&mailbox);
+            mailbox.push(report);
+        };
+        let why = match on {
+            Runner::Pool => match self.senders.submit(Box::new(job)) {
+                Ok(()) => return,
+                Err((why, _)) => {
+                    self.count_refused(&why);
+                    why.to_string()
+                }
+            },
+            Runner::Thread(name) => {
+                match std::thread::Builder::new().name(name.into()).stack_size(SENDER_STACK).spawn(job) {
+                    Ok(_) => return,
+                    Err(e) => format!("no thread to run it on: {e}"),
+                }
+            }
+        };
+        self.mailbox.push(refused(why));
+    }
+
+    /// Runs `job` on the sender pool, and nothing is told if it couldn't (counted).
+    fn send_detached(&mut self, job: senders::Job) {
+        if let Err((why, _)) = self.senders.submit(job) {
+            self.count_refused(&why);
+        }
+    }
+
+    fn count_refused(&mut self, why: &senders::Refused) {
+        self.refused_sends += 1;
+        crate::report::logging::throttled_warn(&format!(
+            "a send was dropped: {why} ({} dropped so far, {} sender threads)",
+            self.refused_sends,
+            self.senders.workers()
+        ));
     }
 
     fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {
@@ -475,28 +559,35 @@ impl Runtime {
             );
         }
         debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
-        let mailbox = Arc::clone(&self.mailbox);
         let timeout = self.config.socket_timeout;
         let wrapped =
             self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
-        let spawned = Self::spawn(format!("elect-{}", to.su_id), move || {
-            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
-            mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
-        });
-        if !spawned {
-            let outcome = Outcome::Failed("no thread to send it from".into());
-            self.mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
-        }
+        // An ELECT still queued when a newer election starts is not sent: the node
+        // ignores the old election's replies anyway, and under load repeated elections
+        // would otherwise fill the queue with dead sends.
+        self.latest_election.fetch_max(election, Ordering::SeqCst);
+        let latest = Arc::clone(&self.latest_election);
+        self.spawn_reporting(
+            Runner::Pool,
+            move |mailbox| {
+                if latest.load(Ordering::SeqCst) > election {
+                    return Envelope::Superseded;
+                }
+                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                Envelope::Input(Input::ElectReply { election, to, outcome })
+            },
+            |why| Envelope::Input(Input::ElectReply { election, to, outcome: Outcome::Failed(why) }),
+        );
     }
 
-    fn send_leader(&self, to: ProcessId, addr: Addr) {
+    fn send_leader(&mut self, to: ProcessId, addr: Addr) {
         let announcement = Message::IAmLeader { leader: self.node.id(), addr: None };
         let bytes = self.encode_for(to, &announcement);
         // Unknown dialect: the wrapped form first, then the standard one, which a
         // peer that believes the last announcement it heard reads last.
         let forms: Vec<Vec<u8>> = self.wrapped_if_unknown(to, &announcement).into_iter().chain([bytes]).collect();
         let timeout = self.config.socket_timeout;
-        let spawned = Self::spawn(format!("leader-{}", to.su_id), move || {
+        self.send_detached(Box::new(move || {
             for bytes in forms {
                 let sent = net::connect(&addr, timeout).and_then(|mut s| {
                     s.write_all(&bytes)?;
@@ -511,26 +602,22 @@ impl Runtime {
                     }
                 }
             }
-        });
-        if !spawned {
-            warn!("no thread to send I_AM_LEADER to {to}");
-        }
+        }));
     }
 
-    fn send_probe(&self, probe: u64, to: ProcessId, addr: Addr) {
+    fn send_probe(&mut self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
         let bytes = self.encode_for(to, &Message::Probe);
         let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
-        let mailbox = Arc::clone(&self.mailbox);
-        let spawned = Self::spawn(format!("probe-{}", to.su_id), move || {
-            let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, &mailbox);
-            mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
-        });
-        if !spawned {
-            let outcome = Outcome::Failed("no thread to send it from".into());
-            self.mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
-        }
+        self.spawn_reporting(
+            Runner::Pool,
+            move |mailbox| {
+                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                Envelope::Input(Input::ProbeReply { probe, outcome })
+            },
+            |why| Envelope::Input(Input::ProbeReply { probe, outcome: Outcome::Failed(why) }),
+        );
     }
 
     /// Closes, reopens or mutes the listener. It reopens on the very address it had (the
@@ -544,7 +631,7 @@ impl Runtime {
             Listening::Closed => {
                 self.want_open = false;
                 if let Some(listener) = self.listener.take() {
-                    listener.shutdown();
+                    listener.stop();
                 }
             }
             Listening::Ignoring => {}
@@ -569,34 +656,14 @@ impl Runtime {
     }
 
     fn relisten_in_background(&mut self) {
-        let (bound, mailbox) = (self.bound, Arc::clone(&self.mailbox));
+        let bound = self.bound;
         self.relistening = true;
-        let spawned = Self::spawn("relisten".into(), move || {
-            let mut last = None;
-            for _ in 0..RELISTEN_ROUNDS {
-                let until = Instant::now() + RELISTEN_SAME_PORT;
-                while Instant::now() < until {
-                    if let Ok(socket) = TcpListener::bind(bound) {
-                        mailbox.push(Envelope::Relistened(Ok(socket)));
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                match TcpListener::bind(SocketAddr::new(bound.ip(), 0)) {
-                    Ok(socket) => {
-                        mailbox.push(Envelope::Relistened(Ok(socket)));
-                        return;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            let e = last.unwrap_or_else(|| std::io::Error::other("no attempt made"));
-            mailbox.push(Envelope::Relistened(Err(e)));
-        });
-        if !spawned {
-            self.relistening = false;
-            warn!("no thread to listen again from; staying closed until the next recovery");
-        }
+        // Up to RELISTEN_ROUNDS seconds of retrying: a thread of its own, not a sender's.
+        self.spawn_reporting(
+            Runner::Thread("relisten"),
+            move |_| Envelope::Relistened(relisten(bound)),
+            |why| Envelope::Relistened(Err(std::io::Error::other(why))),
+        );
     }
 
     /// A listening socket came back (or could not be had).
@@ -634,22 +701,49 @@ impl Runtime {
         }
     }
 
-    fn register_again(&self, reason: String) {
+    fn register_again(&mut self, reason: String) {
         info!("registering with the GCD again: {reason}");
         let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
-        let mailbox = Arc::clone(&self.mailbox);
-        let spawned = Self::spawn("register".into(), move || {
-            let input = match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
-                Ok(r) => Input::Registered { members: r.members },
-                Err(e) => Input::RegistrationFailed { reason: e.to_string() },
-            };
-            mailbox.push(Envelope::Input(input));
-        });
-        if !spawned {
-            let reason = "no thread to register from".to_string();
-            self.mailbox.push(Envelope::Input(Input::RegistrationFailed { reason }));
+        self.spawn_reporting(
+            Runner::Pool,
+            move |_| {
+                Envelope::Input(match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
+                    Ok(r) => Input::Registered { members: r.members },
+                    Err(e) => Input::RegistrationFailed { reason: e.to_string() },
+                })
+            },
+            |reason| Envelope::Input(Input::RegistrationFailed { reason }),
+        );
+    }
+}
+
+/// Where [`Runtime::spawn_reporting`] runs its work.
+enum Runner {
+    /// The sender pool: one exchange, bounded by the socket timeout.
+    Pool,
+    /// A thread of its own, so long work doesn't hold a sender.
+    Thread(&'static str),
+}
+
+/// Gets a listening socket again: `bound` itself if it frees within
+/// [`RELISTEN_SAME_PORT`], else any free port on the same host; up to
+/// [`RELISTEN_ROUNDS`] rounds.
+fn relisten(bound: SocketAddr) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for _ in 0..RELISTEN_ROUNDS {
+        let until = Instant::now() + RELISTEN_SAME_PORT;
+        while Instant::now() < until {
+            if let Ok(socket) = TcpListener::bind(bound) {
+                return Ok(socket);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match TcpListener::bind(SocketAddr::new(bound.ip(), 0)) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = Some(e),
         }
     }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no attempt made")))
 }
 
 /// How a peer that read our message and closed without a word is reported.
@@ -715,6 +809,26 @@ mod tests {
         // A GCD elsewhere: the address that reaches it.
         assert_eq!(default_host(Some([198, 51, 100, 7].into()), ours, towards), "192.0.2.2");
         assert_eq!(default_host(None, ours, towards), "192.0.2.2");
+    }
+
+    #[test]
+    fn dropping_a_running_node_stops_it_and_closes_its_port() {
+        let coordinator = Arc::new(gcd::Coordinator::new(gcd::CoordinatorConfig::default()));
+        let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = gcd::server::start(socket, Arc::clone(&coordinator), gcd::server::Serving::Concurrent, None);
+        let server = server.unwrap();
+        let pid = ProcessId::new(40, 1_000_040);
+        let config = Config {
+            listen: Some(Addr::new("127.0.0.1", 0)),
+            summary_on_stop: false,
+            ..Config::new(Addr::new("127.0.0.1", server.local_addr().port()), pid)
+        };
+        let node = start(config).unwrap();
+        let addr = coordinator.members().get(pid).expect("registered").clone();
+        let at = net::resolve(&addr).unwrap()[0];
+        assert!(std::net::TcpStream::connect_timeout(&at, Duration::from_secs(5)).is_ok(), "not listening");
+        drop(node);
+        assert!(std::net::TcpStream::connect_timeout(&at, Duration::from_secs(5)).is_err(), "still listening");
     }
 
     #[test]

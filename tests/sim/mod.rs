@@ -164,7 +164,7 @@ pub struct Report {
     pub final_leaders: Vec<(ProcessId, Option<ProcessId>)>,
     pub expected_leader: Option<ProcessId>,
     /// From when on (after quiet) every sample found every live member following the
-    /// highest live member.
+    /// highest live member, and none electing.
     pub agreed_at: Option<Time>,
     /// Leader changes after that (should be none).
     pub changes_after_agreement: usize,
@@ -565,7 +565,18 @@ impl Sim<'_> {
     fn sample(&mut self) {
         let bound = self.sc.bound();
         let expected = self.live().map(|m| m.pid).max();
-        let all_agree = self.live().all(|m| m.node.as_ref().and_then(Node::leader) == expected);
+        // Agreeing means settled too: no member below the leader still electing (an
+        // ELECT sent before the quiet time to a member then feigning can fail a socket
+        // timeout after it, and the election it ends be won: a group that agreed only
+        // until then had not). The leader's own elections (its check) change nobody.
+        let all_agree = self.live().all(|m| {
+            m.node.as_ref().is_some_and(|n| n.leader() == expected && (!n.is_electing() || Some(m.pid) == expected))
+        });
+        if std::env::var_os("SIM_TRACE_SAMPLES").is_some() && !all_agree {
+            let v: Vec<_> =
+                self.live().map(|m| (m.pid, m.node.as_ref().map(|n| (n.leader(), n.phase().clone())))).collect();
+            eprintln!("{:?} disagree: {v:?}", self.now);
+        }
         self.samples.push((self.now, all_agree));
         // A disturbance restarts every streak: the bound is counted from the last one.
         if self.last_disturbance > self.last_sample {
