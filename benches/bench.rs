@@ -172,6 +172,13 @@ fn signal_pid(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// A thread that reads a child's output: a small stack (a line buffer and a JSON parse),
+/// so that 300 of them cost little; an error, not a panic, when the system has no thread
+/// to give (a machine shared with other work can run out).
+fn reader(read: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new().name("reader".into()).stack_size(256 * 1024).spawn(read).map(drop)
+}
+
 /// Kills `child` (waking it first if it was stopped) and reaps it.
 fn reap(child: &mut Child) {
     {
@@ -338,7 +345,7 @@ impl Member {
         let log = Arc::new(Mutex::new(Log::default()));
         let sink = Arc::clone(&log);
         let out = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
+        let reading = reader(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some(ev) = parse(&line) {
                     let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
@@ -354,6 +361,10 @@ impl Member {
                 }
             }
         });
+        if let Err(e) = reading {
+            reap(&mut child);
+            return Err(e);
+        }
         Ok(Member { pid, child, log, started })
     }
 
@@ -420,13 +431,14 @@ impl Gcd {
         let out = child.stdout.take().expect("piped");
         // Owned from here on: an error below still kills it.
         let gcd = Gcd { child, port, requests: Arc::clone(&requests) };
-        std::thread::spawn(move || {
+        reader(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if is_request(&line) {
                     requests.lock().unwrap_or_else(|e| e.into_inner()).push(now_ms());
                 }
             }
-        });
+        })
+        .map_err(|e| format!("no thread to read the coordinator's log: {e}"))?;
         poll(Duration::from_secs(5), || TcpStream::connect(("127.0.0.1", port)).ok())
             .ok_or("the coordinator did not start")?;
         Ok(gcd)
@@ -543,24 +555,24 @@ fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String>
     let got_it_bytes = encode(&Value::str("GOT_IT"), Style::Compact).len();
     for m in &members {
         for e in m.events().iter().filter(|e| window.contains(&e.t)) {
-            match (kind, e.event.as_str()) {
-                (Kind::Rust, "election_started" | "election_widened") => {
+            match (kind != Kind::Python, e.event.as_str()) {
+                (true, "election_started" | "election_widened") => {
                     traffic.messages += e.asking;
                     traffic.bytes += e.asking * elect_bytes;
                 }
-                (Kind::Rust, "got_it") => {
+                (true, "got_it") => {
                     traffic.messages += 1;
                     traffic.bytes += got_it_bytes;
                 }
-                (Kind::Rust, "won") => {
+                (true, "won") => {
                     traffic.messages += e.announcing;
                     traffic.bytes += e.announcing * leader_bytes;
                 }
-                (Kind::Rust, "announced_to") => {
+                (true, "announced_to") => {
                     traffic.messages += e.asking;
                     traffic.bytes += e.asking * leader_bytes;
                 }
-                (Kind::Python, "sent") if e.name != "PROBE" => {
+                (false, "sent") if e.name != "PROBE" => {
                     traffic.messages += 1;
                     traffic.bytes += e.bytes;
                 }
@@ -683,6 +695,9 @@ fn gcd_load(n: usize, window: Duration) -> Result<usize, String> {
 /// What a scale run saw.
 #[derive(Debug, Default)]
 struct ScaleResult {
+    /// Members started: fewer than asked when starting them overran its time (the
+    /// machine is drowning).
+    started: usize,
     /// When all members followed the highest, ms after its registration (within the watch).
     converged: Option<u64>,
     /// Members following the highest when the watch ended.
@@ -706,7 +721,7 @@ struct ScaleResult {
 
 impl ScaleResult {
     fn held(&self, n: usize) -> bool {
-        self.converged.is_some() && self.exited == 0 && self.following == n
+        self.started == n && self.converged.is_some() && self.exited == 0 && self.following == n
     }
 }
 
@@ -726,7 +741,14 @@ fn scale(kind: Kind, n: usize, watch: Duration, trace: bool, bar: &ProgressBar) 
             *threads_max = (*threads_max).max(most);
         }
     };
+    // Starting takes n x 50 ms on schedule; a machine out of breath gets twice that and
+    // 10 s more, then the group is measured as far as it got.
+    let budget = STAGGER * 2 * n as u32 + Duration::from_secs(10);
+    let starting = Instant::now();
     for pid in identities(n, 8_000_000) {
+        if starting.elapsed() > budget {
+            break;
+        }
         std::thread::sleep(STAGGER);
         members.push(Member::start(kind, gcd.port, pid).map_err(|e| e.to_string())?);
         sample(&members, &mut threads_max);
@@ -751,8 +773,9 @@ fn scale(kind: Kind, n: usize, watch: Duration, trace: bool, bar: &ProgressBar) 
     let mut rss: Vec<u64> = members.iter().filter_map(|m| usage(m.child.id())).map(|u| u.0).collect();
     rss.sort_unstable();
     let mib = |k: u64| k as f64 / 1024.0;
-    let middle = &members[n / 2];
+    let middle = &members[members.len() / 2];
     let result = ScaleResult {
+        started: members.len(),
         converged,
         following,
         exited,
@@ -1172,7 +1195,11 @@ fn scale_table(
             bar.inc(1);
             match result {
                 Ok(r) => {
-                    let converged = r.converged.map_or("did not".into(), |t| t.to_string());
+                    let converged = match r.converged {
+                        _ if r.started < n => format!("did not: only {} started in time", r.started),
+                        Some(t) => t.to_string(),
+                        None => "did not".into(),
+                    };
                     out!(
                         "| {} | {n} | {converged} | {} of {n} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {} |",
                         kind.name(),
