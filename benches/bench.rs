@@ -1171,7 +1171,7 @@ fn scale_table(
     }
     out!(
         "\n| scale on `gcd --serial`: joins 50 ms apart, each the new highest | N | all follow the highest, ms after the \
-         last join ({w} s at most) | following it after {w} s | exited | GCD requests | per join | after the last join | \
+         last join ({w} s at most) | following it after {w} s | exited | GCD requests | per member started | after the last join | \
          MiB per node, median | max | threads per node, max |",
         w = config.watch.as_secs_f64()
     );
@@ -1206,7 +1206,7 @@ fn scale_table(
                         r.following,
                         r.exited,
                         r.requests,
-                        r.requests as f64 / n as f64,
+                        r.requests as f64 / r.started.max(1) as f64,
                         r.after_last,
                         r.rss.0,
                         r.rss.1,
