@@ -1,27 +1,35 @@
-//! `cargo bench --bench bench [-- --sizes 3 --reps 1 ...]`: how fast a group decides,
-//! what a node costs, and how far it scales, for bully-node and, side by side under the
-//! same schedule, for the Python reference peer of the test suite
-//! (tests/fixtures/bully_peer.py). Every member is a real process on 127.0.0.1 (the
-//! `bully-node` binary cargo builds for this target) registered with that binary's own
-//! coordinator; times come from the members' own JSON events (wall-clock milliseconds),
-//! so both kinds are measured the same way. The floor is a bare connect, one pickle and
-//! its reply. Outside the library and the release binary: it drives them from outside,
-//! and it points into the source tree (the Python peer). tests/bench_smoke.rs includes
-//! this file to run it small.
+//! `cargo bench --bench bench [-- --sizes 3 --reps 1 --baseline PATH ...]`: how fast a
+//! group decides, what a node costs, and how far it scales, for bully-node and, side by
+//! side under the same schedule, for another bully-node binary (`--baseline`, e.g. an
+//! older build: before/after ratios from one run) and for the Python reference peer of
+//! the test suite (tests/fixtures/bully_peer.py). Every member is a real process on
+//! 127.0.0.1 registered with this build's coordinator serving one request at a time as
+//! gcd2.py does (`bully-node gcd --serial`), which counts the requests it answers; times
+//! come from the members' own JSON events (wall-clock milliseconds), so every kind is
+//! measured the same way. The floor is a bare connect, one pickle and its reply.
+//! Every process it starts dies with it: on its normal end, on an error, on Ctrl-C or
+//! SIGTERM (a handler kills them), and if it is killed outright (PR_SET_PDEATHSIG).
+//! Outside the library and the release binary: it drives them from outside, and it points
+//! into the source tree (the Python peer). tests/bench_smoke.rs includes this file to run
+//! it small.
 
 use bully_node::wire::{encode, read_pickle, Style, Value};
 use bully_node::{encode_message, Addr, Members, Message, ProcessId};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Measure bully-node against the Python reference peer: how fast groups of each decide,
-/// what a node costs, and how far a group scales (real processes on 127.0.0.1).
+/// Measure bully-node against another build of it and the Python reference peer: how fast
+/// groups of each decide, what a node costs, and how far a group scales (real processes
+/// on 127.0.0.1, registered with `bully-node gcd --serial`).
 #[derive(Parser, Debug)]
 #[command(name = "bench", bin_name = "cargo bench --bench bench --", max_term_width = 100)]
 struct BenchArgs {
@@ -37,13 +45,29 @@ struct BenchArgs {
     #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_time)]
     idle: Duration,
 
-    /// Group sizes tried for the scale measurement, in order, until one fails
-    #[arg(long, value_delimiter = ',', default_value = "50,100,150,200")]
+    /// Group sizes for the scale measurement, in order: bully-node goes on while it holds
+    /// (the baseline runs wherever bully-node does; the Python peer stops at its first miss)
+    #[arg(long, value_delimiter = ',', default_value = "100,200,300")]
     scale: Vec<usize>,
+
+    /// How long a scale group is watched after its last member registered: all must
+    /// follow the highest within it, and none may exit
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_time)]
+    watch: Duration,
 
     /// Measure bully-node only (the Python peer needs python3)
     #[arg(long)]
     no_python: bool,
+
+    /// Another bully-node binary (e.g. an older build) to measure as a third kind under
+    /// the same schedule, for before/after ratios from one run
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
+
+    /// Print per-node timelines to stderr: the largest scale group of each kind, and each
+    /// failover at the largest size (also with BENCH_TRACE=1)
+    #[arg(long)]
+    trace: bool,
 }
 
 /// `30s`, `1500ms`, `2.5s` or a bare number of milliseconds: at least 1ms, at most an hour.
@@ -64,12 +88,19 @@ fn parse_time(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     // cargo bench appends `--bench` to the arguments of a target without libtest.
     let args = BenchArgs::parse_from(std::env::args_os().filter(|a| a != "--bench"));
+    if let Err(e) = stop_children_on_signals() {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     let config = BenchConfig {
         sizes: args.sizes.into_iter().filter(|n| *n >= 2).collect(),
         reps: args.reps.max(1),
         idle: args.idle,
-        scale: args.scale,
+        scale: args.scale.into_iter().filter(|n| *n >= 2).collect(),
+        watch: args.watch,
         python: !args.no_python,
+        baseline: args.baseline,
+        trace: args.trace || std::env::var_os("BENCH_TRACE").is_some(),
     };
     match run(config, &mut std::io::stdout(), std::io::stderr().is_terminal()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,7 +118,98 @@ pub struct BenchConfig {
     pub reps: usize,
     pub idle: Duration,
     pub scale: Vec<usize>,
+    /// How long a scale group is watched after its last registration.
+    pub watch: Duration,
     pub python: bool,
+    /// Another bully-node binary, measured as a third kind.
+    pub baseline: Option<PathBuf>,
+    /// Timelines on stderr.
+    pub trace: bool,
+}
+
+/// Every child process the benchmark has started and not yet reaped, so that a signal
+/// handler can kill them; spawning happens under this lock, so none escapes the handler.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Set by the handler: nothing more is started.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts `cmd` as a child that the benchmark kills when it ends, however it ends: each
+/// child asks the kernel for SIGKILL when the thread that started it (the benchmark's
+/// own) dies, and is listed for [`stop_every_child`].
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // which is async-signal-safe and touches no memory of the parent's.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut live = children();
+    if STOPPING.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other("the benchmark is stopping"));
+    }
+    let child = cmd.spawn()?;
+    live.push(child.id());
+    Ok(child)
+}
+
+fn signal_pid(pid: u32, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    // SAFETY: kill(2) takes two integers and touches no memory of ours. Callers pass the
+    // pid of a child of ours not yet waited for, so it still names that process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// A thread that reads a child's output: a small stack (a line buffer and a JSON parse),
+/// so that 300 of them cost little; an error, not a panic, when the system has no thread
+/// to give (a machine shared with other work can run out).
+fn reader(read: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new().name("reader".into()).stack_size(256 * 1024).spawn(read).map(drop)
+}
+
+/// Kills `child` (waking it first if it was stopped) and reaps it.
+fn reap(child: &mut Child) {
+    {
+        let mut live = children();
+        live.retain(|p| *p != child.id());
+        // Still listed until now, so not reaped: the pid is the child's.
+        signal_pid(child.id(), libc::SIGCONT);
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// Kills every child not yet reaped and starts no more; returns how many were killed.
+pub fn stop_every_child() -> usize {
+    STOPPING.store(true, Ordering::SeqCst);
+    let live = children();
+    for &pid in live.iter() {
+        signal_pid(pid, libc::SIGCONT);
+        signal_pid(pid, libc::SIGKILL);
+    }
+    live.len()
+}
+
+/// On Ctrl-C or SIGTERM: kill every child, say so, exit with 130.
+pub fn stop_children_on_signals() -> Result<(), String> {
+    ctrlc::set_handler(|| {
+        let n = stop_every_child();
+        eprintln!("\nstopped: killed the {n} processes the benchmark had started");
+        std::process::exit(130);
+    })
+    .map_err(|e| format!("cannot handle Ctrl-C and SIGTERM: {e}"))
 }
 
 const PYTHON_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bully_peer.py");
@@ -100,6 +222,8 @@ const SETTLE: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Rust,
+    /// Another bully-node binary, started with the same flags.
+    Baseline(&'static Path),
     Python,
 }
 
@@ -107,9 +231,33 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Rust => "bully-node",
+            Kind::Baseline(_) => "baseline",
             Kind::Python => "Python peer",
         }
     }
+}
+
+/// The flags the benchmark gives a bully-node member (besides their values).
+const MEMBER_FLAGS: [&str; 7] = ["--gcd", "--days", "--su-id", "--listen", "--events", "--no-feign", "-q"];
+
+/// A baseline must be a bully-node that takes the flags the benchmark passes its members.
+fn check_baseline(path: &Path) -> Result<(), String> {
+    let out = Command::new(path)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("--baseline {}: cannot run it: {e}", path.display()))?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = MEMBER_FLAGS.iter().copied().filter(|f| !help.contains(f)).collect();
+    if !out.status.success() || !missing.is_empty() {
+        return Err(format!(
+            "--baseline {}: its --help does not list {} (the benchmark starts members with {})",
+            path.display(),
+            if missing.is_empty() { "anything (it failed)".into() } else { missing.join(", ") },
+            MEMBER_FLAGS.join(" ")
+        ));
+    }
+    Ok(())
 }
 
 /// One event line of a member, the fields the benchmark reads.
@@ -122,6 +270,8 @@ pub(crate) struct Ev {
     pub(crate) bytes: usize,
     pub(crate) asking: usize,
     pub(crate) announcing: usize,
+    /// The line as printed.
+    pub(crate) raw: String,
 }
 
 /// The fields of one event line the benchmark reads: ours (`--events -`) and the
@@ -143,6 +293,7 @@ pub(crate) fn parse(line: &str) -> Option<Ev> {
         bytes: count("bytes"),
         asking: listed("asking") + listed("members"),
         announcing: count("announcing_to"),
+        raw: line.to_string(),
     })
 }
 
@@ -168,6 +319,8 @@ struct Member {
     pid: ProcessId,
     child: Child,
     log: Arc<Mutex<Log>>,
+    /// When it was started (ms since the epoch).
+    started: u64,
 }
 
 impl Member {
@@ -175,8 +328,8 @@ impl Member {
         let gcd = format!("127.0.0.1:{gcd_port}");
         let (days, su) = (pid.days.to_string(), pid.su_id.to_string());
         let mut cmd = match kind {
-            Kind::Rust => {
-                let mut c = Command::new(BULLY_NODE);
+            Kind::Rust | Kind::Baseline(_) => {
+                let mut c = Command::new(if let Kind::Baseline(path) = kind { path } else { Path::new(BULLY_NODE) });
                 c.args(["--gcd", &gcd, "--days", &days, "--su-id", &su, "--listen", "127.0.0.1:0"]);
                 c.args(["--events", "-", "--no-feign", "-q"]);
                 c
@@ -187,11 +340,12 @@ impl Member {
                 c
             }
         };
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        let started = now_ms();
+        let mut child = spawn(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()))?;
         let log = Arc::new(Mutex::new(Log::default()));
         let sink = Arc::clone(&log);
         let out = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
+        let reading = reader(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some(ev) = parse(&line) {
                     let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
@@ -207,7 +361,11 @@ impl Member {
                 }
             }
         });
-        Ok(Member { pid, child, log })
+        if let Err(e) = reading {
+            reap(&mut child);
+            return Err(e);
+        }
+        Ok(Member { pid, child, log, started })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
@@ -227,55 +385,86 @@ impl Member {
         self.lock().joined
     }
 
+    /// The pid is our own child's, not yet waited for (that happens on drop).
     fn signal(&self, sig: libc::c_int) {
-        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else { return };
-        // SAFETY: kill(2) takes two integers and touches no memory of ours. The pid is our
-        // own child's, not yet waited for, so it still names that process and no other.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        signal_pid(self.child.id(), sig);
+    }
+
+    /// Whether it has exited by itself.
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        reap(&mut self.child);
     }
 }
 
-/// A coordinator process on a free port.
+/// A coordinator process on a free port, serving one request at a time as gcd2.py does
+/// (`bully-node gcd --serial`), whose log the benchmark reads to count the requests it
+/// answers.
 struct Gcd {
     child: Child,
     port: u16,
+    /// When each request was answered (ms since the epoch, as the log line arrived).
+    requests: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Gcd {
-    fn start() -> std::io::Result<Gcd> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(BULLY_NODE)
-            .args(["gcd", "--listen", &format!("127.0.0.1:{port}"), "-q"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(std::io::Error::other("the coordinator did not start"));
+    fn start() -> Result<Gcd, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let mut child = spawn(
+            Command::new(BULLY_NODE)
+                .args(["gcd", "--serial", "--listen", &format!("127.0.0.1:{port}")])
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .map_err(|e| format!("starting the coordinator: {e}"))?;
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("piped");
+        // Owned from here on: an error below still kills it.
+        let gcd = Gcd { child, port, requests: Arc::clone(&requests) };
+        reader(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if is_request(&line) {
+                    requests.lock().unwrap_or_else(|e| e.into_inner()).push(now_ms());
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Gcd { child, port })
+        })
+        .map_err(|e| format!("no thread to read the coordinator's log: {e}"))?;
+        poll(Duration::from_secs(5), || TcpStream::connect(("127.0.0.1", port)).ok())
+            .ok_or("the coordinator did not start")?;
+        Ok(gcd)
     }
+
+    /// Requests answered at or after `since` (ms since the epoch).
+    fn requests_since(&self, since: u64) -> usize {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|t| **t >= since).count()
+    }
+
+    fn request_times(&self) -> Vec<u64> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A line of the coordinator's log (at the default level) that answers or drops one
+/// request: a registration accepted or refused, bytes that are no pickle, no reply.
+pub(crate) fn is_request(line: &str) -> bool {
+    [": accepted, the group has", " refused: ", " are not a pickle", " dropped without a reply"]
+        .iter()
+        .any(|m| line.contains(m))
 }
 
 impl Drop for Gcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        reap(&mut self.child);
     }
 }
 
@@ -346,7 +535,7 @@ struct Traffic {
 /// A new highest member joins a settled group of `n - 1`: time from its registration
 /// until every member follows it, and the election traffic in that window.
 fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String> {
-    let gcd = Gcd::start().map_err(|e| e.to_string())?;
+    let gcd = Gcd::start()?;
     let base = 5_000_000 + rep as u32 * 1000;
     let mut members = start_group(kind, &gcd, &identities(n - 1, base))?;
     settle(&members)?;
@@ -366,24 +555,24 @@ fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String>
     let got_it_bytes = encode(&Value::str("GOT_IT"), Style::Compact).len();
     for m in &members {
         for e in m.events().iter().filter(|e| window.contains(&e.t)) {
-            match (kind, e.event.as_str()) {
-                (Kind::Rust, "election_started" | "election_widened") => {
+            match (kind != Kind::Python, e.event.as_str()) {
+                (true, "election_started" | "election_widened") => {
                     traffic.messages += e.asking;
                     traffic.bytes += e.asking * elect_bytes;
                 }
-                (Kind::Rust, "got_it") => {
+                (true, "got_it") => {
                     traffic.messages += 1;
                     traffic.bytes += got_it_bytes;
                 }
-                (Kind::Rust, "won") => {
+                (true, "won") => {
                     traffic.messages += e.announcing;
                     traffic.bytes += e.announcing * leader_bytes;
                 }
-                (Kind::Rust, "announced_to") => {
+                (true, "announced_to") => {
                     traffic.messages += e.asking;
                     traffic.bytes += e.asking * leader_bytes;
                 }
-                (Kind::Python, "sent") if e.name != "PROBE" => {
+                (false, "sent") if e.name != "PROBE" => {
                     traffic.messages += 1;
                     traffic.bytes += e.bytes;
                 }
@@ -403,8 +592,9 @@ fn failover(
     rep: usize,
     (signum, signal): (libc::c_int, &str),
     bar: &ProgressBar,
+    trace: bool,
 ) -> Result<(Duration, Duration), String> {
-    let gcd = Gcd::start().map_err(|e| e.to_string())?;
+    let gcd = Gcd::start()?;
     let pids = identities(n, 6_000_000 + rep as u32 * 1000);
     let members = start_group(kind, &gcd, &pids)?;
     settle(&members)?;
@@ -417,24 +607,22 @@ fn failover(
         let views: Vec<String> = survivors.iter().map(|m| format!("{} follows {:?}", m.pid, m.following())).collect();
         format!("the survivors never agreed on {next}: {}", views.join("; "))
     })?;
-    if std::env::var_os("BENCH_TRACE").is_some() {
+    if trace {
         bar.suspend(|| {
-            // The survivor that switched last, and what it went through after the kill.
+            eprintln!("\n== trace: {}, failover {signal} at N={n}: times after the kill, ms", kind.name());
+            eprintln!("events of the survivors, by kind: {}", census(survivors, killed..=agreed + 300));
+            eprintln!(
+                "requests the GCD answered from the kill until all followed {next}: {}",
+                gcd.requests_since(killed)
+            );
+            // The new leader, and the survivor that switched last: what they went through.
             if let Some(new) = survivors.iter().find(|m| m.pid == next) {
-                eprintln!("{} {signal}: the new leader {next}:", kind.name());
-                for e in new
-                    .events()
-                    .iter()
-                    .filter(|e| e.t >= killed && !e.event.starts_with("probe_ok") && e.event != "elect_received")
-                {
-                    eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
-                }
+                eprintln!("the new leader {next} (ELECTs received not shown):");
+                timeline(new, killed, killed, agreed + 300, |e| e.event != "elect_received");
             }
             if let Some(last) = survivors.iter().max_by_key(|m| m.following().map_or(0, |(_, t)| t)) {
-                eprintln!("{} {signal}: last to switch {} at +{} ms:", kind.name(), last.pid, agreed - killed);
-                for e in last.events().iter().filter(|e| e.t >= killed && !e.event.starts_with("probe_ok")) {
-                    eprintln!("  +{:>5} ms {:<22} leader {:?}", e.t - killed, e.event, e.leader);
-                }
+                eprintln!("the last to switch, {}, at +{} ms:", last.pid, agreed - killed);
+                timeline(last, killed, killed, agreed + 300, |_| true);
             }
         });
     }
@@ -478,7 +666,7 @@ fn usage(pid: u32) -> Option<(u64, u64, u64)> {
 /// A settled group of 5, idle (probing) for `idle`: per member, resident memory, threads
 /// and CPU time spent.
 fn idle_cost(kind: Kind, idle: Duration) -> Result<(f64, f64, f64), String> {
-    let gcd = Gcd::start().map_err(|e| e.to_string())?;
+    let gcd = Gcd::start()?;
     let members = start_group(kind, &gcd, &identities(5, 7_000_000))?;
     settle(&members)?;
     let before: Vec<_> = members.iter().map(|m| usage(m.child.id()).unwrap_or_default()).collect();
@@ -492,47 +680,269 @@ fn idle_cost(kind: Kind, idle: Duration) -> Result<(f64, f64, f64), String> {
 }
 
 /// A settled, idle group of `n` (no failures: only the leader's check asks the GCD):
-/// the registrations the coordinator answered over `window`, counted from its own log.
+/// the requests the coordinator answered over `window`, counted from its own log.
 fn gcd_load(n: usize, window: Duration) -> Result<usize, String> {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let mut child = Command::new(BULLY_NODE)
-        .args(["gcd", "--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = Arc::clone(&answered);
-    let err = child.stdout.take().expect("piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.contains(": accepted") {
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-    });
-    let gcd = Gcd { child, port };
-    poll(Duration::from_secs(5), || TcpStream::connect(("127.0.0.1", port)).ok()).ok_or("no coordinator")?;
+    let gcd = Gcd::start()?;
     let members = start_group(Kind::Rust, &gcd, &identities(n, 9_000_000))?;
     settle(&members)?;
-    let before = answered.load(std::sync::atomic::Ordering::Relaxed);
+    let since = now_ms();
     std::thread::sleep(window);
-    Ok(answered.load(std::sync::atomic::Ordering::Relaxed) - before)
+    let answered = gcd.requests_since(since);
+    drop(members);
+    Ok(answered)
 }
 
-/// Members join one after another, each the new highest: does the whole group follow
-/// the last within 10 s of its registration? Returns the time and the group's memory.
-fn scale(kind: Kind, n: usize) -> Result<(Duration, f64), String> {
-    let gcd = Gcd::start().map_err(|e| e.to_string())?;
-    let members = start_group(kind, &gcd, &identities(n, 8_000_000))?;
-    let last = members.last().unwrap();
-    let joined = poll(SETTLE, || last.joined()).ok_or("no join")?;
+/// What a scale run saw.
+#[derive(Debug, Default)]
+struct ScaleResult {
+    /// Members started: fewer than asked when starting them overran its time (the
+    /// machine is drowning).
+    started: usize,
+    /// When all members followed the highest, ms after its registration (within the watch).
+    converged: Option<u64>,
+    /// Members following the highest when the watch ended.
+    following: usize,
+    /// Members that exited by themselves.
+    exited: usize,
+    /// Requests the GCD answered from the first start to the end of the watch.
+    requests: usize,
+    /// ... of them from the last registration on.
+    after_last: usize,
+    /// Resident MiB per live member at the end: median and max.
+    rss: (f64, f64),
+    /// The most threads any member had, polled every half second.
+    threads_max: u64,
+    /// Where the resident memory of one member (the middle one) goes, KiB by kind:
+    /// resident, and its proportional share (shared pages divided among their mappers).
+    memory: Vec<(&'static str, u64, u64)>,
+    /// Its threads, by name.
+    threads: Vec<(String, usize)>,
+}
+
+impl ScaleResult {
+    fn held(&self, n: usize) -> bool {
+        self.started == n && self.converged.is_some() && self.exited == 0 && self.following == n
+    }
+}
+
+/// Members join one after another 50 ms apart, each the new highest, on the serial
+/// coordinator: do they all follow the last within `watch` (10 s by default) of its
+/// registration, what did the GCD answer, who exited, and what does a node cost at this size?
+fn scale(kind: Kind, n: usize, watch: Duration, trace: bool, bar: &ProgressBar) -> Result<ScaleResult, String> {
+    let gcd = Gcd::start()?;
+    let first = now_ms();
+    let mut members = Vec::with_capacity(n);
+    let mut threads_max = 0;
+    let mut sampled = Instant::now();
+    let mut sample = |members: &[Member], threads_max: &mut u64| {
+        if sampled.elapsed() >= Duration::from_millis(500) {
+            sampled = Instant::now();
+            let most = members.iter().filter_map(|m| usage(m.child.id())).map(|u| u.1).max().unwrap_or(0);
+            *threads_max = (*threads_max).max(most);
+        }
+    };
+    // Starting takes n x 50 ms on schedule; a machine out of breath gets twice that and
+    // 10 s more, then the group is measured as far as it got.
+    let budget = STAGGER * 2 * n as u32 + Duration::from_secs(10);
+    let starting = Instant::now();
+    for pid in identities(n, 8_000_000) {
+        if starting.elapsed() > budget {
+            break;
+        }
+        std::thread::sleep(STAGGER);
+        members.push(Member::start(kind, gcd.port, pid).map_err(|e| e.to_string())?);
+        sample(&members, &mut threads_max);
+    }
+    let last = members.last().expect("n >= 2");
+    let top = last.pid;
+    // If the last never registers, the watch counts from its start.
+    let joined = poll(watch, || last.joined()).unwrap_or(last.started);
+    let mut converged = None;
     let all: Vec<&Member> = members.iter().collect();
-    let agreed = poll(Duration::from_secs(10), || all_follow(&all, last.pid))
-        .ok_or_else(|| format!("{n} members did not all follow the highest within 10 s"))?;
-    let rss: u64 = members.iter().filter_map(|m| usage(m.child.id())).map(|u| u.0).sum();
-    Ok((Duration::from_millis(agreed.saturating_sub(joined)), rss as f64 / 1024.0))
+    let end = joined + watch.as_millis() as u64;
+    while now_ms() < end {
+        if converged.is_none() {
+            converged = all_follow(&all, top).map(|t| t.saturating_sub(joined));
+        }
+        sample(&members, &mut threads_max);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(all);
+    let following = members.iter().filter(|m| m.following().is_some_and(|(l, _)| l == top)).count();
+    let exited = members.iter_mut().map(|m| m.exited()).filter(|e| *e).count();
+    let mut rss: Vec<u64> = members.iter().filter_map(|m| usage(m.child.id())).map(|u| u.0).collect();
+    rss.sort_unstable();
+    let mib = |k: u64| k as f64 / 1024.0;
+    let middle = &members[members.len() / 2];
+    let result = ScaleResult {
+        started: members.len(),
+        converged,
+        following,
+        exited,
+        requests: gcd.requests_since(first),
+        after_last: gcd.requests_since(joined),
+        rss: (rss.get(rss.len() / 2).map_or(0.0, |k| mib(*k)), rss.last().map_or(0.0, |k| mib(*k))),
+        threads_max,
+        memory: memory_map(middle.child.id()).unwrap_or_default(),
+        threads: thread_names(middle.child.id()),
+    };
+    if trace {
+        bar.suspend(|| trace_scale(kind, &members, &gcd, first, joined..=end, &result));
+    }
+    Ok(result)
+}
+
+/// Where the time of a scale run went, on stderr: registrations, the GCD's requests over
+/// time, what every member did after the last join, and the timelines of the last
+/// member and of the member that followed it last.
+fn trace_scale(
+    kind: Kind,
+    members: &[Member],
+    gcd: &Gcd,
+    first: u64,
+    watched: std::ops::RangeInclusive<u64>,
+    r: &ScaleResult,
+) {
+    let (joined, end) = (*watched.start(), *watched.end());
+    let n = members.len();
+    let top = members.last().map(|m| m.pid);
+    eprintln!("\n== trace: {}, scale N={n}: times after the last registration, ms", kind.name());
+    let mut waits: Vec<u64> = members.iter().filter_map(|m| m.joined().map(|j| j.saturating_sub(m.started))).collect();
+    waits.sort_unstable();
+    if let (Some(median), Some(max)) = (waits.get(waits.len() / 2), waits.last()) {
+        eprintln!(
+            "registration (start -> registered, the process's start-up included): median {median} ms, \
+             max {max} ms; {} of {n} registered",
+            waits.len()
+        );
+    }
+    // Requests per second of the run, from the first start; the last join's second marked.
+    let times = gcd.request_times();
+    let seconds = end.saturating_sub(first) / 1000 + 1;
+    let per_second: Vec<String> = (0..seconds)
+        .map(|s| {
+            let k = times.iter().filter(|t| (**t).saturating_sub(first) / 1000 == s).count();
+            if first + s * 1000 <= joined && joined < first + (s + 1) * 1000 {
+                format!("[{k}]")
+            } else {
+                k.to_string()
+            }
+        })
+        .collect();
+    eprintln!(
+        "GCD requests per second from the first start ([the last join's second]): {}; {} in all, {} after the last join",
+        per_second.join(" "),
+        r.requests,
+        r.after_last
+    );
+    eprintln!("events of all members after the last join, by kind: {}", census(members, joined..=end));
+    let mut rounds: Vec<(u64, &Member)> =
+        members.iter().filter_map(|m| m.following().filter(|(l, _)| Some(*l) == top).map(|(_, t)| (t, m))).collect();
+    rounds.sort_by_key(|(t, _)| *t);
+    if let Some(last) = members.last() {
+        eprintln!("the last member {}:", last.pid);
+        timeline(last, joined, last.started, end, |e| !e.event.starts_with("probe_ok"));
+    }
+    if let Some((t, slowest)) = rounds.last() {
+        eprintln!("the last to follow it, {}, at +{} ms:", slowest.pid, t.saturating_sub(joined));
+        timeline(slowest, joined, joined.saturating_sub(2000), end, |e| !e.event.starts_with("probe_ok"));
+    }
+    let stragglers: Vec<String> = members
+        .iter()
+        .filter(|m| m.following().is_none_or(|(l, _)| Some(l) != top))
+        .take(5)
+        .map(|m| format!("{} follows {:?}", m.pid, m.following().map(|(l, _)| l)))
+        .collect();
+    if !stragglers.is_empty() {
+        eprintln!("not following the highest at the end (first 5): {}", stragglers.join("; "));
+    }
+}
+
+/// How many events of each kind `members` printed within `window`, busiest first.
+fn census(members: &[Member], window: std::ops::RangeInclusive<u64>) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for m in members {
+        for e in m.lock().events.iter().filter(|e| window.contains(&e.t)) {
+            *counts.entry(e.event.clone()).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts.iter().map(|(e, k)| format!("{e} {k}")).collect::<Vec<_>>().join(", ")
+}
+
+/// One member's events from `from` to `to` (those `show` keeps), times relative to `zero`.
+fn timeline(m: &Member, zero: u64, from: u64, to: u64, show: impl Fn(&Ev) -> bool) {
+    let events = m.events();
+    let shown: Vec<&Ev> = events.iter().filter(|e| (from..=to).contains(&e.t) && show(e)).collect();
+    for e in shown.iter().take(40) {
+        // The line without the time and the node, which the columns already say.
+        let rest = e.raw.split_once(r#""event":"#).map_or(e.raw.as_str(), |(_, r)| r);
+        eprintln!("  {:>+7} ms  {}", e.t as i64 - zero as i64, rest.trim_end_matches('}'));
+    }
+    if shown.len() > 40 {
+        eprintln!("  ... and {} more", shown.len() - 40);
+    }
+}
+
+/// Resident memory of a process by what it holds, in KiB, from /proc/PID/smaps: its own
+/// binary, shared libraries, the brk heap, thread stacks (an anonymous mapping right
+/// after its guard page), the main thread's stack, and other anonymous memory (malloc's
+/// arenas of the other threads, other mmaps). Each as (resident, proportional): the
+/// pages of a binary that 200 processes run are resident in each but cost 1/200 each.
+pub(crate) fn memory_map(pid: u32) -> Option<Vec<(&'static str, u64, u64)>> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let kinds = ["binary", "shared libraries", "heap (brk)", "thread stacks", "main stack", "other anonymous"];
+    let (mut rss, mut pss) = ([0u64; 6], [0u64; 6]);
+    let mut current: Option<usize> = None;
+    // The previous mapping: its end, and whether it was an anonymous inaccessible page
+    // (a guard).
+    let mut previous_guard_end: Option<u64> = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_header =
+            fields.first().is_some_and(|f| f.contains('-') && f.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        if is_header {
+            let (start, end) = fields[0].split_once('-')?;
+            let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+            let perms = fields.get(1).copied().unwrap_or("");
+            let path = if fields.len() > 5 { fields[5..].join(" ") } else { String::new() };
+            current = Some(match path.as_str() {
+                "[heap]" => 2,
+                "[stack]" => 4,
+                "" if previous_guard_end == Some(start) => 3,
+                "" => 5,
+                p if p.starts_with('[') => 5,
+                p if Path::new(p) == exe => 0,
+                _ => 1,
+            });
+            previous_guard_end =
+                (path.is_empty() && perms.starts_with("---") && end - start <= 64 * 1024).then_some(end);
+        } else if let (Some(i), Some(&field)) = (current, fields.first()) {
+            let kib = fields.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            match field {
+                "Rss:" => rss[i] += kib,
+                "Pss:" => pss[i] += kib,
+                _ => {}
+            }
+        }
+    }
+    Some((0..kinds.len()).map(|i| (kinds[i], rss[i], pss[i])).collect())
+}
+
+/// A process's threads by name (digits and a trailing dash dropped, so pools count once).
+fn thread_names(pid: u32) -> Vec<(String, usize)> {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) {
+                let name = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+                *names.entry(name).or_default() += 1;
+            }
+        }
+    }
+    names.into_iter().collect()
 }
 
 /// The physical minimum: connect, send one PROBE pickle, read the GOT_IT, on loopback.
@@ -577,15 +987,25 @@ fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
     }
 }
 
-/// Runs every measurement and writes the table (Markdown, for BENCHMARKS.md) to `out`,
+/// Runs every measurement and writes the tables (Markdown, for BENCHMARKS.md) to `out`,
 /// with a progress bar on stderr if `progress`.
 pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(), String> {
-    let kinds: Vec<Kind> = if config.python { vec![Kind::Rust, Kind::Python] } else { vec![Kind::Rust] };
+    let mut kinds = vec![Kind::Rust];
+    if let Some(path) = &config.baseline {
+        check_baseline(path)?;
+        kinds.push(Kind::Baseline(Box::leak(path.clone().into_boxed_path())));
+    }
+    if config.python {
+        kinds.push(Kind::Python);
+    }
     let bar = if progress { progress_bar(&config, kinds.len()) } else { ProgressBar::hidden() };
     // Table lines go to `out` between redraws of the bar (on stderr).
     let out = RefCell::new(out);
     macro_rules! out {
         ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
+    }
+    if let Some(path) = &config.baseline {
+        out!("baseline: {}\n", path.display());
     }
     bar.set_message("floor: 200 PROBE round trips on loopback");
     let floor_times = floor(200)?;
@@ -593,16 +1013,29 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     let (floor_median, floor_text) = spread(floor_times);
     let floor_ms = floor_median.unwrap_or(1.0);
     out!("floor (connect + one PROBE pickle + GOT_IT on loopback, 200 times): {floor_text} ms\n");
-    out!("| measurement | N | bully-node ms | Python peer ms | Python / bully-node | bully-node / floor |");
-    out!("|---|---|---|---|---|---|");
+    let mut header = "| measurement | N | bully-node ms |".to_string();
+    for kind in &kinds[1..] {
+        header += &format!(" {0} ms | {0} / bully-node |", kind.name());
+    }
+    out!("{header} bully-node / floor |");
+    out!("|---|---|{}---|", "---|".repeat(1 + 2 * (kinds.len() - 1)));
     let mut errors = Vec::new();
-    let row = |what: &str, n: usize, results: Vec<Vec<Duration>>| {
+    // Medians by (measurement, N, kind), for the F/J table.
+    let mut medians: BTreeMap<(&str, usize, usize), f64> = BTreeMap::new();
+    let mut row = |what: &str, key: Option<&'static str>, n: usize, results: Vec<Vec<Duration>>| {
         let cells: Vec<(Option<f64>, String)> = results.into_iter().map(spread).collect();
         let ours = cells[0].0;
-        let theirs = cells.get(1).and_then(|c| c.0);
-        let python = cells.get(1).map_or("not run".to_string(), |c| c.1.clone());
+        let mut line = format!("| {what} | {n} | {} |", cells[0].1);
+        for (i, cell) in cells.iter().enumerate() {
+            if let (Some(key), Some(m)) = (key, cell.0) {
+                medians.insert((key, n, i), m);
+            }
+            if i > 0 {
+                line += &format!(" {} | {} |", cell.1, ratio(ours, cell.0));
+            }
+        }
         let multiple = ours.map_or("-".into(), |o| format!("{:.0}x", o / floor_ms));
-        out!("| {what} | {n} | {} | {python} | {} | {multiple} |", cells[0].1, ratio(ours, theirs));
+        out!("{line} {multiple} |");
     };
     let mut traffic_rows = Vec::new();
     for &n in &config.sizes {
@@ -625,7 +1058,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
             }
             per_kind.push(times);
         }
-        row("join: new highest registers -> all follow it", n, per_kind);
+        row("join: new highest registers -> all follow it", Some("join"), n, per_kind);
     }
     for (signal, what) in [((libc::SIGKILL, "-KILL"), "refused"), ((libc::SIGSTOP, "-STOP"), "silent")] {
         for &n in &config.sizes {
@@ -639,7 +1072,8 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
                         rep + 1,
                         config.reps
                     ));
-                    let result = failover(kind, n, rep, signal, &bar);
+                    let trace = config.trace && rep == 0 && Some(&n) == config.sizes.iter().max();
+                    let result = failover(kind, n, rep, signal, &bar, trace);
                     bar.inc(1);
                     match result {
                         Ok((x, y)) => {
@@ -652,8 +1086,30 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
                 from_probe.push(a);
                 from_kill.push(b);
             }
-            row(&format!("failover, {what}: first failed PROBE -> all follow next"), n, from_probe);
-            row(&format!("failover, {what}: kill -> all follow next"), n, from_kill);
+            row(&format!("failover, {what}: first failed PROBE -> all follow next"), Some(what), n, from_probe);
+            row(&format!("failover, {what}: kill -> all follow next"), None, n, from_kill);
+        }
+    }
+    out!("\n| F/J: failover from the first failed PROBE / one join fan-out (medians) | N | join ms | refused ms | refused F/J | silent ms | silent F/J |");
+    out!("|---|---|---|---|---|---|---|");
+    for &n in &config.sizes {
+        for (i, kind) in kinds.iter().enumerate() {
+            let get = |key: &str| medians.get(&(key, n, i)).copied();
+            let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+            let fj = |f: Option<f64>| match (f, get("join")) {
+                (Some(f), Some(j)) if j > 0.0 => format!("{:.1}", f / j),
+                _ => "-".into(),
+            };
+            let (refused, silent) = (get("refused"), get("silent"));
+            out!(
+                "| {} | {n} | {} | {} | {} | {} | {} |",
+                kind.name(),
+                ms(get("join")),
+                ms(refused),
+                fj(refused),
+                ms(silent),
+                fj(silent)
+            );
         }
     }
     out!("\n| traffic of one join | N | implementation | messages | bytes | bully worst case (n^2 - 1 messages) |");
@@ -672,39 +1128,24 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
             Err(e) => errors.push(format!("idle, {}: {e}", kind.name())),
         }
     }
-    // The smallest join size, then the scale sizes (by default 5, 50, 100, 150, 200):
-    // the check's cost must not grow with the group.
+    let held = scale_table(&config, &kinds, &bar, &out);
+    // The GCD's load from the leader's check must not grow with the group: the smallest
+    // join size against the largest group that held.
     let window = config.idle;
-    let load_sizes = config.sizes.iter().min().into_iter().chain(&config.scale);
     out!(
         "\n| GCD load of a settled idle group (the leader's check, 10-20 s) | N | requests in {:.0} s | per second |",
         window.as_secs_f64()
     );
     out!("|---|---|---|---|");
-    for &n in load_sizes {
-        match gcd_load(n, window) {
+    let mut load_sizes: Vec<usize> = config.sizes.iter().min().into_iter().chain(held.as_ref()).copied().collect();
+    load_sizes.dedup();
+    for n in load_sizes {
+        bar.set_message(format!("GCD load, bully-node: a settled group of {n} for {:.0} s", window.as_secs_f64()));
+        let result = gcd_load(n, window);
+        bar.inc(1);
+        match result {
             Ok(k) => out!("| bully-node | {n} | {k} | {:.3} |", k as f64 / window.as_secs_f64()),
-            Err(e) => {
-                out!("| bully-node | {n} | did not: {e} | - |");
-                break;
-            }
-        }
-    }
-    out!("\n| scale: all follow the highest within 10 s of the last join | N | ms after the last join | group's resident MiB |");
-    out!("|---|---|---|---|");
-    for &kind in &kinds {
-        for (i, &n) in config.scale.iter().enumerate() {
-            bar.set_message(format!("scale, {}: N={n}", kind.name()));
-            let result = scale(kind, n);
-            bar.inc(1);
-            match result {
-                Ok((t, rss)) => out!("| {} | {n} | {} | {rss:.0} |", kind.name(), t.as_millis()),
-                Err(e) => {
-                    out!("| {} | {n} | did not: {e} | - |", kind.name());
-                    bar.inc((config.scale.len() - i - 1) as u64); // larger sizes are skipped
-                    break;
-                }
-            }
+            Err(e) => out!("| bully-node | {n} | did not: {e} | - |"),
         }
     }
     if !errors.is_empty() {
@@ -716,13 +1157,123 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     Ok(())
 }
 
+/// The scale rows (size by size, every kind at a size before the next size, so that a
+/// before/after pair is measured minutes apart, not tens of minutes) and the memory of
+/// one node at the largest size. Returns the largest size at which bully-node held.
+fn scale_table(
+    config: &BenchConfig,
+    kinds: &[Kind],
+    bar: &ProgressBar,
+    out: &RefCell<&mut dyn Write>,
+) -> Option<usize> {
+    macro_rules! out {
+        ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
+    }
+    out!(
+        "\n| scale on `gcd --serial`: joins 50 ms apart, each the new highest | N | all follow the highest, ms after the \
+         last join ({w} s at most) | following it after {w} s | exited | GCD requests | per member started | after the last join | \
+         MiB per node, median | max | threads per node, max |",
+        w = config.watch.as_secs_f64()
+    );
+    out!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut stopped = vec![false; kinds.len()];
+    let mut held = None;
+    let mut memory: Vec<(Kind, usize, ScaleResult)> = Vec::new();
+    for (step, &n) in config.scale.iter().enumerate() {
+        if stopped[0] {
+            // bully-node did not hold at a smaller size: larger ones are skipped.
+            bar.inc((kinds.len() * (config.scale.len() - step)) as u64);
+            break;
+        }
+        for (i, &kind) in kinds.iter().enumerate() {
+            if stopped[i] {
+                bar.inc(1);
+                continue;
+            }
+            bar.set_message(format!("scale, {}: N={n}", kind.name()));
+            let result = scale(kind, n, config.watch, config.trace, bar);
+            bar.inc(1);
+            match result {
+                Ok(r) => {
+                    let converged = match r.converged {
+                        _ if r.started < n => format!("did not: only {} started in time", r.started),
+                        Some(t) => t.to_string(),
+                        None => "did not".into(),
+                    };
+                    out!(
+                        "| {} | {n} | {converged} | {} of {n} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {} |",
+                        kind.name(),
+                        r.following,
+                        r.exited,
+                        r.requests,
+                        r.requests as f64 / r.started.max(1) as f64,
+                        r.after_last,
+                        r.rss.0,
+                        r.rss.1,
+                        r.threads_max
+                    );
+                    let ok = r.held(n);
+                    if i == 0 && ok {
+                        held = Some(n);
+                    }
+                    // The baseline is measured wherever bully-node is; the others stop.
+                    stopped[i] = !ok && !matches!(kind, Kind::Baseline(_));
+                    memory.retain(|(k, _, _)| *k != kind);
+                    memory.push((kind, n, r));
+                }
+                Err(e) => {
+                    out!("| {} | {n} | did not: {e} | - | - | - | - | - | - | - | - |", kind.name());
+                    stopped[i] = !matches!(kind, Kind::Baseline(_));
+                }
+            }
+        }
+    }
+    if !memory.is_empty() {
+        let mut header =
+            "\n| resident KiB (proportional share) of one node, the middle member, at the largest size run |"
+                .to_string();
+        let mut rule = "|---|".to_string();
+        for (kind, n, _) in &memory {
+            header += &format!(" {}, N={n} |", kind.name());
+            rule += "---|";
+        }
+        out!("{header}");
+        out!("{rule}");
+        let kinds_of_memory: Vec<&str> = memory[0].2.memory.iter().map(|(k, _, _)| *k).collect();
+        for what in kinds_of_memory {
+            let cells: Vec<String> = memory
+                .iter()
+                .map(|(_, _, r)| {
+                    r.memory.iter().find(|(k, _, _)| *k == what).map_or("-".into(), |(_, v, p)| format!("{v} ({p})"))
+                })
+                .collect();
+            out!("| {what} | {} |", cells.join(" | "));
+        }
+        let totals: Vec<String> = memory
+            .iter()
+            .map(|(_, _, r)| {
+                let sum = |f: fn(&(&str, u64, u64)) -> u64| r.memory.iter().map(f).sum::<u64>();
+                format!("{} ({})", sum(|m| m.1), sum(|m| m.2))
+            })
+            .collect();
+        out!("| total | {} |", totals.join(" | "));
+        let threads: Vec<String> = memory
+            .iter()
+            .map(|(_, _, r)| r.threads.iter().map(|(name, k)| format!("{name} {k}")).collect::<Vec<_>>().join(", "))
+            .collect();
+        out!("| threads by name | {} |", threads.join(" | "));
+    }
+    held
+}
+
 /// The bar on stderr: what runs now, how many measurements of how many are done, time
 /// so far and an estimate of what is left. Hidden when stderr is not a terminal.
 fn progress_bar(config: &BenchConfig, kinds: usize) -> ProgressBar {
     let steps = 1 // the floor
         + 3 * config.sizes.len() * kinds * config.reps // join, failover refused, failover silent
         + kinds // idle cost
-        + kinds * config.scale.len();
+        + kinds * config.scale.len()
+        + 2; // the GCD's load at two sizes
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     let style =
         ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:24}] {pos}/{len} (about {eta} left) {wide_msg}")

@@ -17,8 +17,20 @@ use std::process::Command;
 use std::time::Duration;
 
 fn tiny(python: bool) -> BenchConfig {
-    BenchConfig { sizes: vec![3], reps: 1, idle: Duration::from_secs(1), scale: vec![3], python }
+    BenchConfig {
+        sizes: vec![3],
+        reps: 1,
+        idle: Duration::from_secs(1),
+        scale: vec![3],
+        watch: Duration::from_secs(1),
+        python,
+        baseline: None,
+        trace: false,
+    }
 }
+
+/// The binary cargo built for the tests, which serves as a baseline too.
+const BULLY_NODE: &str = env!("CARGO_BIN_EXE_bully-node");
 
 #[test]
 fn the_benchmark_reads_both_kinds_of_event_lines() {
@@ -40,21 +52,123 @@ fn the_benchmark_reads_both_kinds_of_event_lines() {
     assert!(bench::parse(r#"{"t":5,"event":"leader","leader":[300,4000004]"#).is_none(), "a torn line");
 }
 
+/// The cells of the first row under the header that starts with `header`.
+fn first_row(out: &str, header: &str, row: &str) -> Vec<String> {
+    let line = out
+        .lines()
+        .skip_while(|l| !l.starts_with(header))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no row {row:?} under {header:?} in:\n{out}"));
+    line.split('|').map(|c| c.trim().to_string()).collect()
+}
+
+fn number(cell: &str) -> f64 {
+    cell.split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{cell:?} is not a number"))
+}
+
+/// With a baseline (this very binary): every bully-node and baseline cell holds a
+/// number, the F/J table divides them, and the scale row counts what the serial
+/// coordinator answered (at least one registration per member). The Python peer runs in
+/// [`the_benchmark_runs_the_python_peer_too`], at the same time.
 #[test]
 fn the_benchmark_runs_and_fills_its_table() {
     let mut table = Vec::new();
-    bench::run(tiny(true), &mut table, false).unwrap();
+    let config = BenchConfig { baseline: Some(BULLY_NODE.into()), ..tiny(false) };
+    bench::run(config, &mut table, false).unwrap();
     let out = String::from_utf8(table).unwrap();
     assert!(out.contains("floor (connect + one PROBE pickle + GOT_IT on loopback"), "{out}");
+    let header = "| measurement | N | bully-node ms | baseline ms | baseline / bully-node | bully-node / floor |";
+    assert!(out.contains(header), "{out}");
     for row in ["| join: new highest", "| failover, refused: kill", "| failover, silent: kill"] {
-        let line = out.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row:?} in:\n{out}"));
-        let ours = line.split('|').nth(3).unwrap().trim();
-        assert!(ours.split(' ').next().unwrap().parse::<f64>().is_ok(), "bully-node cell {ours:?} in {line}");
+        let cells = first_row(&out, "| measurement", row);
+        number(&cells[3]); // bully-node
+        number(&cells[4]); // baseline
+        assert!(cells[5].ends_with('x'), "a ratio: {cells:?}");
     }
-    assert!(out.lines().any(|l| l.starts_with("| bully-node | 3 |")), "scale row:\n{out}");
+    for kind in ["bully-node", "baseline"] {
+        let fj = first_row(&out, "| F/J", &format!("| {kind} | 3 |"));
+        let (join, refused, ratio) = (number(&fj[3]), number(&fj[4]), number(&fj[5]));
+        assert!(join > 0.0 && (ratio - refused / join).abs() < 0.051, "F/J row: {fj:?}");
+        let scale = first_row(&out, "| scale on `gcd --serial`", &format!("| {kind} | 3 |"));
+        assert_eq!((scale[4].as_str(), scale[5].as_str()), ("3 of 3", "0"), "all follow, none exited: {scale:?}");
+        assert!(number(&scale[6]) >= 3.0, "one registration per member at least: {scale:?}");
+        assert!(number(&scale[9]) > 0.0 && number(&scale[11]) >= 1.0, "memory and threads: {scale:?}");
+    }
+    let memory = first_row(&out, "| resident KiB (proportional share) of one node", "| binary |");
+    assert!(number(&memory[2]) > 0.0, "the binary is resident: {memory:?}");
     assert!(!out.contains(" left) ") && !out.contains('\r'), "a progress bar in the table:\n{out}");
-    let load = out.lines().skip_while(|l| !l.starts_with("| GCD load")).nth(2).unwrap_or_default();
-    assert!(load.split('|').nth(3).is_some_and(|c| c.trim().parse::<usize>().is_ok()), "GCD load row:\n{out}");
+    let load = first_row(&out, "| GCD load", "| bully-node | 3 |");
+    load[3].parse::<usize>().unwrap_or_else(|_| panic!("GCD load row: {load:?}"));
+}
+
+#[test]
+fn the_benchmark_runs_the_python_peer_too() {
+    let mut table = Vec::new();
+    bench::run(tiny(true), &mut table, false).unwrap();
+    let out = String::from_utf8(table).unwrap();
+    let header = "| measurement | N | bully-node ms | Python peer ms | Python peer / bully-node | bully-node / floor |";
+    assert!(out.contains(header), "{out}");
+    for row in ["| failover, refused: first failed PROBE", "| failover, silent: first failed PROBE"] {
+        let cells = first_row(&out, "| measurement", row);
+        assert!(number(&cells[3]) > 0.0 && number(&cells[4]) > 0.0, "{cells:?}");
+    }
+    let scale = first_row(&out, "| scale on `gcd --serial`", "| Python peer | 3 |");
+    assert_eq!(scale[4], "3 of 3", "{scale:?}");
+}
+
+#[test]
+fn a_baseline_that_does_not_take_the_members_flags_is_refused() {
+    let mut table = Vec::new();
+    let err = bench::run(BenchConfig { baseline: Some("true".into()), ..tiny(false) }, &mut table, false).unwrap_err();
+    assert!(err.contains("--baseline true: its --help does not list --gcd"), "{err}");
+    let err = bench::run(BenchConfig { baseline: Some("/no/such/binary".into()), ..tiny(false) }, &mut table, false)
+        .unwrap_err();
+    assert!(err.contains("cannot run it"), "{err}");
+    assert!(table.is_empty(), "nothing measured: {}", String::from_utf8_lossy(&table));
+}
+
+#[test]
+fn the_coordinator_log_lines_that_count_as_requests() {
+    let lines = [
+        (
+            "12:00:00.001 GCD HOWDY from (5, 1234567) listening at 127.0.0.1:4000: accepted, the group has 3 members",
+            true,
+        ),
+        ("12:00:00.002 GCD request from 127.0.0.1:5555 refused: \"no such name\"", true),
+        ("12:00:00.003 GCD 12 bytes from 127.0.0.1:5555 are not a pickle", true),
+        ("12:00:00.004 GCD request from 127.0.0.1:5555 dropped without a reply: too long", true),
+        ("12:00:00.000 GCD listening on 127.0.0.1:23600, accepting HOWDY (like gcd2.py); Ctrl-C stops it", false),
+    ];
+    for (line, counts) in lines {
+        assert_eq!(bench::is_request(line), counts, "{line}");
+    }
+}
+
+/// Our own process's memory, by kind, adds up to what the kernel says is resident.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_memory_map_accounts_for_the_resident_memory() {
+    let helper = std::thread::spawn(|| std::thread::park_timeout(Duration::from_secs(5)));
+    let map = bench::memory_map(std::process::id()).unwrap();
+    let kib = |what: &str| map.iter().find(|(k, _, _)| *k == what).unwrap().1;
+    assert!(kib("binary") > 0 && kib("thread stacks") > 0 && kib("main stack") > 0, "{map:?}");
+    assert!(map.iter().all(|(_, rss, pss)| pss <= rss), "a share is never more than the whole: {map:?}");
+    let total: u64 = map.iter().map(|(_, v, _)| v).sum();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let rss: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total.abs_diff(rss) * 5 < rss, "the kinds add up to {total} KiB, VmRSS is {rss} KiB: {map:?}");
+    helper.thread().unpark();
+    helper.join().unwrap();
 }
 
 /// The benchmark shows a progress bar on a terminal: this test binary runs itself again
@@ -86,4 +200,70 @@ fn the_benchmark_shows_progress_on_a_terminal() {
 fn bench_child_on_a_tty() {
     let config = BenchConfig { sizes: vec![2], idle: Duration::from_millis(100), scale: vec![2], ..tiny(false) };
     bench::run(config, &mut std::io::stdout(), std::io::stderr().is_terminal()).unwrap();
+}
+
+/// Processes whose parent is `parent`, from /proc.
+#[cfg(target_os = "linux")]
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // After the command name in parentheses: state, then the parent's pid.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Gone, or a zombie that nobody has reaped yet: either way no longer running.
+#[cfg(target_os = "linux")]
+fn dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+}
+
+/// SIGTERM (as Ctrl-C) stops the benchmark and every process it started: this test binary
+/// runs itself again as [`bench_child_until_stopped`] (a benchmark with the benchmark's
+/// own signal handler and a long idle measurement), waits until the idle measurement's
+/// coordinator and five members run, sends it SIGTERM, and checks that they all die.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_stops_the_benchmark_and_every_process_it_started() {
+    let me = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(me);
+    cmd.args(["bench_child_until_stopped", "--exact", "--ignored", "--nocapture"]);
+    let mut p = Proc::spawn("bench to stop", cmd);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let started = loop {
+        let kids = children_of(p.pid());
+        if kids.len() >= 6 {
+            break kids;
+        }
+        assert!(std::time::Instant::now() < deadline, "the idle group of 5 never ran: {kids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let term = Command::new("kill").args(["-TERM", &p.pid().to_string()]).status().unwrap();
+    assert!(term.success());
+    let (code, out) = p.wait_exit_within(Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{out}");
+    assert!(out.contains("stopped: killed the"), "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.iter().all(|pid| dead(*pid)) {
+        let alive: Vec<_> = started.iter().filter(|pid| !dead(**pid)).collect();
+        assert!(std::time::Instant::now() < deadline, "still running after the benchmark stopped: {alive:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Run by [`sigterm_stops_the_benchmark_and_every_process_it_started`], which stops it.
+#[test]
+#[ignore = "run and stopped by sigterm_stops_the_benchmark_and_every_process_it_started"]
+fn bench_child_until_stopped() {
+    bench::stop_children_on_signals().unwrap();
+    let config = BenchConfig { idle: Duration::from_secs(120), ..tiny(false) };
+    bench::run(config, &mut std::io::stdout(), false).unwrap();
+    panic!("the benchmark was to be stopped during its idle measurement");
 }
