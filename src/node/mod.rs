@@ -54,6 +54,7 @@ mod event;
 mod feign;
 mod io;
 mod probing;
+mod registration;
 mod settings;
 
 pub use event::{Clash, Event, RegisterWhy, Why};
@@ -66,6 +67,7 @@ use feign::Feigning;
 use probing::Probing;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use registration::Registration;
 use std::time::Duration;
 
 /// Time as the runtime measures it: elapsed since an epoch of its choosing.
@@ -104,9 +106,7 @@ pub struct Node {
     /// The deferred election pending: its number and reason.
     deferred: Option<(u64, Why)>,
     deferrals: u64,
-    /// The registration retry armed, by number, after the GCD failed to answer.
-    retry: Option<u64>,
-    retries: u64,
+    registration: Registration,
     /// Set after a GOT_IT with no I_AM_LEADER: the next GCD answer shows which members
     /// it no longer lists.
     doubting: bool,
@@ -122,9 +122,6 @@ pub struct Node {
     /// next to send is the last), and how many the next pace timer sends.
     unsent: Vec<Member>,
     batch: usize,
-    /// We follow a leader whose address we don't know: the GCD is asked at the next
-    /// PROBE time, not at once (see [`Node::send_probe`]); true while that is in flight.
-    looking_up: bool,
     /// The election in `elect_after_registration` is paced (a failed PROBE's).
     pace_after_registration: bool,
     /// The GCD was asked where our leader listens before an election (see `elect`).
@@ -149,6 +146,15 @@ struct LeaderCheck {
     overtaken_by: Option<ProcessId>,
     /// Whom the GCD listed at our last check in this term as leader.
     last_listed: Option<Vec<ProcessId>>,
+}
+
+impl LeaderCheck {
+    /// Forgets the pending check timer and the check's registration in flight (a feigned
+    /// failure abandons them); the timer number stays, so a late timer is stale.
+    fn abandon(&mut self) {
+        self.armed = false;
+        self.asking = false;
+    }
 }
 
 /// The most ids a node remembers as doubted, and as clashing with its identity.
@@ -209,15 +215,13 @@ impl Node {
             settled_at: None,
             deferred: None,
             deferrals: 0,
-            retry: None,
-            retries: 0,
+            registration: Registration::default(),
             doubting: false,
             doubted: Vec::new(),
             clashes_told: Vec::new(),
             check: LeaderCheck::default(),
             unsent: Vec::new(),
             batch: 1,
-            looking_up: false,
             pace_after_registration: false,
             asked_before_electing: false,
         }
@@ -262,7 +266,7 @@ impl Node {
         }
         let gcd_answer = matches!(input, Input::Registered { .. } | Input::RegistrationFailed { .. });
         if gcd_answer {
-            self.looking_up = false;
+            self.registration.looking_up = false;
             // An election it starts has just heard the GCD's word (see `elect`).
             self.asked_before_electing = true;
         }
@@ -273,9 +277,7 @@ impl Node {
             Input::Registered { members } => self.on_registered(now, members, &mut out),
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
-                self.retries += 1;
-                self.retry = Some(self.retries);
-                out.push(Action::SetTimer { at: now + REGISTER_RETRY, timer: Timer::Reregister(self.retries) });
+                out.push(self.registration.arm_retry(now));
                 if let Some(why) = self.elect_after_registration.take() {
                     self.start_election(now, why, &mut out);
                 }
@@ -440,10 +442,14 @@ impl Node {
     /// the next PROBE; asking at each announcement cost the serial GCD one request per
     /// member per join (issue 13: 200 members joining made gcd2.py stop answering).
     fn look_up(&mut self, leader: ProcessId, out: &mut Vec<Action>) {
-        if self.looking_up || self.check.asking || self.retry.is_some() || self.elect_after_registration.is_some() {
+        if self.registration.looking_up
+            || self.check.asking
+            || self.registration.retry_pending()
+            || self.elect_after_registration.is_some()
+        {
             return;
         }
-        self.looking_up = true;
+        self.registration.looking_up = true;
         out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
     }
 
@@ -526,10 +532,8 @@ impl Node {
         self.probing.abandon();
         self.elect_after_registration = None;
         self.deferred = None;
-        self.retry = None;
-        self.check.armed = false;
-        self.check.asking = false;
-        self.looking_up = false;
+        self.registration.abandon();
+        self.check.abandon();
         self.pace_after_registration = false;
         self.asked_before_electing = false;
         self.unsent.clear();
@@ -552,7 +556,7 @@ impl Node {
     }
 
     fn on_registered(&mut self, now: Time, members: Members, out: &mut Vec<Action>) {
-        self.retry = None;
+        self.registration.answered();
         let first = self.election == 0 && self.leader.is_none() && self.phase == Phase::Idle;
         let before = self.members.clone();
         for m in members.iter() {
@@ -701,8 +705,8 @@ impl Node {
             self.elect_after_registration = Some(reason);
             self.pace_after_registration = paced;
             self.deferred = None;
-            if !self.looking_up && !self.check.asking && self.retry.is_none() {
-                self.looking_up = true;
+            if !self.registration.looking_up && !self.check.asking && !self.registration.retry_pending() {
+                self.registration.looking_up = true;
                 let leader = self.leader.expect("checked");
                 out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
             }
@@ -824,8 +828,7 @@ impl Node {
                 self.batch = (self.batch * 2).min(1 << 16);
                 self.send_elects(now, self.batch, true, out);
             }
-            (Timer::Reregister(n), _) if self.retry == Some(n) => {
-                self.retry = None;
+            (Timer::Reregister(n), _) if self.registration.take_retry(n) => {
                 // Asking again as an overtaken leader: its answer is merged (see `overtaken`).
                 self.check.asking |= self.check.overtaken_by.is_some_and(|l| self.leader == Some(l));
                 out.push(Action::Register { reason: RegisterWhy::Retry });
@@ -989,7 +992,7 @@ impl Node {
         self.check.armed = false;
         // No longer leading, or a registration of another cause is pending: skip this
         // one; the next is armed once we lead again.
-        if !self.leads_idle() || self.elect_after_registration.is_some() || self.retry.is_some() {
+        if !self.leads_idle() || self.elect_after_registration.is_some() || self.registration.retry_pending() {
             return;
         }
         self.check.asking = true;
@@ -1091,9 +1094,7 @@ impl Node {
         // Following a leader whose address we don't know, we can't probe it: ask again
         // soon, as after any failed registration (found by the simulator).
         if self.check.overtaken_by.is_some() || self.leader.is_some_and(|l| !self.members.contains(l)) {
-            self.retries += 1;
-            self.retry = Some(self.retries);
-            out.push(Action::SetTimer { at: now + REGISTER_RETRY, timer: Timer::Reregister(self.retries) });
+            out.push(self.registration.arm_retry(now));
         }
         if let Some(why) = self.elect_after_registration.take() {
             self.start_election(now, why, out);
