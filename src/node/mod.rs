@@ -54,6 +54,7 @@ mod election;
 mod event;
 mod feign;
 mod io;
+mod leader_check;
 mod probing;
 mod registration;
 mod settings;
@@ -66,6 +67,7 @@ use crate::identity::ProcessId;
 use crate::membership::{Addr, Member, Members};
 use election::Election;
 use feign::Feigning;
+use leader_check::LeaderCheck;
 use probing::Probing;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -110,35 +112,6 @@ pub struct Node {
     /// Ids we have said clash with our identity (each is told once).
     clashes_told: Vec<ProcessId>,
     check: LeaderCheck,
-}
-
-/// The leader's periodic check of the GCD (see the module's rules).
-#[derive(Clone, Debug, Default)]
-struct LeaderCheck {
-    /// Number of the latest check timer armed, and whether it is still pending.
-    timer: u64,
-    armed: bool,
-    /// A check's registration is in flight: its answer is merged into the members we
-    /// know, not taken whole, since a restarted GCD lists only part of the group.
-    asking: bool,
-    /// A leader the GCD did not list, and how often we found it so (see `doubt_leader`);
-    /// the number of the latest timer to ask about it again.
-    unlisted: Option<(ProcessId, u8)>,
-    doubt_timer: u64,
-    /// The higher leader that took over while we led, whose address the GCD is being
-    /// asked for: we elect once it is known (see `overtaken`).
-    overtaken_by: Option<ProcessId>,
-    /// Whom the GCD listed at our last check in this term as leader.
-    last_listed: Option<Vec<ProcessId>>,
-}
-
-impl LeaderCheck {
-    /// Forgets the pending check timer and the check's registration in flight (a feigned
-    /// failure abandons them); the timer number stays, so a late timer is stale.
-    fn abandon(&mut self) {
-        self.armed = false;
-        self.asking = false;
-    }
 }
 
 /// The most ids a node remembers as doubted, and as clashing with its identity.
