@@ -50,10 +50,13 @@
 //! - A higher member announcing itself while we lead may not know our followers (it
 //!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
 
+mod election;
 mod event;
 mod feign;
 mod io;
+mod leader_check;
 mod probing;
+mod registration;
 mod settings;
 
 pub use event::{Clash, Event, RegisterWhy, Why};
@@ -62,10 +65,13 @@ pub use settings::{Feign, FeignMode, Settings, Span, Timeouts, LEADER_CHECK};
 
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Member, Members};
+use election::Election;
 use feign::Feigning;
+use leader_check::LeaderCheck;
 use probing::Probing;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use registration::Registration;
 use std::time::Duration;
 
 /// Time as the runtime measures it: elapsed since an epoch of its choosing.
@@ -91,22 +97,10 @@ pub struct Node {
     rng: StdRng,
     members: Members,
     leader: Option<ProcessId>,
-    phase: Phase,
-    /// Number of the latest election we started.
-    election: u64,
+    election: Election,
     feigning: Feigning,
     probing: Probing,
-    /// An election to start once the GCD has answered (after a failed probe or a
-    /// recovery), with its reason.
-    elect_after_registration: Option<Why>,
-    /// When the last election ended for us (we won, or a leader announced itself).
-    settled_at: Option<Time>,
-    /// The deferred election pending: its number and reason.
-    deferred: Option<(u64, Why)>,
-    deferrals: u64,
-    /// The registration retry armed, by number, after the GCD failed to answer.
-    retry: Option<u64>,
-    retries: u64,
+    registration: Registration,
     /// Set after a GOT_IT with no I_AM_LEADER: the next GCD answer shows which members
     /// it no longer lists.
     doubting: bool,
@@ -118,37 +112,6 @@ pub struct Node {
     /// Ids we have said clash with our identity (each is told once).
     clashes_told: Vec<ProcessId>,
     check: LeaderCheck,
-    /// The current election's higher members not sent ELECT yet, lowest first (the
-    /// next to send is the last), and how many the next pace timer sends.
-    unsent: Vec<Member>,
-    batch: usize,
-    /// We follow a leader whose address we don't know: the GCD is asked at the next
-    /// PROBE time, not at once (see [`Node::send_probe`]); true while that is in flight.
-    looking_up: bool,
-    /// The election in `elect_after_registration` is paced (a failed PROBE's).
-    pace_after_registration: bool,
-    /// The GCD was asked where our leader listens before an election (see `elect`).
-    asked_before_electing: bool,
-}
-
-/// The leader's periodic check of the GCD (see the module's rules).
-#[derive(Clone, Debug, Default)]
-struct LeaderCheck {
-    /// Number of the latest check timer armed, and whether it is still pending.
-    timer: u64,
-    armed: bool,
-    /// A check's registration is in flight: its answer is merged into the members we
-    /// know, not taken whole, since a restarted GCD lists only part of the group.
-    asking: bool,
-    /// A leader the GCD did not list, and how often we found it so (see `doubt_leader`);
-    /// the number of the latest timer to ask about it again.
-    unlisted: Option<(ProcessId, u8)>,
-    doubt_timer: u64,
-    /// The higher leader that took over while we led, whose address the GCD is being
-    /// asked for: we elect once it is known (see `overtaken`).
-    overtaken_by: Option<ProcessId>,
-    /// Whom the GCD listed at our last check in this term as leader.
-    last_listed: Option<Vec<ProcessId>>,
 }
 
 /// The most ids a node remembers as doubted, and as clashing with its identity.
@@ -201,25 +164,14 @@ impl Node {
             rng: StdRng::seed_from_u64(seed),
             members,
             leader: None,
-            phase: Phase::Idle,
-            election: 0,
+            election: Election::default(),
             feigning: Feigning::default(),
             probing: Probing::default(),
-            elect_after_registration: None,
-            settled_at: None,
-            deferred: None,
-            deferrals: 0,
-            retry: None,
-            retries: 0,
+            registration: Registration::default(),
             doubting: false,
             doubted: Vec::new(),
             clashes_told: Vec::new(),
             check: LeaderCheck::default(),
-            unsent: Vec::new(),
-            batch: 1,
-            looking_up: false,
-            pace_after_registration: false,
-            asked_before_electing: false,
         }
     }
 
@@ -237,7 +189,7 @@ impl Node {
     }
 
     pub fn phase(&self) -> &Phase {
-        &self.phase
+        &self.election.phase
     }
 
     pub fn members(&self) -> &Members {
@@ -245,7 +197,7 @@ impl Node {
     }
 
     pub fn is_electing(&self) -> bool {
-        self.phase != Phase::Idle
+        self.election.phase != Phase::Idle
     }
 
     /// Applies one input at time `now`.
@@ -262,9 +214,9 @@ impl Node {
         }
         let gcd_answer = matches!(input, Input::Registered { .. } | Input::RegistrationFailed { .. });
         if gcd_answer {
-            self.looking_up = false;
+            self.registration.looking_up = false;
             // An election it starts has just heard the GCD's word (see `elect`).
-            self.asked_before_electing = true;
+            self.election.asked_before_electing = true;
         }
 
         match input {
@@ -273,10 +225,8 @@ impl Node {
             Input::Registered { members } => self.on_registered(now, members, &mut out),
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
-                self.retries += 1;
-                self.retry = Some(self.retries);
-                out.push(Action::SetTimer { at: now + REGISTER_RETRY, timer: Timer::Reregister(self.retries) });
-                if let Some(why) = self.elect_after_registration.take() {
+                out.push(self.registration.arm_retry(now));
+                if let Some(why) = self.election.after_registration.take() {
                     self.start_election(now, why, &mut out);
                 }
             }
@@ -294,7 +244,7 @@ impl Node {
                 out.push(Action::Event(Event::ElectReceived { from: sender, learned: learned.clone(), electing }));
                 if electing {
                     self.ask_newcomers(&learned, &mut out);
-                } else if self.doubting && self.elect_after_registration.is_some() {
+                } else if self.doubting && self.election.after_registration.is_some() {
                     // Asking the GCD after a GOT_IT that led nowhere: the election
                     // starts when it answers, without the ids it no longer lists (an
                     // election now would ask the same stale id again).
@@ -315,7 +265,7 @@ impl Node {
             Input::Timer(timer) => self.on_timer(now, timer, &mut out),
         }
         if gcd_answer {
-            self.asked_before_electing = false;
+            self.election.asked_before_electing = false;
         }
         self.keep_probing(now, &mut out);
         self.keep_checking(now, &mut out);
@@ -384,16 +334,16 @@ impl Node {
 
     /// Arms a deferred election unless one is pending already (it will elect anyway).
     fn defer_election(&mut self, at: Time, reason: Why, out: &mut Vec<Action>) {
-        if self.deferred.is_none() {
-            self.deferrals += 1;
-            self.deferred = Some((self.deferrals, reason));
-            out.push(Action::SetTimer { at, timer: Timer::Deferred(self.deferrals) });
+        if self.election.deferred.is_none() {
+            self.election.deferrals += 1;
+            self.election.deferred = Some((self.election.deferrals, reason));
+            out.push(Action::SetTimer { at, timer: Timer::Deferred(self.election.deferrals) });
         }
     }
 
     /// The end of the window after our last election in which ELECTs are merged.
     fn settling_until(&self) -> Option<Time> {
-        self.settled_at.map(|t| t + self.settle_window())
+        self.election.settled_at.map(|t| t + self.settle_window())
     }
 
     fn settle_window(&self) -> Duration {
@@ -404,9 +354,9 @@ impl Node {
     /// waiting for the GCD before an election.
     fn should_probe(&self) -> bool {
         !self.feigning.down
-            && self.phase == Phase::Idle
+            && self.election.phase == Phase::Idle
             && self.leader.is_some_and(|l| l != self.me)
-            && self.elect_after_registration.is_none()
+            && self.election.after_registration.is_none()
     }
 
     /// Arms the next probe when one is due and none is pending or in flight.
@@ -440,10 +390,14 @@ impl Node {
     /// the next PROBE; asking at each announcement cost the serial GCD one request per
     /// member per join (issue 13: 200 members joining made gcd2.py stop answering).
     fn look_up(&mut self, leader: ProcessId, out: &mut Vec<Action>) {
-        if self.looking_up || self.check.asking || self.retry.is_some() || self.elect_after_registration.is_some() {
+        if self.registration.looking_up
+            || self.check.asking
+            || self.registration.retry_pending()
+            || self.election.after_registration.is_some()
+        {
             return;
         }
-        self.looking_up = true;
+        self.registration.looking_up = true;
         out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
     }
 
@@ -460,9 +414,9 @@ impl Node {
             Outcome::GotIt => out.push(Action::Event(Event::ProbeOk { leader })),
             Outcome::Failed(reason) => {
                 out.push(Action::Event(Event::ProbeFailed { leader, reason }));
-                if self.leader == Some(leader) && self.phase == Phase::Idle {
-                    self.elect_after_registration = Some(Why::ProbeFailed { leader });
-                    self.pace_after_registration = true;
+                if self.leader == Some(leader) && self.election.phase == Phase::Idle {
+                    self.election.after_registration = Some(Why::ProbeFailed { leader });
+                    self.election.pace_after_registration = true;
                     out.push(Action::Register { reason: RegisterWhy::ProbeFailed { leader } });
                 }
             }
@@ -476,11 +430,11 @@ impl Node {
         match outcome {
             Outcome::GotIt => {
                 out.push(Action::Event(Event::ProbeOk { leader: higher }));
-                if self.phase != Phase::Idle || self.elect_after_registration.is_some() {
+                if self.election.phase != Phase::Idle || self.election.after_registration.is_some() {
                     return; // an election is under way or due anyway
                 }
                 if self.leader.is_some_and(|l| l != self.me && !self.members.contains(l)) {
-                    self.elect_after_registration = Some(reason);
+                    self.election.after_registration = Some(reason);
                     let leader = self.leader.expect("checked");
                     out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
                 } else {
@@ -522,17 +476,10 @@ impl Node {
         let lasting = feign.lasting.draw(&mut self.rng);
         // Abandon everything: elections, probes, pending re-registrations. Their
         // replies and timers arrive while down (ignored) or carry stale numbers.
-        self.phase = Phase::Idle;
+        self.election.abandon();
         self.probing.abandon();
-        self.elect_after_registration = None;
-        self.deferred = None;
-        self.retry = None;
-        self.check.armed = false;
-        self.check.asking = false;
-        self.looking_up = false;
-        self.pace_after_registration = false;
-        self.asked_before_electing = false;
-        self.unsent.clear();
+        self.registration.abandon();
+        self.check.abandon();
         let failure = self.feigning.go_down();
         out.push(Action::Event(Event::Failed { mode: feign.mode, lasting }));
         out.push(Action::Listen(match feign.mode {
@@ -546,14 +493,14 @@ impl Node {
         self.feigning.recover();
         out.push(Action::Event(Event::Recovered));
         out.push(Action::Listen(Listening::Open));
-        self.elect_after_registration = Some(Why::Recovered);
+        self.election.after_registration = Some(Why::Recovered);
         out.push(Action::Register { reason: RegisterWhy::Recovered });
         self.arm_failure(now, out);
     }
 
     fn on_registered(&mut self, now: Time, members: Members, out: &mut Vec<Action>) {
-        self.retry = None;
-        let first = self.election == 0 && self.leader.is_none() && self.phase == Phase::Idle;
+        self.registration.answered();
+        let first = self.election.number == 0 && self.leader.is_none() && self.election.phase == Phase::Idle;
         let before = self.members.clone();
         for m in members.iter() {
             self.check_identity(m, "the GCD's list", out);
@@ -590,7 +537,7 @@ impl Node {
         } else {
             let learned: Vec<_> = self.members.iter().map(|m| m.pid).filter(|p| !before.contains(*p)).collect();
             out.push(Action::Event(Event::Reregistered { members: self.members.len(), learned: learned.clone() }));
-            if let Some(why) = self.elect_after_registration.take() {
+            if let Some(why) = self.election.after_registration.take() {
                 self.start_election(now, why, out);
                 return;
             }
@@ -616,7 +563,7 @@ impl Node {
                     return;
                 }
             }
-            match self.phase {
+            match self.election.phase {
                 Phase::Electing { .. } => self.ask_newcomers(&learned, out),
                 Phase::Idle => {
                     // A member ranking above the leader we follow should lead, if alive.
@@ -648,7 +595,7 @@ impl Node {
     /// Members learned while an election waits are asked in that same election, so
     /// that it can't be won past a higher member it did not know of when it began.
     fn ask_newcomers(&mut self, learned: &[ProcessId], out: &mut Vec<Action>) {
-        let Phase::Electing { election, pending } = &mut self.phase else { return };
+        let Phase::Electing { election, pending } = &mut self.election.phase else { return };
         let election = *election;
         let mut asking = Vec::new();
         let mut sends = Vec::new();
@@ -656,7 +603,7 @@ impl Node {
             if let Some(addr) = self.members.get(pid) {
                 pending.push(pid);
                 asking.push(pid);
-                if self.unsent.is_empty() {
+                if self.election.unsent.is_empty() {
                     sends.push(Action::SendElect {
                         election,
                         to: pid,
@@ -665,8 +612,8 @@ impl Node {
                     });
                 } else {
                     // Still pacing: it takes its place in the order, highest first.
-                    self.unsent.push(Member { pid, addr: addr.clone() });
-                    self.unsent.sort_by_key(|m| m.pid);
+                    self.election.unsent.push(Member { pid, addr: addr.clone() });
+                    self.election.unsent.sort_by_key(|m| m.pid);
                 }
             }
         }
@@ -690,29 +637,29 @@ impl Node {
 
     fn elect(&mut self, now: Time, reason: Why, paced: bool, out: &mut Vec<Action>) {
         // The election due after the GCD's answer is paced: a failed PROBE's.
-        let paced = paced || std::mem::take(&mut self.pace_after_registration);
+        let paced = paced || std::mem::take(&mut self.election.pace_after_registration);
         // We follow a higher leader whose address we have not asked the GCD for yet
         // (see `look_up`): an election could not ask it, and would be won against it.
         // Ask first, once; the election starts when the GCD answers.
         if self.leader.is_some_and(|l| l > self.me && !self.members.contains(l))
-            && !std::mem::take(&mut self.asked_before_electing)
+            && !std::mem::take(&mut self.election.asked_before_electing)
         {
-            self.asked_before_electing = true;
-            self.elect_after_registration = Some(reason);
-            self.pace_after_registration = paced;
-            self.deferred = None;
-            if !self.looking_up && !self.check.asking && self.retry.is_none() {
-                self.looking_up = true;
+            self.election.asked_before_electing = true;
+            self.election.after_registration = Some(reason);
+            self.election.pace_after_registration = paced;
+            self.election.deferred = None;
+            if !self.registration.looking_up && !self.check.asking && !self.registration.retry_pending() {
+                self.registration.looking_up = true;
                 let leader = self.leader.expect("checked");
                 out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
             }
             return;
         }
-        self.asked_before_electing = false;
-        self.election += 1;
-        let election = self.election;
-        self.elect_after_registration = None;
-        self.deferred = None;
+        self.election.asked_before_electing = false;
+        self.election.number += 1;
+        let election = self.election.number;
+        self.election.after_registration = None;
+        self.election.deferred = None;
         let higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
         out.push(Action::Event(Event::ElectionStarted {
             election,
@@ -723,33 +670,33 @@ impl Node {
             self.win(now, out);
             return;
         }
-        self.phase = Phase::Electing { election, pending: higher.iter().map(|m| m.pid).collect() };
-        self.unsent = higher;
-        self.unsent.sort_by_key(|m| m.pid);
-        self.batch = 1;
-        let first = if paced { 1 } else { self.unsent.len() };
+        self.election.phase = Phase::Electing { election, pending: higher.iter().map(|m| m.pid).collect() };
+        self.election.unsent = higher;
+        self.election.unsent.sort_by_key(|m| m.pid);
+        self.election.batch = 1;
+        let first = if paced { 1 } else { self.election.unsent.len() };
         self.send_elects(now, first, true, out);
     }
 
     /// Sends the current election's next `count` ELECTs, highest first; once all are
     /// sent, arms the election timeout; otherwise, for a round (`pace`), the next round.
     fn send_elects(&mut self, now: Time, count: usize, pace: bool, out: &mut Vec<Action>) {
-        let (election, awaiting) = match self.phase {
+        let (election, awaiting) = match self.election.phase {
             Phase::Electing { election, .. } => (election, false),
             Phase::AwaitingLeader { election } => (election, true),
             Phase::Idle => {
-                self.unsent.clear();
+                self.election.unsent.clear();
                 return;
             }
         };
-        if self.unsent.is_empty() {
+        if self.election.unsent.is_empty() {
             return;
         }
         for _ in 0..count {
-            let Some(m) = self.unsent.pop() else { break };
+            let Some(m) = self.election.unsent.pop() else { break };
             out.push(Action::SendElect { election, to: m.pid, addr: m.addr, members: self.members.clone() });
         }
-        if self.unsent.is_empty() {
+        if self.election.unsent.is_empty() {
             // Once a GOT_IT came, the leader timeout runs instead.
             if !awaiting {
                 out.push(Action::SetTimer { at: now + self.settings.timeouts.elect, timer: Timer::Election(election) });
@@ -760,12 +707,12 @@ impl Node {
     }
 
     fn win(&mut self, now: Time, out: &mut Vec<Action>) {
-        self.phase = Phase::Idle;
-        self.settled_at = Some(now);
-        self.deferred = None;
+        self.election.phase = Phase::Idle;
+        self.election.settled_at = Some(now);
+        self.election.deferred = None;
         self.follow(self.me, out);
         let others: Vec<_> = self.members.iter().filter(|m| m.pid != self.me).cloned().collect();
-        out.push(Action::Event(Event::Won { election: self.election, announcing_to: others.len() }));
+        out.push(Action::Event(Event::Won { election: self.election.number, announcing_to: others.len() }));
         for m in others {
             out.push(Action::SendLeader { to: m.pid, addr: m.addr });
         }
@@ -784,7 +731,7 @@ impl Node {
             Outcome::GotIt => out.push(Action::Event(Event::GotIt { from: to })),
             Outcome::Failed(reason) => out.push(Action::Event(Event::ElectFailed { to, reason: reason.clone() })),
         }
-        let Phase::Electing { election: current, pending } = &mut self.phase else {
+        let Phase::Electing { election: current, pending } = &mut self.election.phase else {
             return;
         };
         if *current != election {
@@ -797,9 +744,9 @@ impl Node {
                 // that answered may still be alive; else that one is the highest alive
                 // we know, and it elects in turn (the leader timeout covers its death).
                 if !pending.iter().any(|p| *p > to) {
-                    self.unsent.clear();
+                    self.election.unsent.clear();
                 }
-                self.phase = Phase::AwaitingLeader { election };
+                self.election.phase = Phase::AwaitingLeader { election };
                 out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
             }
             Outcome::Failed(_) if pending.is_empty() => self.win(now, out),
@@ -810,37 +757,38 @@ impl Node {
     }
 
     fn on_timer(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
-        match (timer, &self.phase) {
+        match (timer, &self.election.phase) {
             (Timer::Probe(n), _) if self.probing.is_due(n) => self.send_probe(out),
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
             (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
             (Timer::Fail(n), _) if self.feigning.is_failure(n) => self.go_down(now, out),
-            (Timer::Election(n), Phase::Electing { election, .. }) if n == *election && self.unsent.is_empty() => {
+            (Timer::Election(n), Phase::Electing { election, .. })
+                if n == *election && self.election.unsent.is_empty() =>
+            {
                 self.win(now, out)
             }
             (Timer::Pace(n), Phase::Electing { election, .. } | Phase::AwaitingLeader { election })
                 if n == *election =>
             {
-                self.batch = (self.batch * 2).min(1 << 16);
-                self.send_elects(now, self.batch, true, out);
+                self.election.batch = (self.election.batch * 2).min(1 << 16);
+                self.send_elects(now, self.election.batch, true, out);
             }
-            (Timer::Reregister(n), _) if self.retry == Some(n) => {
-                self.retry = None;
+            (Timer::Reregister(n), _) if self.registration.take_retry(n) => {
                 // Asking again as an overtaken leader: its answer is merged (see `overtaken`).
                 self.check.asking |= self.check.overtaken_by.is_some_and(|l| self.leader == Some(l));
                 out.push(Action::Register { reason: RegisterWhy::Retry });
             }
-            (Timer::Deferred(n), Phase::Idle) if self.deferred.as_ref().is_some_and(|(d, _)| *d == n) => {
-                let (_, reason) = self.deferred.take().expect("checked above");
+            (Timer::Deferred(n), Phase::Idle) if self.election.deferred.as_ref().is_some_and(|(d, _)| *d == n) => {
+                let (_, reason) = self.election.deferred.take().expect("checked above");
                 self.start_election(now, reason, out);
             }
             (Timer::Leader(n), Phase::AwaitingLeader { election }) if n == *election => {
                 out.push(Action::Event(Event::NoLeaderAfterGotIt { election: n }));
                 // Ask the GCD who is really in the group first: a member we know only
                 // from peers may be a stale id whose GOT_IT came from someone else.
-                self.phase = Phase::Idle;
+                self.election.phase = Phase::Idle;
                 self.doubting = true;
-                self.elect_after_registration = Some(Why::NoLeaderAfterGotIt);
+                self.election.after_registration = Some(Why::NoLeaderAfterGotIt);
                 out.push(Action::Register { reason: RegisterWhy::NoLeaderAfterGotIt });
             }
             _ => {} // a timer of an election that already ended
@@ -870,10 +818,10 @@ impl Node {
             self.check_identity(&Member { pid: leader, addr }, &format!("I_AM_LEADER from {leader}"), out);
         }
         let previous = self.leader;
-        self.phase = Phase::Idle;
-        self.settled_at = Some(now);
+        self.election.phase = Phase::Idle;
+        self.election.settled_at = Some(now);
         if leader > self.me {
-            self.deferred = None; // its announcement reaches the ELECTs' senders too
+            self.election.deferred = None; // its announcement reaches the ELECTs' senders too
         }
         self.follow(leader, out);
         let unknown = !self.members.contains(leader);
@@ -894,7 +842,7 @@ impl Node {
             if self.verify(higher, reason, out) {
                 // Decided when the PROBE ends.
             } else if unknown {
-                self.elect_after_registration = Some(reason);
+                self.election.after_registration = Some(reason);
                 out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
             } else {
                 self.start_election(now, reason, out);
@@ -956,7 +904,7 @@ impl Node {
 
     fn on_doubt_timer(&mut self, out: &mut Vec<Action>) {
         let Some((leader, 2)) = self.check.unlisted else { return };
-        if self.leader == Some(leader) && self.phase == Phase::Idle {
+        if self.leader == Some(leader) && self.election.phase == Phase::Idle {
             self.check.unlisted = Some((leader, 3));
             // The answer to an overtaken leader's question is merged, as a check's is.
             self.check.asking |= self.check.overtaken_by == Some(leader);
@@ -968,7 +916,7 @@ impl Node {
 
     /// Whether we lead and are not electing: the only state that checks the GCD.
     fn leads_idle(&self) -> bool {
-        !self.feigning.down && self.phase == Phase::Idle && self.leader == Some(self.me)
+        !self.feigning.down && self.election.phase == Phase::Idle && self.leader == Some(self.me)
     }
 
     /// Arms the leader's next check when we lead and none is pending or in flight.
@@ -989,7 +937,7 @@ impl Node {
         self.check.armed = false;
         // No longer leading, or a registration of another cause is pending: skip this
         // one; the next is armed once we lead again.
-        if !self.leads_idle() || self.elect_after_registration.is_some() || self.retry.is_some() {
+        if !self.leads_idle() || self.election.after_registration.is_some() || self.registration.retry_pending() {
             return;
         }
         self.check.asking = true;
@@ -1035,9 +983,10 @@ impl Node {
             .collect();
         let bar = self.leader.unwrap_or(self.me).max(self.me);
         let top = fresh.iter().copied().filter(|p| *p > bar).max();
-        let pending = self.elect_after_registration.take();
+        let pending = self.election.after_registration.take();
         // Overtaken while leading: now that the GCD told us where the new leader listens.
-        let overtaken = self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.phase == Phase::Idle);
+        let overtaken =
+            self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.election.phase == Phase::Idle);
         let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0);
         if let Some(l) = overtaken.filter(|l| !self.members.contains(*l)) {
             // The GCD does not list the new leader either: a restarted GCD it has not
@@ -1051,7 +1000,7 @@ impl Node {
             self.check.overtaken_by = Some(l);
             self.doubt_leader(now, l, out);
         }
-        let (electing_for, announced_to) = match (&pending, &self.phase, top.or(tell)) {
+        let (electing_for, announced_to) = match (&pending, &self.election.phase, top.or(tell)) {
             (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
             (None, Phase::Idle, None) if self.leader == Some(self.me) => (None, fresh.clone()),
             _ => (None, Vec::new()),
@@ -1069,7 +1018,7 @@ impl Node {
             self.start_election(now, Why::TookOver { leader }, out);
         } else if let Some(top) = electing_for {
             self.start_election(now, Why::CheckListsAbove { top }, out);
-        } else if matches!(self.phase, Phase::Electing { .. }) {
+        } else if matches!(self.election.phase, Phase::Electing { .. }) {
             self.ask_newcomers(&learned, out);
         } else {
             for pid in announced_to {
@@ -1091,11 +1040,9 @@ impl Node {
         // Following a leader whose address we don't know, we can't probe it: ask again
         // soon, as after any failed registration (found by the simulator).
         if self.check.overtaken_by.is_some() || self.leader.is_some_and(|l| !self.members.contains(l)) {
-            self.retries += 1;
-            self.retry = Some(self.retries);
-            out.push(Action::SetTimer { at: now + REGISTER_RETRY, timer: Timer::Reregister(self.retries) });
+            out.push(self.registration.arm_retry(now));
         }
-        if let Some(why) = self.elect_after_registration.take() {
+        if let Some(why) = self.election.after_registration.take() {
             self.start_election(now, why, out);
         }
     }
