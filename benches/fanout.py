@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 
+from group_rss import status  # /proc/PID/status and smaps_rollup, as group_rss reads them
+
 
 def free_port():
     with socket.socket() as s:
@@ -175,15 +177,7 @@ def run(args):
         while time.time() < settle:
             peak = max(peak, threads_of(node.pid))
             time.sleep(0.002)
-        mem = {}
-        try:
-            with open(f"/proc/{node.pid}/status") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if k in ("VmRSS", "VmHWM", "RssAnon"):
-                        mem[k] = int(v.split()[0])
-        except OSError:
-            pass
+        mem = status(node.pid) or {}
         stop.set()
         server.join()
         with lock:

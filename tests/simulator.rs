@@ -136,7 +136,7 @@ fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
         gcd_restarts: vec![joins_at(seed) - Duration::from_secs(1)],
         rebirths: vec![],
         chaos_end: Duration::from_secs(1),
-        socket_timeout: Duration::from_millis(1500),
+        socket_timeout: bully_node::SOCKET_TIMEOUT,
         delay: bully_node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
     };
     let quiet = Settings { feign: None, ..Settings::default() };
@@ -158,24 +158,10 @@ fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
 /// settled, idle group (no failures, so nobody else asks), one request per 10-20 s.
 #[test]
 fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
-    use bully_node::ProcessId;
-    use bully_node::Settings;
     for n in [5usize, 50, 200] {
-        let sc = Scenario {
-            seed: n as u64,
-            pids: (0..n).map(|i| ProcessId::new(1 + (i * 359 / n) as u32, 5_000_000 + i as u32)).collect(),
-            settings: vec![Settings { feign: None, ..Settings::default() }; n],
-            joins: (0..n).map(|i| Duration::from_millis(50 * i as u64)).collect(),
-            crashes: vec![],
-            gcd_outages: vec![],
-            gcd_restarts: vec![],
-            rebirths: vec![],
-            // Nothing feigns; a late end of "chaos" only makes the run, and the
-            // window watched, five minutes long.
-            chaos_end: Duration::from_secs(300),
-            socket_timeout: Duration::from_millis(1500),
-            delay: bully_node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
-        };
+        // Nothing feigns; a late end of "chaos" only makes the run, and the window
+        // watched, five minutes long.
+        let sc = Scenario { chaos_end: Duration::from_secs(300), ..growing_group(n, true) };
         let r = run(&sc);
         assert!(!r.exhausted && r.agreed_at.is_some(), "{n} members did not settle");
         // From well after the last join to the end of the run.
@@ -206,7 +192,7 @@ fn growing_group(n: usize, ascending: bool) -> Scenario {
         gcd_restarts: vec![],
         rebirths: vec![],
         chaos_end: Duration::from_secs(1),
-        socket_timeout: Duration::from_millis(1500),
+        socket_timeout: bully_node::SOCKET_TIMEOUT,
         delay: bully_node::Span::new(Duration::from_millis(1), Duration::from_millis(20)),
     }
 }

@@ -133,7 +133,7 @@ impl Scenario {
             gcd_outages,
             gcd_restarts,
             chaos_end,
-            socket_timeout: Duration::from_millis(1500),
+            socket_timeout: bully_node::SOCKET_TIMEOUT,
             delay: Span::new(MS, 20 * MS),
         }
     }
