@@ -1139,7 +1139,8 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     for &n in &config.sizes {
         for (i, kind) in kinds.iter().enumerate() {
             let get = |key: &str| medians.get(&(key, n, i)).copied();
-            let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+            // One decimal, as the F/J ratio has: whole ms made small joins read "2" or "0".
+            let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
             let fj = |f: Option<f64>| match (f, get("join")) {
                 (Some(f), Some(j)) if j > 0.0 => format!("{:.1}", f / j),
                 _ => "-".into(),
