@@ -4,7 +4,8 @@
 //! older build: before/after ratios from one run) and for the Python reference peer of
 //! the test suite (tests/fixtures/bully_peer.py). Every member is a real process on
 //! 127.0.0.1 registered with this build's coordinator serving one request at a time as
-//! gcd2.py does (`bully-node gcd --serial`), which counts the requests it answers; times
+//! gcd2.py does (`bully-node gcd --serial`, or with `--gcd python` the test suite's
+//! Python gcd2.py stand-in), which counts the requests it answers; times
 //! come from the members' own JSON events (wall-clock milliseconds), so every kind is
 //! measured the same way. The floor is a bare connect, one pickle and its reply.
 //! Every process it starts dies with it: on its normal end, on an error, on Ctrl-C or
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Measure bully-node against another build of it and the Python reference peer: how fast
 /// groups of each decide, what a node costs, and how far a group scales (real processes
-/// on 127.0.0.1, registered with `bully-node gcd --serial`).
+/// on 127.0.0.1, registered with a coordinator that serves one request at a time).
 #[derive(Parser, Debug)]
 #[command(name = "bench", bin_name = "cargo bench --bench bench --", max_term_width = 100)]
 struct BenchArgs {
@@ -58,6 +59,12 @@ struct BenchArgs {
     /// Measure bully-node only (the Python peer needs python3)
     #[arg(long)]
     no_python: bool,
+
+    /// The coordinator every group registers with; both serve one request at a time.
+    /// `rust` is `bully-node gcd --serial`; `python` is the gcd2.py stand-in of
+    /// tests/fixtures (Python's single-threaded socketserver, as the course runs it)
+    #[arg(long, value_enum, default_value = "rust")]
+    gcd: Coordinator,
 
     /// Another bully-node binary (e.g. an older build) to measure as a third kind under
     /// the same schedule, for before/after ratios from one run
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
         scale: args.scale.into_iter().filter(|n| *n >= 2).collect(),
         watch: args.watch,
         python: !args.no_python,
+        gcd: args.gcd,
         baseline: args.baseline,
         trace: args.trace || std::env::var_os("BENCH_TRACE").is_some(),
     };
@@ -121,10 +129,31 @@ pub struct BenchConfig {
     /// How long a scale group is watched after its last registration.
     pub watch: Duration,
     pub python: bool,
+    /// The coordinator the groups register with.
+    pub gcd: Coordinator,
     /// Another bully-node binary, measured as a third kind.
     pub baseline: Option<PathBuf>,
     /// Timelines on stderr.
     pub trace: bool,
+}
+
+/// Which coordinator the groups register with. Both serve one request at a time, as
+/// gcd2.py's single-threaded socketserver does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Coordinator {
+    /// `bully-node gcd --serial`.
+    Rust,
+    /// tests/fixtures/gcd_standin.py, written here from PROTOCOL.md to answer as gcd2.py does.
+    Python,
+}
+
+impl Coordinator {
+    fn name(self) -> &'static str {
+        match self {
+            Coordinator::Rust => "`bully-node gcd --serial`",
+            Coordinator::Python => "the Python gcd2.py stand-in",
+        }
+    }
 }
 
 /// Every child process the benchmark has started and not yet reaped, so that a signal
@@ -215,6 +244,7 @@ pub fn stop_children_on_signals() -> Result<(), String> {
 const PYTHON_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bully_peer.py");
 /// The binary cargo built for this target: members and coordinators run it.
 const BULLY_NODE: &str = env!("CARGO_BIN_EXE_bully-node");
+const GCD_STANDIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gcd_standin.py");
 
 /// How long a group may take to settle before a measurement counts as "did not".
 const SETTLE: Duration = Duration::from_secs(30);
@@ -403,8 +433,7 @@ impl Drop for Member {
 }
 
 /// A coordinator process on a free port, serving one request at a time as gcd2.py does
-/// (`bully-node gcd --serial`), whose log the benchmark reads to count the requests it
-/// answers.
+/// (see [`Coordinator`]), whose log the benchmark reads to count the requests it answers.
 struct Gcd {
     child: Child,
     port: u16,
@@ -413,20 +442,25 @@ struct Gcd {
 }
 
 impl Gcd {
-    fn start() -> Result<Gcd, String> {
+    fn start(coordinator: Coordinator) -> Result<Gcd, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let mut child = spawn(
-            Command::new(BULLY_NODE)
-                .args(["gcd", "--serial", "--listen", &format!("127.0.0.1:{port}")])
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null()),
-        )
-        .map_err(|e| format!("starting the coordinator: {e}"))?;
+        let mut command = match coordinator {
+            Coordinator::Rust => {
+                let mut c = Command::new(BULLY_NODE);
+                c.args(["gcd", "--serial", "--listen", &format!("127.0.0.1:{port}")]).env_remove("RUST_LOG");
+                c
+            }
+            Coordinator::Python => {
+                let mut c = Command::new("python3");
+                c.args([GCD_STANDIN, "--port", &port.to_string(), "--log-requests"]);
+                c
+            }
+        };
+        let mut child = spawn(command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()))
+            .map_err(|e| format!("starting {}: {e}", coordinator.name()))?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("piped");
         // Owned from here on: an error below still kills it.
@@ -440,7 +474,7 @@ impl Gcd {
         })
         .map_err(|e| format!("no thread to read the coordinator's log: {e}"))?;
         poll(Duration::from_secs(5), || TcpStream::connect(("127.0.0.1", port)).ok())
-            .ok_or("the coordinator did not start")?;
+            .ok_or_else(|| format!("{} did not start", coordinator.name()))?;
         Ok(gcd)
     }
 
@@ -455,11 +489,13 @@ impl Gcd {
 }
 
 /// A line of the coordinator's log (at the default level) that answers or drops one
-/// request: a registration accepted or refused, bytes that are no pickle, no reply.
+/// request: a registration accepted or refused, bytes that are no pickle, no reply; or
+/// the Python stand-in's `REQUEST days su_id` line (it logs the registrations it accepts).
 pub(crate) fn is_request(line: &str) -> bool {
-    [": accepted, the group has", " refused: ", " are not a pickle", " dropped without a reply"]
-        .iter()
-        .any(|m| line.contains(m))
+    line.starts_with("REQUEST ")
+        || [": accepted, the group has", " refused: ", " are not a pickle", " dropped without a reply"]
+            .iter()
+            .any(|m| line.contains(m))
 }
 
 impl Drop for Gcd {
@@ -534,8 +570,8 @@ struct Traffic {
 
 /// A new highest member joins a settled group of `n - 1`: time from its registration
 /// until every member follows it, and the election traffic in that window.
-fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String> {
-    let gcd = Gcd::start()?;
+fn join(kind: Kind, coordinator: Coordinator, n: usize, rep: usize) -> Result<(Duration, Traffic), String> {
+    let gcd = Gcd::start(coordinator)?;
     let base = 5_000_000 + rep as u32 * 1000;
     let mut members = start_group(kind, &gcd, &identities(n - 1, base))?;
     settle(&members)?;
@@ -588,13 +624,14 @@ fn join(kind: Kind, n: usize, rep: usize) -> Result<(Duration, Traffic), String>
 /// first failed PROBE, and from the kill, until every survivor follows the next highest.
 fn failover(
     kind: Kind,
+    coordinator: Coordinator,
     n: usize,
     rep: usize,
     (signum, signal): (libc::c_int, &str),
     bar: &ProgressBar,
     trace: bool,
 ) -> Result<(Duration, Duration), String> {
-    let gcd = Gcd::start()?;
+    let gcd = Gcd::start(coordinator)?;
     let pids = identities(n, 6_000_000 + rep as u32 * 1000);
     let members = start_group(kind, &gcd, &pids)?;
     settle(&members)?;
@@ -665,8 +702,8 @@ fn usage(pid: u32) -> Option<(u64, u64, u64)> {
 
 /// A settled group of 5, idle (probing) for `idle`: per member, resident memory, threads
 /// and CPU time spent.
-fn idle_cost(kind: Kind, idle: Duration) -> Result<(f64, f64, f64), String> {
-    let gcd = Gcd::start()?;
+fn idle_cost(kind: Kind, coordinator: Coordinator, idle: Duration) -> Result<(f64, f64, f64), String> {
+    let gcd = Gcd::start(coordinator)?;
     let members = start_group(kind, &gcd, &identities(5, 7_000_000))?;
     settle(&members)?;
     let before: Vec<_> = members.iter().map(|m| usage(m.child.id()).unwrap_or_default()).collect();
@@ -681,8 +718,8 @@ fn idle_cost(kind: Kind, idle: Duration) -> Result<(f64, f64, f64), String> {
 
 /// A settled, idle group of `n` (no failures: only the leader's check asks the GCD):
 /// the requests the coordinator answered over `window`, counted from its own log.
-fn gcd_load(n: usize, window: Duration) -> Result<usize, String> {
-    let gcd = Gcd::start()?;
+fn gcd_load(coordinator: Coordinator, n: usize, window: Duration) -> Result<usize, String> {
+    let gcd = Gcd::start(coordinator)?;
     let members = start_group(Kind::Rust, &gcd, &identities(n, 9_000_000))?;
     settle(&members)?;
     let since = now_ms();
@@ -728,8 +765,15 @@ impl ScaleResult {
 /// Members join one after another 50 ms apart, each the new highest, on the serial
 /// coordinator: do they all follow the last within `watch` (10 s by default) of its
 /// registration, what did the GCD answer, who exited, and what does a node cost at this size?
-fn scale(kind: Kind, n: usize, watch: Duration, trace: bool, bar: &ProgressBar) -> Result<ScaleResult, String> {
-    let gcd = Gcd::start()?;
+fn scale(
+    kind: Kind,
+    coordinator: Coordinator,
+    n: usize,
+    watch: Duration,
+    trace: bool,
+    bar: &ProgressBar,
+) -> Result<ScaleResult, String> {
+    let gcd = Gcd::start(coordinator)?;
     let first = now_ms();
     let mut members = Vec::with_capacity(n);
     let mut threads_max = 0;
@@ -1044,7 +1088,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
             let mut times = Vec::new();
             for rep in 0..config.reps {
                 bar.set_message(format!("join, {}, N={n}, run {} of {}", kind.name(), rep + 1, config.reps));
-                let result = join(kind, n, rep);
+                let result = join(kind, config.gcd, n, rep);
                 bar.inc(1);
                 match result {
                     Ok((t, traffic)) => {
@@ -1073,7 +1117,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
                         config.reps
                     ));
                     let trace = config.trace && rep == 0 && Some(&n) == config.sizes.iter().max();
-                    let result = failover(kind, n, rep, signal, &bar, trace);
+                    let result = failover(kind, config.gcd, n, rep, signal, &bar, trace);
                     bar.inc(1);
                     match result {
                         Ok((x, y)) => {
@@ -1095,7 +1139,8 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     for &n in &config.sizes {
         for (i, kind) in kinds.iter().enumerate() {
             let get = |key: &str| medians.get(&(key, n, i)).copied();
-            let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+            // One decimal, as the F/J ratio has: whole ms made small joins read "2" or "0".
+            let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
             let fj = |f: Option<f64>| match (f, get("join")) {
                 (Some(f), Some(j)) if j > 0.0 => format!("{:.1}", f / j),
                 _ => "-".into(),
@@ -1121,7 +1166,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     out!("|---|---|---|---|");
     for &kind in &kinds {
         bar.set_message(format!("idle cost, {}: watching 5 nodes for {:.0} s", kind.name(), config.idle.as_secs_f64()));
-        let result = idle_cost(kind, config.idle);
+        let result = idle_cost(kind, config.gcd, config.idle);
         bar.inc(1);
         match result {
             Ok((rss, threads, cpu)) => out!("| {} | {rss:.1} | {threads:.1} | {cpu:.0} |", kind.name()),
@@ -1141,7 +1186,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     load_sizes.dedup();
     for n in load_sizes {
         bar.set_message(format!("GCD load, bully-node: a settled group of {n} for {:.0} s", window.as_secs_f64()));
-        let result = gcd_load(n, window);
+        let result = gcd_load(config.gcd, n, window);
         bar.inc(1);
         match result {
             Ok(k) => out!("| bully-node | {n} | {k} | {:.3} |", k as f64 / window.as_secs_f64()),
@@ -1170,9 +1215,10 @@ fn scale_table(
         ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
     }
     out!(
-        "\n| scale on `gcd --serial`: joins 50 ms apart, each the new highest | N | all follow the highest, ms after the \
+        "\n| scale on {}: joins 50 ms apart, each the new highest | N | all follow the highest, ms after the \
          last join ({w} s at most) | following it after {w} s | exited | GCD requests | per member started | after the last join | \
          MiB per node, median | max | threads per node, max |",
+        config.gcd.name(),
         w = config.watch.as_secs_f64()
     );
     out!("|---|---|---|---|---|---|---|---|---|---|---|");
@@ -1191,7 +1237,7 @@ fn scale_table(
                 continue;
             }
             bar.set_message(format!("scale, {}: N={n}", kind.name()));
-            let result = scale(kind, n, config.watch, config.trace, bar);
+            let result = scale(kind, config.gcd, n, config.watch, config.trace, bar);
             bar.inc(1);
             match result {
                 Ok(r) => {
