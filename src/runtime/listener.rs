@@ -34,6 +34,13 @@ pub const READ_DEADLINE: Duration = Duration::from_secs(2);
 /// silent connections holds at most this many threads for [`READ_DEADLINE`].
 pub const MAX_CONNECTIONS: usize = 256;
 
+/// Connections the kernel queues for the listener to accept. std listens with 128; a
+/// node of a large group receives a burst of connections at once (every member's ELECT
+/// or I_AM_LEADER), and a connection that finds the queue full has its handshake dropped
+/// and retried a second later, most of a peer's 1.5 s reply timeout. Linux caps it at
+/// `net.core.somaxconn` (4,096 by default).
+pub const BACKLOG: i32 = 1024;
+
 /// Stack of each connection thread: decoding is iterative, so 256 KiB is ample.
 const CONNECTION_STACK: usize = 256 * 1024;
 
@@ -74,6 +81,8 @@ pub fn spawn(
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
     ignoring: Arc<AtomicBool>,
 ) -> std::io::Result<Acceptor> {
+    // Listening again on a listening socket only changes its backlog.
+    socket2::SockRef::from(&listener).listen(BACKLOG)?;
     let limits = Limits { max_connections: MAX_CONNECTIONS, stack: CONNECTION_STACK, serial: false };
     let handle: Handler =
         Arc::new(move |stream, from, done| serve_connection(stream, from, me, &*deliver, &ignoring, done));
