@@ -285,8 +285,9 @@ fn a_crowd_of_hanging_connections_cannot_keep_a_probe_out() {
     let mut n = Node::start(&dir, gcd, (5, 6060601), &["--no-probe"]);
     let port = node_port(&mut n);
     n.proc.wait_for("joined", |l| l.contains("joined a group of"));
-    // 300 connections that send one byte (a pickle's PROTO opcode) and hang.
-    let crowd: Vec<TcpStream> = (0..300)
+    // More connections than the node holds open (512) that send one byte (a pickle's
+    // PROTO opcode) and hang.
+    let crowd: Vec<TcpStream> = (0..600)
         .map(|_| {
             let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
             c.write_all(&[0x80]).unwrap();

@@ -1,6 +1,7 @@
 //! Connections: resolve a member's address, connect with a deadline, send one message
-//! in one write, and read one pickled reply; and the accept loop every server here shares
-//! ([`accept`]). Knows sockets and framing, not the election rules.
+//! in one write, and read one pickled reply; and the coordinator's thread-per-connection
+//! accept loop ([`accept`]; a node's listener is `runtime::listener`). Knows sockets and
+//! framing, not the election rules.
 
 pub mod accept;
 

@@ -1,12 +1,14 @@
 //! The runtime around the pure [`Node`]: sockets, threads, clocks.
 //!
-//! A thread-per-connection listener and the sender pool push into one monitor queue
-//! ([`Mailbox`]); one main loop takes from it, fires due timers, feeds the node, and
-//! carries out the node's actions. Every outgoing message (ELECT, PROBE, I_AM_LEADER)
-//! and re-registration is a job for a bounded pool of sender threads ([`Senders`]), so
-//! no reply is ever awaited on the main loop and a fan-out to any group costs at most
-//! [`SENDERS`] threads. Start-up order: bind the listener (so the address we register is real),
-//! register with the GCD, then start the node.
+//! The listener (one thread serving every connection by readiness polling, see
+//! [`listener`]) and the sender pool push into one monitor queue ([`Mailbox`]); one
+//! main loop takes from it, fires due timers, feeds the node, and carries out the
+//! node's actions. Every outgoing message (ELECT, PROBE, I_AM_LEADER) and
+//! re-registration is a job for a bounded pool of sender threads ([`Senders`]), so no
+//! reply is ever awaited on the main loop and a fan-out to any group costs at most
+//! [`SENDERS`] threads. A node's thread count does not grow with its group or with the
+//! connections open to it. Start-up order: bind the listener (so the address we
+//! register is real), register with the GCD, then start the node.
 
 mod config;
 pub mod listener;
@@ -291,7 +293,7 @@ struct Runtime {
     sink: EventSink,
     epoch: Instant,
     timers: BinaryHeap<Reverse<(Time, Timer)>>,
-    listener: Option<crate::net::accept::Acceptor>,
+    listener: Option<listener::Listener>,
     /// The socket address the listener is bound to, for reopening it after a failure.
     bound: SocketAddr,
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
