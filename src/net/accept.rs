@@ -1,5 +1,7 @@
-//! One accept loop for every server here (the node's listener and the coordinator):
-//! capped, stoppable, and stopped when its [`Acceptor`] is dropped.
+//! The coordinator's accept loop, a thread per connection: capped, stoppable, and stopped
+//! when its [`Acceptor`] is dropped. (A node's listener serves every connection from one
+//! polling thread instead, `runtime::listener`: a node of a large group takes a burst of
+//! connections at every join, where a thread each drowned the machine.)
 //!
 //! Anything can connect, so what connections may cost is bounded: at most
 //! [`Limits::max_connections`] are served at once, each on a thread with a small stack.
