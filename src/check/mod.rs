@@ -10,9 +10,9 @@
 //!    should elect, wait after H1's GOT_IT, follow H1 and PROBE it.
 //! 2. learn: on a PROBE to H1 (the peer is up and idle) L1 sends ELECT naming X, a
 //!    higher member the GCD never heard of; the next election must ask X.
-//! 3. the leader fails: on a PROBE to H1, H1 starts dropping everything. The peer should
-//!    re-register, elect, find every higher member silent or refusing, and announce
-//!    itself to everyone.
+//! 3. the leader fails: right after H1 answers a PROBE of the peer's, H1 starts dropping
+//!    everything, so the peer's next PROBE goes unanswered. The peer should re-register,
+//!    elect, find every higher member silent or refusing, and announce itself to everyone.
 //! 4. hostile input: junk, then a PROBE; then an ELECT of 60 members.
 //!
 //! The checks are judged afterwards from the journal (`judge`); the peer is stopped,
@@ -384,11 +384,18 @@ impl<'a> Driver<'a> {
                 let shared2 = Arc::clone(&shared);
                 let stopping2 = Arc::clone(&stopping);
                 let _ = std::thread::Builder::new().name("check-ping".into()).spawn(move || {
-                    let sent = shared2.journal.now();
+                    let sent = shared2.journal.update(|r| {
+                        let sent = shared2.journal.now();
+                        r.pings_in_flight.push(sent);
+                        sent
+                    });
                     let outcome = shared2.probe_peer(sender);
-                    if !stopping2.load(Ordering::SeqCst) {
-                        shared2.journal.update(|r| r.pings.push(Ping { sent, outcome }));
-                    }
+                    shared2.journal.update(|r| {
+                        r.pings_in_flight.retain(|s| *s != sent);
+                        if !stopping2.load(Ordering::SeqCst) {
+                            r.pings.push(Ping { sent, outcome });
+                        }
+                    });
                 });
                 std::thread::sleep(MONITOR_EVERY);
             }
@@ -473,10 +480,10 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// H1 stops answering once the peer is seen following it (it announced itself to
-    /// the peer, or the peer PROBEd it); the peer's next PROBE fails. If the peer fails
-    /// before it probes, H1 comes back, an ELECT makes the peer elect and follow it
-    /// again, and H1 fails once more.
+    /// H1 stops answering right after it answered one of the peer's PROBEs (the peer is
+    /// up and follows it), so the peer's next PROBE to H1 goes unanswered. If the peer
+    /// fails (or elects) before that PROBE, or fails before its election ends, H1 comes
+    /// back, an ELECT makes the peer elect and follow it again, and H1 fails once more.
     fn leader_fails(&mut self) -> Result<(), CheckError> {
         let me = self.shared.peer().map(|(p, _)| p).unwrap_or(self.assigned);
         let budget = self.now() + Duration::from_secs(45);
@@ -488,29 +495,48 @@ impl<'a> Driver<'a> {
             if attempt > 0 {
                 self.member(Role::Leader).set_mode(Mode::Lead);
                 self.journal.update(|r| {
+                    // Only a period still open ends here: a closed one keeps its end.
                     if let Some(last) = r.leader_down.last_mut() {
-                        last.1 = since;
+                        last.1 = last.1.min(since);
                     }
                 });
                 // A peer leading itself elects on an ELECT, asks H1, and follows it.
                 let _ = self.elect_from_low(&[], Style::Compact);
             }
-            let following = self.wait(since + Duration::from_secs(8), |r| {
-                r.announced.iter().any(|a| *a > since)
-                    || r.received
-                        .iter()
-                        .any(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
-            })?;
-            if !following {
+            // A PROBE H1 answered: the peer follows H1 and probes it. (An announcement
+            // alone is not enough: the peer may fail before it ever probes.)
+            let answered = |r: &journal::Records| {
+                r.received
+                    .iter()
+                    .rev()
+                    .find(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
+                    .map(|x| x.at)
+            };
+            if !self.wait(since + Duration::from_secs(8), |r| answered(r).is_some())? {
                 continue;
             }
             self.member(Role::Leader).set_mode(Mode::Drop);
             let failed = self.now();
             self.journal.update(|r| r.leader_down.push((failed, At::MAX)));
+            let probed = answered(&self.journal.lock()).unwrap_or(failed);
+            // Its next PROBE goes unanswered (a peer probes every 0.5 to 3 s), unless it
+            // fails or starts an election first: then this attempt cannot show the check.
+            let unanswered = |r: &journal::Records| {
+                r.received
+                    .iter()
+                    .any(|x| x.at > probed && x.role == Role::Leader && x.kind == Kind::Probe && !x.answered)
+            };
+            self.wait(failed + Duration::from_secs(8), |r| {
+                unanswered(r) || r.elects().any(|e| e.at > failed) || r.self_announcements(me).any(|x| x.at > failed)
+            })?;
             // It wins: after its failed PROBE, or after a failure of its own.
-            self.wait(failed + Duration::from_secs(12), |r| r.self_announcements(me).any(|x| x.at > failed))?;
-            // Its announcement reaches the others within moments.
-            self.sleep(Duration::from_millis(300))?;
+            self.wait(failed + Duration::from_secs(20), |r| r.self_announcements(me).any(|x| x.at > failed))?;
+            // Its announcement reaches the others within moments, and the monitor's
+            // PROBEs in flight land: they tell whether it failed meanwhile.
+            self.settle_pings()?;
+            if !unanswered(&self.journal.lock()) {
+                continue;
+            }
             let records = self.journal.lock();
             let now = self.journal.now();
             let spans = judge::spans(&records, now);
@@ -521,6 +547,15 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Waits until every monitor PROBE sent so far has ended (at most the longest an
+    /// exchange takes), so that a judgement made now sees every sample taken before it.
+    fn settle_pings(&self) -> Result<(), CheckError> {
+        let now = self.now();
+        self.sleep(Duration::from_millis(300))?;
+        let longest = Duration::from_millis(500) + members::REPLY_WAIT + Duration::from_secs(1);
+        self.wait(now + longest, |r| !r.pings_in_flight.iter().any(|sent| *sent <= now)).map(|_| ())
     }
 
     /// Junk of four kinds, then: does it still answer? Never a pickle that would run
