@@ -124,8 +124,18 @@ fn identities() -> (ProcessId, Vec<(Role, ProcessId)>) {
     (peer, roles)
 }
 
-/// A free port on 127.0.0.1 for the peer to listen on (`{port}`).
+/// A free port on 127.0.0.1 for the peer to listen on (`{port}`). The peer binds it
+/// later, so it is taken below the ephemeral ranges (Linux 32768-60999, BSD and macOS
+/// 49152-65535) when one is free there: no other socket's port 0 or outgoing
+/// connection is handed it in between, as could happen with one the kernel chose.
 fn free_port() -> std::io::Result<u16> {
+    let mut rng = rand::rng();
+    for _ in 0..50 {
+        let port = rng.random_range(20_000..32_000);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(l.local_addr()?.port());
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -665,6 +675,16 @@ mod tests {
             su.sort();
             su.dedup();
             assert_eq!(su.len(), 7, "one SU ID each: the GCD keeps one entry per SU ID");
+        }
+    }
+
+    #[test]
+    fn the_peers_port_is_free_and_outside_the_ephemeral_ranges() {
+        for _ in 0..20 {
+            let port = free_port().unwrap();
+            assert!((20_000..32_000).contains(&port), "{port}");
+            // Free: the peer can bind it (the kernel would not hand it to port 0 meanwhile).
+            drop(TcpListener::bind(("127.0.0.1", port)).unwrap());
         }
     }
 
