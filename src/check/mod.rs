@@ -98,6 +98,8 @@ const MONITOR_EVERY: Duration = Duration::from_millis(250);
 const MIN_WATCH: Duration = Duration::from_secs(30);
 /// How long after joining the checker waits for enough PROBEs to judge their interval.
 const GAPS_BY: Duration = Duration::from_secs(70);
+/// The least time between two ELECTs that make a peer leading itself follow H1 again.
+const NUDGE_EVERY: Duration = Duration::from_secs(3);
 
 /// The identities: the peer's, in the middle of the range, and the members' around it,
 /// far enough that a peer a day off in its arithmetic still ranks the same.
@@ -423,20 +425,12 @@ impl<'a> Driver<'a> {
         self.wait(joined + Duration::from_secs(20), enough)?;
         // 3. The leader fails.
         self.leader_fails()?;
-        // H1 is back, and an ELECT makes the peer elect and follow it again: more
-        // PROBEs to H1, if the phases before gave too few to judge their interval.
-        self.member(Role::Leader).set_mode(Mode::Lead);
-        let back = self.now();
-        self.journal.update(|r| {
-            if let Some(last) = r.leader_down.last_mut() {
-                last.1 = last.1.min(back);
-            }
-        });
-        if !enough(&self.journal.lock()) {
-            let _ = self.elect_from_low(&[], Style::Compact);
-        }
+        // H1 is back, and an ELECT makes the peer elect and follow it again (as often as
+        // it is found leading itself): more PROBEs to H1, if the phases before gave too
+        // few to judge their interval.
+        self.restore_leader();
         let some = |r: &journal::Records| judge::clean_gaps(r, &judge::spans(r, far)).len() >= 2;
-        self.wait(joined + GAPS_BY, some)?;
+        self.keep_following(joined + GAPS_BY, some)?;
         // 4. Hostile input, once the peer has been watched long enough to see it feign.
         let watched = joined + MIN_WATCH;
         if self.now() < watched {
@@ -492,27 +486,20 @@ impl<'a> Driver<'a> {
 
     /// H1 stops answering right after it answered one of the peer's PROBEs (the peer is
     /// up and follows it), so the peer's next PROBE to H1 goes unanswered. If the peer
-    /// fails (or elects) before that PROBE, or fails before its election ends, H1 comes
-    /// back, an ELECT makes the peer elect and follow it again, and H1 fails once more.
+    /// fails or elects before that PROBE, H1 answers again at once: the peer's recovery
+    /// election (or an ELECT from L1, if it leads itself) makes it follow H1 again, and
+    /// H1 fails once more. Attempts go on until one shows both checks or time is up.
+    /// A peer that never PROBEs H1 at all is still judged on winning: H1 fails once it
+    /// announced itself to the peer, and an ELECT from L1 makes the peer elect.
     fn leader_fails(&mut self) -> Result<(), CheckError> {
         let me = self.shared.peer().map(|(p, _)| p).unwrap_or(self.assigned);
-        let budget = self.now() + Duration::from_secs(45);
-        for attempt in 0..8 {
+        let budget = self.now() + Duration::from_secs(50);
+        for attempt in 0..16 {
             let since = self.now();
-            if since > budget {
+            if since > budget.min(self.deadline) {
                 break;
             }
-            if attempt > 0 {
-                self.member(Role::Leader).set_mode(Mode::Lead);
-                self.journal.update(|r| {
-                    // Only a period still open ends here: a closed one keeps its end.
-                    if let Some(last) = r.leader_down.last_mut() {
-                        last.1 = last.1.min(since);
-                    }
-                });
-                // A peer leading itself elects on an ELECT, asks H1, and follows it.
-                let _ = self.elect_from_low(&[], Style::Compact);
-            }
+            self.restore_leader();
             // A PROBE H1 answered: the peer follows H1 and probes it. (An announcement
             // alone is not enough: the peer may fail before it ever probes.)
             let answered = |r: &journal::Records| {
@@ -522,12 +509,20 @@ impl<'a> Driver<'a> {
                     .find(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
                     .map(|x| x.at)
             };
-            if !self.wait(since + Duration::from_secs(8), |r| answered(r).is_some())? {
+            let never_probes = |r: &journal::Records| {
+                !r.received.iter().any(|x| x.role == Role::Leader && x.kind == Kind::Probe)
+                    && r.announced.iter().any(|a| *a > since)
+            };
+            let following = self.keep_following(since + Duration::from_secs(10), |r| answered(r).is_some())?;
+            if !following && (attempt == 0 || !never_probes(&self.journal.lock())) {
                 continue;
             }
             self.member(Role::Leader).set_mode(Mode::Drop);
             let failed = self.now();
             self.journal.update(|r| r.leader_down.push((failed, At::MAX)));
+            if never_probes(&self.journal.lock()) {
+                let _ = self.elect_from_low(&[], Style::Compact);
+            }
             let probed = answered(&self.journal.lock()).unwrap_or(failed);
             // Its next PROBE goes unanswered (a peer probes every 0.5 to 3 s), unless it
             // fails or starts an election first: then this attempt cannot show the check.
@@ -536,17 +531,21 @@ impl<'a> Driver<'a> {
                     .iter()
                     .any(|x| x.at > probed && x.role == Role::Leader && x.kind == Kind::Probe && !x.answered)
             };
+            let refused = |r: &journal::Records| r.pings.iter().any(|p| p.sent > failed && p.outcome.refused());
             self.wait(failed + Duration::from_secs(8), |r| {
-                unanswered(r) || r.elects().any(|e| e.at > failed) || r.self_announcements(me).any(|x| x.at > failed)
+                unanswered(r)
+                    || refused(r)
+                    || r.elects().any(|e| e.at > failed)
+                    || r.self_announcements(me).any(|x| x.at > failed)
             })?;
+            if !unanswered(&self.journal.lock()) && !never_probes(&self.journal.lock()) {
+                continue;
+            }
             // It wins: after its failed PROBE, or after a failure of its own.
             self.wait(failed + Duration::from_secs(20), |r| r.self_announcements(me).any(|x| x.at > failed))?;
             // Its announcement reaches the others within moments, and the monitor's
             // PROBEs in flight land: they tell whether it failed meanwhile.
             self.settle_pings()?;
-            if !unanswered(&self.journal.lock()) {
-                continue;
-            }
             let records = self.journal.lock();
             let now = self.journal.now();
             let spans = judge::spans(&records, now);
@@ -557,6 +556,53 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// H1 answers again (if it was dropping everything): its failure period ends now.
+    fn restore_leader(&self) {
+        let back = self.now();
+        self.journal.update(|r| {
+            // Only a period still open ends here: a closed one keeps its end.
+            if let Some(last) = r.leader_down.last_mut() {
+                last.1 = last.1.min(back);
+            }
+        });
+        self.member(Role::Leader).set_mode(Mode::Lead);
+    }
+
+    /// Waits for `cond` until `until`; meanwhile, whenever the peer leads itself (its
+    /// latest word on leadership is its own I_AM_LEADER, after H1 was last heard from),
+    /// an ELECT from L1 (at most one every [`NUDGE_EVERY`]) makes it elect, ask H1 and
+    /// follow it. A peer that follows H1, or is down, is left alone.
+    fn keep_following(&self, until: At, cond: impl Fn(&journal::Records) -> bool) -> Result<bool, CheckError> {
+        let me = self.shared.peer().map(|(p, _)| p).unwrap_or(self.assigned);
+        let mut nudged: Option<At> = None;
+        loop {
+            let now = self.now();
+            if self.wait(until.min(now + Duration::from_millis(500)), &cond)? {
+                return Ok(true);
+            }
+            let now = self.now();
+            if now >= until.min(self.deadline) {
+                return Ok(false);
+            }
+            let leads_itself = {
+                let r = self.journal.lock();
+                let own = r.self_announcements(me).map(|x| x.at).max();
+                let h1 = r
+                    .received
+                    .iter()
+                    .filter(|x| x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
+                    .map(|x| x.at)
+                    .chain(r.announced.iter().copied())
+                    .max();
+                own.is_some_and(|own| h1.is_none_or(|h1| own > h1))
+            };
+            if leads_itself && nudged.is_none_or(|at| now >= at + NUDGE_EVERY) {
+                nudged = Some(now);
+                let _ = self.elect_from_low(&[], Style::Compact);
+            }
+        }
     }
 
     /// Waits until every monitor PROBE sent so far has ended (at most the longest an
