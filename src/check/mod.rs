@@ -431,6 +431,17 @@ impl<'a> Driver<'a> {
         self.restore_leader();
         let some = |r: &journal::Records| judge::clean_gaps(r, &judge::spans(r, far)).len() >= 2;
         self.keep_following(joined + GAPS_BY, some)?;
+        // A peer that feigns often may have given none yet: some more time for one (if
+        // it PROBEs H1 at all).
+        let one = |r: &journal::Records| !judge::clean_gaps(r, &judge::spans(r, far)).is_empty();
+        let probes = |r: &journal::Records| r.received.iter().any(|x| x.role == Role::Leader && x.kind == Kind::Probe);
+        let more = {
+            let r = self.journal.lock();
+            !one(&r) && probes(&r)
+        };
+        if more {
+            self.keep_following(self.now() + Duration::from_secs(20), one)?;
+        }
         // 4. Hostile input, once the peer has been watched long enough to see it feign.
         let watched = joined + MIN_WATCH;
         if self.now() < watched {
@@ -513,7 +524,15 @@ impl<'a> Driver<'a> {
                 !r.received.iter().any(|x| x.role == Role::Leader && x.kind == Kind::Probe)
                     && r.announced.iter().any(|a| *a > since)
             };
-            let following = self.keep_following(since + Duration::from_secs(10), |r| answered(r).is_some())?;
+            // Until a clean interval between two PROBEs was seen (probe_interval needs one),
+            // the first attempts wait for two answered PROBEs in a row: H1's failure would
+            // cut the interval short.
+            let gap_first = attempt < 3;
+            let far = self.now() + Duration::from_secs(3600);
+            let ready = |r: &journal::Records| {
+                answered(r).is_some() && (!gap_first || !judge::clean_gaps(r, &judge::spans(r, far)).is_empty())
+            };
+            let following = self.keep_following(since + Duration::from_secs(10), ready)?;
             if !following && (attempt == 0 || !never_probes(&self.journal.lock())) {
                 continue;
             }
@@ -538,7 +557,11 @@ impl<'a> Driver<'a> {
                     || r.elects().any(|e| e.at > failed)
                     || r.self_announcements(me).any(|x| x.at > failed)
             })?;
-            if !unanswered(&self.journal.lock()) && !never_probes(&self.journal.lock()) {
+            let lost = {
+                let r = self.journal.lock();
+                !unanswered(&r) && !never_probes(&r)
+            };
+            if lost {
                 continue;
             }
             // It wins: after its failed PROBE, or after a failure of its own.
