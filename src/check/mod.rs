@@ -456,7 +456,7 @@ impl<'a> Driver<'a> {
     fn learn(&mut self, ctx: &mut Context) -> Result<(), CheckError> {
         let x = self.member(Role::Unknown);
         let extra = [(x.pid, x.addr.clone())];
-        let until = self.now() + Duration::from_secs(30);
+        let until = self.now() + Duration::from_secs(45);
         let mut reachable_misses = 0;
         while self.now() < until.min(self.deadline) {
             self.next_leader_probe(Duration::from_secs(6))?;
@@ -487,7 +487,7 @@ impl<'a> Driver<'a> {
             let records = self.journal.lock();
             let spans = judge::spans(&records, self.journal.now());
             if judge::learns_from_elect(&records, ctx, &spans).verdict == Verdict::Pass
-                || ctx.learn.answered_at.len() >= 3
+                || ctx.learn.answered_at.len() >= 5
             {
                 return Ok(());
             }
