@@ -1,7 +1,7 @@
 //! `bully-node check` against real peers over loopback: bully-node itself (feigning
 //! failure, as by default) passes every check; the Python reference peer passes every
 //! required check; each of its planted flaws fails exactly its own check. The runs go
-//! concurrently (each takes 30 to 60 s, mostly waiting), once each: every assertion is
+//! concurrently (each takes 30 to 90 s, mostly waiting), once each: every assertion is
 //! exact, the set of failed checks and the set of skipped ones equal what is expected.
 
 mod common;
