@@ -564,18 +564,30 @@ impl<'a> Driver<'a> {
             if lost {
                 continue;
             }
-            // It wins: after its failed PROBE, or after a failure of its own.
-            self.wait(failed + Duration::from_secs(20), |r| r.self_announcements(me).any(|x| x.at > failed))?;
-            // Its announcement reaches the others within moments, and the monitor's
-            // PROBEs in flight land: they tell whether it failed meanwhile.
-            self.settle_pings()?;
-            let records = self.journal.lock();
-            let now = self.journal.now();
-            let spans = judge::spans(&records, now);
-            let done = judge::reregisters_on_failed_probe(&records, &spans, now).verdict != Verdict::Skip
-                && judge::wins_when_higher_silent(&records, me, &spans, now).verdict != Verdict::Skip;
-            if done {
-                return Ok(());
+            // It wins: after its failed PROBE, or after a failure of its own. If a failure
+            // cut every election short, H1 stays down and an ELECT from L1 makes the peer
+            // elect again (its recovery elects too), at most three times.
+            let mut after = failed;
+            for again in 0..4 {
+                if again > 0 {
+                    after = self.now();
+                    let _ = self.elect_from_low(&[], Style::Compact);
+                }
+                self.wait(after + Duration::from_secs(20), |r| r.self_announcements(me).any(|x| x.at > after))?;
+                // Its announcement reaches the others within moments, and the monitor's
+                // PROBEs in flight land: they tell whether it failed meanwhile.
+                self.settle_pings()?;
+                let records = self.journal.lock();
+                let now = self.journal.now();
+                let spans = judge::spans(&records, now);
+                let reregisters = judge::reregisters_on_failed_probe(&records, &spans, now).verdict != Verdict::Skip;
+                let wins = judge::wins_when_higher_silent(&records, me, &spans, now).verdict != Verdict::Skip;
+                if reregisters && wins {
+                    return Ok(());
+                }
+                if !reregisters || self.now() > budget.min(self.deadline) {
+                    break;
+                }
             }
         }
         Ok(())
