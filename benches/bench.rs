@@ -443,19 +443,17 @@ struct Gcd {
 
 impl Gcd {
     fn start(coordinator: Coordinator) -> Result<Gcd, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
+        // Port 0, and the port it says it bound: a port picked here and bound by the
+        // coordinator later could be taken by another socket in between.
         let mut command = match coordinator {
             Coordinator::Rust => {
                 let mut c = Command::new(BULLY_NODE);
-                c.args(["gcd", "--serial", "--listen", &format!("127.0.0.1:{port}")]).env_remove("RUST_LOG");
+                c.args(["gcd", "--serial", "--listen", "127.0.0.1:0"]).env_remove("RUST_LOG");
                 c
             }
             Coordinator::Python => {
                 let mut c = Command::new("python3");
-                c.args([GCD_STANDIN, "--port", &port.to_string(), "--log-requests"]);
+                c.args([GCD_STANDIN, "--port", "0", "--log-requests"]);
                 c
             }
         };
@@ -464,17 +462,20 @@ impl Gcd {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("piped");
         // Owned from here on: an error below still kills it.
-        let gcd = Gcd { child, port, requests: Arc::clone(&requests) };
+        let mut gcd = Gcd { child, port: 0, requests: Arc::clone(&requests) };
+        let (bound_tx, bound) = std::sync::mpsc::channel();
         reader(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if is_request(&line) {
                     requests.lock().unwrap_or_else(|e| e.into_inner()).push(now_ms());
+                } else if let Some(port) = listening_port(&line) {
+                    let _ = bound_tx.send(port);
                 }
             }
         })
         .map_err(|e| format!("no thread to read the coordinator's log: {e}"))?;
-        poll(Duration::from_secs(5), || TcpStream::connect(("127.0.0.1", port)).ok())
-            .ok_or_else(|| format!("{} did not start", coordinator.name()))?;
+        gcd.port =
+            bound.recv_timeout(Duration::from_secs(20)).map_err(|_| format!("{} did not start", coordinator.name()))?;
         Ok(gcd)
     }
 
@@ -486,6 +487,13 @@ impl Gcd {
     fn request_times(&self) -> Vec<u64> {
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The port in the coordinator's "listening on 127.0.0.1:PORT, ..." line, or in the
+/// Python stand-in's "LISTENING PORT".
+pub(crate) fn listening_port(line: &str) -> Option<u16> {
+    let after = line.split("listening on 127.0.0.1:").nth(1).or_else(|| line.strip_prefix("LISTENING "))?;
+    after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// A line of the coordinator's log (at the default level) that answers or drops one

@@ -42,10 +42,20 @@ fn split_by_a_gcd_restart(newcomer: Pid, top: Pid) {
     wait_all_follow(&old.iter().collect::<Vec<_>>(), (250, 4300003));
     let checks = |n: &Node| n.events_of("leader_checked").len();
     let followers_checks: Vec<usize> = old[..2].iter().map(checks).collect();
+    // The GCD's log lines reach us through a pipe and a thread: count from when each
+    // member's registration is in, not from when the nodes say they follow.
+    let gcd_cell = std::cell::RefCell::new(&mut gcd);
+    wait_until(
+        "the three registrations in the GCD's log",
+        || {
+            let seen = requests(&mut gcd_cell.borrow_mut());
+            old.iter().all(|n| seen.contains(&n.pid))
+        },
+        || format!("{:?}", gcd_cell.borrow().seen),
+    );
     // Only the leader asks the GCD again: wait for two of its checks, and see that no
     // follower asked meanwhile (nobody failed, so nobody had another reason to).
-    let settled = requests(&mut gcd).len();
-    let gcd_cell = std::cell::RefCell::new(&mut gcd);
+    let settled = requests(&mut gcd_cell.borrow_mut()).len();
     wait_until(
         "two leader's checks",
         || requests(&mut gcd_cell.borrow_mut())[settled..].len() >= 2,

@@ -245,12 +245,13 @@ fn a_port_taken_while_feigning_is_left_for_another_and_registered() {
         &dir,
         gcd,
         me,
-        &["--no-probe", "--feign-after", "300ms..300ms", "--feign-for", "1500ms..1500ms", "--feign-mode", "close"],
+        &["--no-probe", "--feign-after", "300ms..300ms", "--feign-for", "5s..5s", "--feign-mode", "close"],
     );
     let port = node_port(&mut n);
     n.proc.wait_for("feigning", |l| l.contains("feigning failure"));
-    // Someone else takes our port while we are down (the node may not reopen it yet).
-    let end = Instant::now() + Duration::from_secs(1);
+    // Someone else takes our port while we are down (the node may not reopen it yet):
+    // the failure lasts 5 s, so that a loaded machine still takes it in time.
+    let end = Instant::now() + Duration::from_secs(5);
     let squatter = loop {
         match TcpListener::bind(("127.0.0.1", port)) {
             Ok(l) => break l,

@@ -72,7 +72,9 @@ fn a_listen_address_off_the_gcds_host_is_refused_with_advice() {
 
 #[test]
 fn an_unreachable_gcd_is_one_clear_error() {
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Port 1 (tcpmux) listens nowhere: a port freed here could be bound by another
+    // test's socket before the node connects.
+    let closed = 1;
     let mut n = node(closed, "5", "1234567", &[]);
     let (code, out) = n.wait_exit();
     assert_eq!(code, Some(1), "{out}");

@@ -125,6 +125,8 @@ pub struct Records {
     /// Held (silent) connections the peer closed: connection number, when.
     pub closed: Vec<(u64, At)>,
     pub pings: Vec<Ping>,
+    /// When each monitor PROBE still under way was sent (it is in `pings` once it ends).
+    pub pings_in_flight: Vec<At>,
     pub not_blocking: Vec<PendingProbe>,
     /// I_AM_LEADER the leader member delivered to the peer.
     pub announced: Vec<At>,

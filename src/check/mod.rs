@@ -10,9 +10,9 @@
 //!    should elect, wait after H1's GOT_IT, follow H1 and PROBE it.
 //! 2. learn: on a PROBE to H1 (the peer is up and idle) L1 sends ELECT naming X, a
 //!    higher member the GCD never heard of; the next election must ask X.
-//! 3. the leader fails: on a PROBE to H1, H1 starts dropping everything. The peer should
-//!    re-register, elect, find every higher member silent or refusing, and announce
-//!    itself to everyone.
+//! 3. the leader fails: right after H1 answers a PROBE of the peer's, H1 starts dropping
+//!    everything, so the peer's next PROBE goes unanswered. The peer should re-register,
+//!    elect, find every higher member silent or refusing, and announce itself to everyone.
 //! 4. hostile input: junk, then a PROBE; then an ELECT of 60 members.
 //!
 //! The checks are judged afterwards from the journal (`judge`); the peer is stopped,
@@ -98,6 +98,8 @@ const MONITOR_EVERY: Duration = Duration::from_millis(250);
 const MIN_WATCH: Duration = Duration::from_secs(30);
 /// How long after joining the checker waits for enough PROBEs to judge their interval.
 const GAPS_BY: Duration = Duration::from_secs(70);
+/// The least time between two ELECTs that make a peer leading itself follow H1 again.
+const NUDGE_EVERY: Duration = Duration::from_secs(3);
 
 /// The identities: the peer's, in the middle of the range, and the members' around it,
 /// far enough that a peer a day off in its arithmetic still ranks the same.
@@ -124,8 +126,18 @@ fn identities() -> (ProcessId, Vec<(Role, ProcessId)>) {
     (peer, roles)
 }
 
-/// A free port on 127.0.0.1 for the peer to listen on (`{port}`).
+/// A free port on 127.0.0.1 for the peer to listen on (`{port}`). The peer binds it
+/// later, so it is taken below the ephemeral ranges (Linux 32768-60999, BSD and macOS
+/// 49152-65535) when one is free there: no other socket's port 0 or outgoing
+/// connection is handed it in between, as could happen with one the kernel chose.
 fn free_port() -> std::io::Result<u16> {
+    let mut rng = rand::rng();
+    for _ in 0..50 {
+        let port = rng.random_range(20_000..32_000);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(l.local_addr()?.port());
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -384,11 +396,18 @@ impl<'a> Driver<'a> {
                 let shared2 = Arc::clone(&shared);
                 let stopping2 = Arc::clone(&stopping);
                 let _ = std::thread::Builder::new().name("check-ping".into()).spawn(move || {
-                    let sent = shared2.journal.now();
+                    let sent = shared2.journal.update(|r| {
+                        let sent = shared2.journal.now();
+                        r.pings_in_flight.push(sent);
+                        sent
+                    });
                     let outcome = shared2.probe_peer(sender);
-                    if !stopping2.load(Ordering::SeqCst) {
-                        shared2.journal.update(|r| r.pings.push(Ping { sent, outcome }));
-                    }
+                    shared2.journal.update(|r| {
+                        r.pings_in_flight.retain(|s| *s != sent);
+                        if !stopping2.load(Ordering::SeqCst) {
+                            r.pings.push(Ping { sent, outcome });
+                        }
+                    });
                 });
                 std::thread::sleep(MONITOR_EVERY);
             }
@@ -406,20 +425,23 @@ impl<'a> Driver<'a> {
         self.wait(joined + Duration::from_secs(20), enough)?;
         // 3. The leader fails.
         self.leader_fails()?;
-        // H1 is back, and an ELECT makes the peer elect and follow it again: more
-        // PROBEs to H1, if the phases before gave too few to judge their interval.
-        self.member(Role::Leader).set_mode(Mode::Lead);
-        let back = self.now();
-        self.journal.update(|r| {
-            if let Some(last) = r.leader_down.last_mut() {
-                last.1 = last.1.min(back);
-            }
-        });
-        if !enough(&self.journal.lock()) {
-            let _ = self.elect_from_low(&[], Style::Compact);
-        }
+        // H1 is back, and an ELECT makes the peer elect and follow it again (as often as
+        // it is found leading itself): more PROBEs to H1, if the phases before gave too
+        // few to judge their interval.
+        self.restore_leader();
         let some = |r: &journal::Records| judge::clean_gaps(r, &judge::spans(r, far)).len() >= 2;
-        self.wait(joined + GAPS_BY, some)?;
+        self.keep_following(joined + GAPS_BY, some)?;
+        // A peer that feigns often may have given none yet: some more time for one (if
+        // it PROBEs H1 at all).
+        let one = |r: &journal::Records| !judge::clean_gaps(r, &judge::spans(r, far)).is_empty();
+        let probes = |r: &journal::Records| r.received.iter().any(|x| x.role == Role::Leader && x.kind == Kind::Probe);
+        let more = {
+            let r = self.journal.lock();
+            !one(&r) && probes(&r)
+        };
+        if more {
+            self.keep_following(self.now() + Duration::from_secs(20), one)?;
+        }
         // 4. Hostile input, once the peer has been watched long enough to see it feign.
         let watched = joined + MIN_WATCH;
         if self.now() < watched {
@@ -434,7 +456,7 @@ impl<'a> Driver<'a> {
     fn learn(&mut self, ctx: &mut Context) -> Result<(), CheckError> {
         let x = self.member(Role::Unknown);
         let extra = [(x.pid, x.addr.clone())];
-        let until = self.now() + Duration::from_secs(30);
+        let until = self.now() + Duration::from_secs(45);
         let mut reachable_misses = 0;
         while self.now() < until.min(self.deadline) {
             self.next_leader_probe(Duration::from_secs(6))?;
@@ -465,7 +487,7 @@ impl<'a> Driver<'a> {
             let records = self.journal.lock();
             let spans = judge::spans(&records, self.journal.now());
             if judge::learns_from_elect(&records, ctx, &spans).verdict == Verdict::Pass
-                || ctx.learn.answered_at.len() >= 3
+                || ctx.learn.answered_at.len() >= 5
             {
                 return Ok(());
             }
@@ -473,54 +495,158 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// H1 stops answering once the peer is seen following it (it announced itself to
-    /// the peer, or the peer PROBEd it); the peer's next PROBE fails. If the peer fails
-    /// before it probes, H1 comes back, an ELECT makes the peer elect and follow it
-    /// again, and H1 fails once more.
+    /// H1 stops answering right after it answered one of the peer's PROBEs (the peer is
+    /// up and follows it), so the peer's next PROBE to H1 goes unanswered. If the peer
+    /// fails or elects before that PROBE, H1 answers again at once: the peer's recovery
+    /// election (or an ELECT from L1, if it leads itself) makes it follow H1 again, and
+    /// H1 fails once more. Attempts go on until one shows both checks or time is up.
+    /// A peer that never PROBEs H1 at all is still judged on winning: H1 fails once it
+    /// announced itself to the peer, and an ELECT from L1 makes the peer elect.
     fn leader_fails(&mut self) -> Result<(), CheckError> {
         let me = self.shared.peer().map(|(p, _)| p).unwrap_or(self.assigned);
-        let budget = self.now() + Duration::from_secs(45);
-        for attempt in 0..8 {
+        let budget = self.now() + Duration::from_secs(50);
+        for attempt in 0..16 {
             let since = self.now();
-            if since > budget {
+            if since > budget.min(self.deadline) {
                 break;
             }
-            if attempt > 0 {
-                self.member(Role::Leader).set_mode(Mode::Lead);
-                self.journal.update(|r| {
-                    if let Some(last) = r.leader_down.last_mut() {
-                        last.1 = since;
-                    }
-                });
-                // A peer leading itself elects on an ELECT, asks H1, and follows it.
-                let _ = self.elect_from_low(&[], Style::Compact);
-            }
-            let following = self.wait(since + Duration::from_secs(8), |r| {
-                r.announced.iter().any(|a| *a > since)
-                    || r.received
-                        .iter()
-                        .any(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
-            })?;
-            if !following {
+            self.restore_leader();
+            // A PROBE H1 answered: the peer follows H1 and probes it. (An announcement
+            // alone is not enough: the peer may fail before it ever probes.)
+            let answered = |r: &journal::Records| {
+                r.received
+                    .iter()
+                    .rev()
+                    .find(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
+                    .map(|x| x.at)
+            };
+            let never_probes = |r: &journal::Records| {
+                !r.received.iter().any(|x| x.role == Role::Leader && x.kind == Kind::Probe)
+                    && r.announced.iter().any(|a| *a > since)
+            };
+            // Until a clean interval between two PROBEs was seen (probe_interval needs one),
+            // the first attempts wait for two answered PROBEs in a row: H1's failure would
+            // cut the interval short.
+            let gap_first = attempt < 3;
+            let far = self.now() + Duration::from_secs(3600);
+            let ready = |r: &journal::Records| {
+                answered(r).is_some() && (!gap_first || !judge::clean_gaps(r, &judge::spans(r, far)).is_empty())
+            };
+            let following = self.keep_following(since + Duration::from_secs(10), ready)?;
+            if !following && (attempt == 0 || !never_probes(&self.journal.lock())) {
                 continue;
             }
             self.member(Role::Leader).set_mode(Mode::Drop);
             let failed = self.now();
             self.journal.update(|r| r.leader_down.push((failed, At::MAX)));
-            // It wins: after its failed PROBE, or after a failure of its own.
-            self.wait(failed + Duration::from_secs(12), |r| r.self_announcements(me).any(|x| x.at > failed))?;
-            // Its announcement reaches the others within moments.
-            self.sleep(Duration::from_millis(300))?;
-            let records = self.journal.lock();
-            let now = self.journal.now();
-            let spans = judge::spans(&records, now);
-            let done = judge::reregisters_on_failed_probe(&records, &spans, now).verdict != Verdict::Skip
-                && judge::wins_when_higher_silent(&records, me, &spans, now).verdict != Verdict::Skip;
-            if done {
-                return Ok(());
+            if never_probes(&self.journal.lock()) {
+                let _ = self.elect_from_low(&[], Style::Compact);
+            }
+            let probed = answered(&self.journal.lock()).unwrap_or(failed);
+            // Its next PROBE goes unanswered (a peer probes every 0.5 to 3 s), unless it
+            // fails or starts an election first: then this attempt cannot show the check.
+            let unanswered = |r: &journal::Records| {
+                r.received
+                    .iter()
+                    .any(|x| x.at > probed && x.role == Role::Leader && x.kind == Kind::Probe && !x.answered)
+            };
+            let refused = |r: &journal::Records| r.pings.iter().any(|p| p.sent > failed && p.outcome.refused());
+            self.wait(failed + Duration::from_secs(8), |r| {
+                unanswered(r)
+                    || refused(r)
+                    || r.elects().any(|e| e.at > failed)
+                    || r.self_announcements(me).any(|x| x.at > failed)
+            })?;
+            let lost = {
+                let r = self.journal.lock();
+                !unanswered(&r) && !never_probes(&r)
+            };
+            if lost {
+                continue;
+            }
+            // It wins: after its failed PROBE, or after a failure of its own. If a failure
+            // cut every election short, H1 stays down and an ELECT from L1 makes the peer
+            // elect again (its recovery elects too), at most three times.
+            let mut after = failed;
+            for again in 0..4 {
+                if again > 0 {
+                    after = self.now();
+                    let _ = self.elect_from_low(&[], Style::Compact);
+                }
+                self.wait(after + Duration::from_secs(20), |r| r.self_announcements(me).any(|x| x.at > after))?;
+                // Its announcement reaches the others within moments, and the monitor's
+                // PROBEs in flight land: they tell whether it failed meanwhile.
+                self.settle_pings()?;
+                let records = self.journal.lock();
+                let now = self.journal.now();
+                let spans = judge::spans(&records, now);
+                let reregisters = judge::reregisters_on_failed_probe(&records, &spans, now).verdict != Verdict::Skip;
+                let wins = judge::wins_when_higher_silent(&records, me, &spans, now).verdict != Verdict::Skip;
+                if reregisters && wins {
+                    return Ok(());
+                }
+                if !reregisters || self.now() > budget.min(self.deadline) {
+                    break;
+                }
             }
         }
         Ok(())
+    }
+
+    /// H1 answers again (if it was dropping everything): its failure period ends now.
+    fn restore_leader(&self) {
+        let back = self.now();
+        self.journal.update(|r| {
+            // Only a period still open ends here: a closed one keeps its end.
+            if let Some(last) = r.leader_down.last_mut() {
+                last.1 = last.1.min(back);
+            }
+        });
+        self.member(Role::Leader).set_mode(Mode::Lead);
+    }
+
+    /// Waits for `cond` until `until`; meanwhile, whenever the peer leads itself (its
+    /// latest word on leadership is its own I_AM_LEADER, after H1 was last heard from),
+    /// an ELECT from L1 (at most one every [`NUDGE_EVERY`]) makes it elect, ask H1 and
+    /// follow it. A peer that follows H1, or is down, is left alone.
+    fn keep_following(&self, until: At, cond: impl Fn(&journal::Records) -> bool) -> Result<bool, CheckError> {
+        let me = self.shared.peer().map(|(p, _)| p).unwrap_or(self.assigned);
+        let mut nudged: Option<At> = None;
+        loop {
+            let now = self.now();
+            if self.wait(until.min(now + Duration::from_millis(500)), &cond)? {
+                return Ok(true);
+            }
+            let now = self.now();
+            if now >= until.min(self.deadline) {
+                return Ok(false);
+            }
+            let leads_itself = {
+                let r = self.journal.lock();
+                let own = r.self_announcements(me).map(|x| x.at).max();
+                let h1 = r
+                    .received
+                    .iter()
+                    .filter(|x| x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
+                    .map(|x| x.at)
+                    .chain(r.announced.iter().copied())
+                    .max();
+                own.is_some_and(|own| h1.is_none_or(|h1| own > h1))
+            };
+            if leads_itself && nudged.is_none_or(|at| now >= at + NUDGE_EVERY) {
+                nudged = Some(now);
+                let _ = self.elect_from_low(&[], Style::Compact);
+            }
+        }
+    }
+
+    /// Waits until every monitor PROBE sent so far has ended (at most the longest an
+    /// exchange takes), so that a judgement made now sees every sample taken before it.
+    fn settle_pings(&self) -> Result<(), CheckError> {
+        let now = self.now();
+        self.sleep(Duration::from_millis(300))?;
+        let longest = Duration::from_millis(500) + members::REPLY_WAIT + Duration::from_secs(1);
+        self.wait(now + longest, |r| !r.pings_in_flight.iter().any(|sent| *sent <= now)).map(|_| ())
     }
 
     /// Junk of four kinds, then: does it still answer? Never a pickle that would run
@@ -630,6 +756,16 @@ mod tests {
             su.sort();
             su.dedup();
             assert_eq!(su.len(), 7, "one SU ID each: the GCD keeps one entry per SU ID");
+        }
+    }
+
+    #[test]
+    fn the_peers_port_is_free_and_outside_the_ephemeral_ranges() {
+        for _ in 0..20 {
+            let port = free_port().unwrap();
+            assert!((20_000..32_000).contains(&port), "{port}");
+            // Free: the peer can bind it (the kernel would not hand it to port 0 meanwhile).
+            drop(TcpListener::bind(("127.0.0.1", port)).unwrap());
         }
     }
 
