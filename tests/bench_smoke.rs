@@ -124,13 +124,13 @@ fn the_benchmark_runs_the_python_peer_too_on_the_python_coordinator() {
     let out = String::from_utf8(table).unwrap();
     let header = "| measurement | N | bully-node ms | Python peer ms | Python peer / bully-node | bully-node / floor |";
     assert!(out.contains(header), "{out}");
-    // Both kinds measured (a failed measurement reads "-"), and for each a silent leader
-    // (its PROBE and ELECT time out) costs more than a refused one (a few ms at N=3).
+    // Both kinds measured (a failed measurement reads "-"). bully-node decides at once
+    // when the dead leader refuses, while a silent one costs it a socket timeout (the
+    // Python peer waits out its election timer either way: ~2 s for both).
     let refused = first_row(&out, "| measurement", "| failover, refused: first failed PROBE");
     let silent = first_row(&out, "| measurement", "| failover, silent: first failed PROBE");
-    for cell in [3, 4] {
-        assert!(number(&silent[cell]) > number(&refused[cell]), "{refused:?} {silent:?}");
-    }
+    assert!(number(&silent[3]) > number(&refused[3]), "{refused:?} {silent:?}");
+    assert!(number(&refused[4]) > 0.0 && number(&silent[4]) > 0.0, "{refused:?} {silent:?}");
     for kind in ["bully-node", "Python peer"] {
         let scale = first_row(&out, "| scale on the Python gcd2.py stand-in", &format!("| {kind} | 3 |"));
         assert_eq!(scale[4], "3 of 3", "{scale:?}");
