@@ -1,5 +1,5 @@
 //! The coordinator's sockets: one request per connection, like gcd2.py, served on the
-//! accept loop of [`crate::net::accept`]: concurrent and capped by default, so one
+//! accept loop of `crate::net::accept`: concurrent and capped by default, so one
 //! slow client can't hold up everyone's HOWDY, or one at a time as gcd2.py does.
 
 use super::coordinator::{Answer, Coordinator, REQUEST_LIMIT};

@@ -120,7 +120,7 @@ pub enum Why {
     JoinedGroup,
     /// An ELECT arrived while idle (`sender` when its message names one).
     ElectFrom { sender: Option<ProcessId> },
-    /// ELECTs arrived in the window after an election ended (see [`SETTLE_WINDOW`](super::SETTLE_WINDOW)).
+    /// ELECTs arrived in the window after an election ended (see `SETTLE_WINDOW`).
     WhileSettling,
     /// `leader`, below us, announced itself: we take over.
     AnnouncerBelow { leader: ProcessId },
@@ -190,7 +190,7 @@ impl Serialize for Why {
     }
 }
 
-/// Why the node asks the GCD for the members again ([`Action::Register`]); the log
+/// Why the node asks the GCD for the members again ([`Action::Register`](super::Action::Register)); the log
 /// shows the [`Display`](std::fmt::Display) text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegisterWhy {
@@ -202,7 +202,7 @@ pub enum RegisterWhy {
     ProbeFailed { leader: ProcessId },
     /// A feigned failure ended.
     Recovered,
-    /// The GCD did not answer the last time (see [`REGISTER_RETRY`](super::REGISTER_RETRY)).
+    /// The GCD did not answer the last time (see `REGISTER_RETRY`).
     Retry,
     /// A GOT_IT came, then no I_AM_LEADER: who is really in the group.
     NoLeaderAfterGotIt,

@@ -86,7 +86,7 @@ pub enum Timer {
     LeaderCheck(u64),
     /// Time to ask the GCD again about a leader it did not list (see `doubt_leader`).
     Doubt(u64),
-    /// Election `n` sends its next ELECTs (see [`ELECT_PACE`](super::ELECT_PACE)).
+    /// Election `n` sends its next ELECTs (see `ELECT_PACE`).
     Pace(u64),
 }
 
