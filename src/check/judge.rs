@@ -251,6 +251,10 @@ pub fn answers_probe(r: &Records, spans: &[Span]) -> Check {
     let idle: Vec<_> = r.pings.iter().filter(|p| !electing(p.sent)).collect();
     let count = |f: fn(&Outcome) -> bool| idle.iter().filter(|p| f(&p.outcome)).count();
     let ok = count(|o| matches!(o, Outcome::Ok(_)));
+    // A GOT_IT in time while it elected shows it answers PROBE too (only what goes wrong
+    // while it elects is not_blocking's): a peer that feigns often may be failed or
+    // electing at nearly every monitor PROBE, and was then skipped for want of samples.
+    let ok_electing = r.pings.iter().filter(|p| electing(p.sent) && matches!(p.outcome, Outcome::Ok(_))).count();
     let late = count(|o| matches!(o, Outcome::Late(_)));
     let wrong = count(|o| matches!(o, Outcome::Wrong(_)));
     let refused = count(Outcome::refused);
@@ -272,16 +276,20 @@ pub fn answers_probe(r: &Records, spans: &[Span]) -> Check {
         spans.len(),
         plural(spans.len()),
     );
+    if ok_electing > 0 {
+        evidence.push_str(&format!("; {ok_electing} more GOT_IT within 1 s while it elected"));
+    }
     if let Some(p) = first {
         evidence.push_str(&format!("; first at {}: {}", secs(p.sent), p.outcome.describe()));
     }
     if let Some(w) = r.pings.iter().find(|p| matches!(p.outcome, Outcome::Wrong(_))) {
         evidence.push_str(&format!("; e.g. {}", w.outcome.describe()));
     }
-    let bad = late + wrong + if ok == 0 { silent } else { 0 };
-    let verdict = if idle.is_empty() {
+    let answered = ok + ok_electing;
+    let bad = late + wrong + if answered == 0 { silent } else { 0 };
+    let verdict = if idle.is_empty() && answered == 0 {
         Verdict::Skip
-    } else if ok > 0 && ok >= bad {
+    } else if answered > 0 && answered >= bad {
         Verdict::Pass
     } else if bad > 0 {
         Verdict::Fail
@@ -1021,6 +1029,24 @@ mod tests {
         }
         assert_eq!(spans(&r, ms(5_000)), vec![], "no span: it never answers PROBE at all");
         assert_eq!(answers_probe(&r, &[]).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_probe_answered_in_time_while_electing_counts_when_every_other_was_refused() {
+        // A peer that feigns often: refused at every PROBE while not electing, and the
+        // only GOT_IT came while it elected (found in a real run: skipped, 0 of 22).
+        let mut r = Records::default();
+        got(&mut r, 1_000, Role::Silent, Kind::Elect, false);
+        r.pings.push(Ping { sent: ms(1_100), outcome: Outcome::Ok(ms(1)) });
+        for t in [5_000, 5_250, 5_500] {
+            r.pings.push(Ping { sent: ms(t), outcome: Outcome::Refused });
+        }
+        let c = answers_probe(&r, &[]);
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.evidence);
+        assert!(c.evidence.contains("1 more GOT_IT within 1 s while it elected"), "{}", c.evidence);
+        // Late while electing and refused otherwise: nothing to judge by.
+        r.pings[0].outcome = Outcome::Late(ms(1_400));
+        assert_eq!(answers_probe(&r, &[]).verdict, Verdict::Skip);
     }
 
     #[test]
