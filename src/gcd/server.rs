@@ -1,12 +1,12 @@
 //! The coordinator's sockets: one request per connection, like gcd2.py, served by the
-//! coordinator's [`Service`] on the crate's one polling server ([`crate::net::server`]):
+//! coordinator's `Service` on the crate's one polling server (`crate::net::server`):
 //! concurrent and capped by default, so one slow client can't hold up everyone's HOWDY,
 //! or one at a time in arrival order as gcd2.py's single-threaded socketserver serves.
 //!
 //! A request is read as gcd2.py's `recv(1024)` would see it, except that the server
 //! waits for a whole pickle rather than taking the first segment: whatever has come when
 //! the pickle is complete, the client closes, the bytes stop being a pickle,
-//! [`REQUEST_LIMIT`] bytes are in, or [`REQUEST_TIMEOUT`] passes, is answered.
+//! `REQUEST_LIMIT` bytes are in, or [`REQUEST_TIMEOUT`] passes, is answered.
 
 use super::coordinator::{Answer, Coordinator, REQUEST_LIMIT};
 use crate::net::server::{self, End, Limits, Oversize, Request, Response, Server, Service, WhenFull};
