@@ -161,4 +161,33 @@ mod tests {
         drop(acceptor);
         assert_eq!(*heard.lock().unwrap(), vec![true, true, true]);
     }
+
+    #[test]
+    fn serially_a_client_that_sends_nothing_holds_the_next_registration_up() {
+        let (tx, heard) = std::sync::mpsc::channel();
+        let observe: Observer = Arc::new(move |a: &Answer| {
+            let _ = tx.send(matches!(a, Answer::Joined { .. }));
+        });
+        let coordinator = Arc::new(Coordinator::new(CoordinatorConfig::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = start(listener, coordinator, Serving::Serial, Some(observe)).unwrap();
+        let gcd = gcd_at(&server);
+        let silent = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while server.open_connections() != 1 {
+            assert!(std::time::Instant::now() < until, "the silent client was not taken");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let joining = std::thread::spawn(move || {
+            let pid = ProcessId::new(10, 1_000_001);
+            register(&gcd, NameChoice::Auto, pid, &Addr::new("127.0.0.1", 4001), Duration::from_secs(15))
+        });
+        // Served concurrently, the registration would be answered in milliseconds.
+        let early = heard.recv_timeout(Duration::from_millis(500));
+        assert!(early.is_err(), "answered while a silent client was being served: {early:?}");
+        drop(silent); // its empty request answered, the registration is next
+        assert_eq!(heard.recv_timeout(Duration::from_secs(10)), Ok(false));
+        assert_eq!(heard.recv_timeout(Duration::from_secs(10)), Ok(true));
+        assert_eq!(joining.join().unwrap().unwrap().members.len(), 1);
+    }
 }
