@@ -28,7 +28,7 @@ pub mod report;
 use crate::gcd::{self, server, Answer, Coordinator, CoordinatorConfig, NameChoice};
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
-use crate::net::accept::Acceptor;
+use crate::net::server::Server;
 use crate::protocol::RegisterName;
 use crate::wire::{self, Style, Value};
 use chrono::NaiveDate;
@@ -157,8 +157,8 @@ struct Driver<'a> {
     roles: Vec<(Role, ProcessId)>,
     members: Vec<Scripted>,
     deadline: At,
-    /// The coordinator's accept loop: stopped when the driver is dropped.
-    _gcd: Acceptor,
+    /// The coordinator's server: stopped when the driver is dropped.
+    _gcd: Server,
 }
 
 impl<'a> Driver<'a> {

@@ -1,28 +1,32 @@
-//! The coordinator's sockets: one request per connection, like gcd2.py, served on the
-//! accept loop of `crate::net::accept`: concurrent and capped by default, so one
-//! slow client can't hold up everyone's HOWDY, or one at a time as gcd2.py does.
+//! The coordinator's sockets: one request per connection, like gcd2.py, served by the
+//! coordinator's `Service` on the crate's one polling server (`crate::net::server`):
+//! concurrent and capped by default, so one slow client can't hold up everyone's HOWDY,
+//! or one at a time in arrival order as gcd2.py's single-threaded socketserver serves.
+//!
+//! A request is read as gcd2.py's `recv(1024)` would see it, except that the server
+//! waits for a whole pickle rather than taking the first segment: whatever has come when
+//! the pickle is complete, the client closes, the bytes stop being a pickle,
+//! `REQUEST_LIMIT` bytes are in, or [`REQUEST_TIMEOUT`] passes, is answered.
 
 use super::coordinator::{Answer, Coordinator, REQUEST_LIMIT};
-use crate::net::accept::{self, Acceptor, Done, Handler, Limits};
-use crate::wire::{Framer, Progress};
+use crate::net::server::{self, End, Limits, Oversize, Request, Response, Server, Service, WhenFull};
+use crate::wire::FrameError;
 use log::{debug, info, warn};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::io;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a client may take to send its request. gcd2.py waits forever; a waiting
-/// thread costs little, but a connection that never sends must not cost one for good.
+/// How long a client may take, from being accepted, to send its request and take the
+/// answer. gcd2.py waits forever; a connection that never sends must not hold a slot
+/// (or, serving one at a time, everyone behind it) for good.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections the coordinator serves at once. A group registers a handful at a time;
 /// this bounds what a crowd of clients that connect and never send can cost (each holds
-/// a thread for at most [`REQUEST_TIMEOUT`], and the oldest silent one makes room).
+/// a descriptor for at most [`REQUEST_TIMEOUT`], and the oldest silent one makes room).
 pub const MAX_CONNECTIONS: usize = 256;
-
-/// Stack of each connection thread: a request is at most 1024 bytes and decoding and
-/// encoding are iterative.
-const CONNECTION_STACK: usize = 256 * 1024;
 
 /// Something told of every answer the coordinator gives (the checker records its peer's
 /// registrations this way: a re-registration changes no membership, so it shows only here).
@@ -31,13 +35,16 @@ pub type Observer = Arc<dyn Fn(&Answer) + Send + Sync>;
 /// How the coordinator takes its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Serving {
-    /// One thread per connection, at most [`MAX_CONNECTIONS`] at once, so one slow
-    /// client can't hold up everyone's HOWDY.
+    /// Every connection at once, at most [`MAX_CONNECTIONS`] (the oldest that has sent
+    /// nothing makes room for a newcomer), so one slow client can't hold up everyone's
+    /// HOWDY.
     #[default]
     Concurrent,
-    /// One connection at a time, as gcd2.py's single-threaded socketserver does
-    /// (`bully-node gcd --serial`): each request waits for every one before it, which is
-    /// the load a group must keep low on the course's GCD.
+    /// One connection at a time, in the order they came, as gcd2.py's single-threaded
+    /// socketserver serves (`bully-node gcd --serial`): the rest wait in the kernel's
+    /// backlog, so each request waits for every one before it, and a client that sends
+    /// nothing holds everyone up for [`REQUEST_TIMEOUT`]. That is the load a group must
+    /// keep low on the course's GCD.
     Serial,
 }
 
@@ -49,84 +56,64 @@ pub fn start(
     coordinator: Arc<Coordinator>,
     serving: Serving,
     observe: Option<Observer>,
-) -> io::Result<Acceptor> {
-    let limits =
-        Limits { max_connections: MAX_CONNECTIONS, stack: CONNECTION_STACK, serial: serving == Serving::Serial };
-    let handler: Handler =
-        Arc::new(move |stream, peer, done| handle(stream, &coordinator, &peer.to_string(), observe.as_deref(), done));
-    accept::serve(listener, "gcd", limits, handler)
-}
-
-fn handle(
-    mut stream: TcpStream,
-    coordinator: &Coordinator,
-    peer: &str,
-    observe: Option<&(dyn Fn(&Answer) + Send + Sync)>,
-    done: Done,
-) {
-    let read = read_request(&mut stream);
-    done.read();
-    let raw = match read {
-        Ok(raw) => raw,
-        Err(e) => {
-            warn!("reading from {peer} failed: {e}");
-            return;
-        }
+) -> io::Result<Server> {
+    let (max_connections, when_full) = match serving {
+        Serving::Concurrent => (MAX_CONNECTIONS, WhenFull::EvictOldestSilent),
+        Serving::Serial => (1, WhenFull::Wait),
     };
-    let answer = coordinator.answer(&raw);
-    let name = coordinator.config().accept;
-    match &answer {
-        Answer::Joined { pid, addr, .. } => {
-            let n = coordinator.members().len();
-            let s = if n == 1 { "" } else { "s" };
-            info!("{name} from {pid} listening at {addr}: accepted, the group has {n} member{s}");
-        }
-        Answer::Refused { reason, .. } => info!("request from {peer} refused: {reason:?}"),
-        Answer::NotAPickle { .. } if raw.is_empty() => {
-            debug!("{peer} closed without sending a request")
-        }
-        Answer::NotAPickle { .. } => info!("{} bytes from {peer} are not a pickle", raw.len()),
-        Answer::NoReply { reason } => {
-            info!("request from {peer} dropped without a reply: {reason}")
-        }
-    }
-    if let Some(observe) = observe {
-        observe(&answer);
-    }
-    if let Some(reply) = answer.reply_bytes() {
-        if let Err(e) = stream.write_all(reply) {
-            warn!("answering {peer} failed: {e}");
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Both);
+    let limits = Limits {
+        max_connections,
+        deadline: REQUEST_TIMEOUT,
+        max_request: REQUEST_LIMIT,
+        oversize: Oversize::Cut,
+        when_full,
+        backlog: None,
+    };
+    server::serve(listener, "gcd", limits, Gcd { coordinator, observe })
 }
 
-/// What gcd2.py's `recv(1024)` would have seen: whatever arrives, up to 1024 bytes,
-/// except that we wait for a whole pickle rather than taking the first segment.
-fn read_request(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-    let mut buf = vec![0u8; REQUEST_LIMIT];
-    let mut len = 0;
-    let mut framer = Framer::new();
-    while len < REQUEST_LIMIT {
-        let n = match stream.read(&mut buf[len..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // A timeout answers with what arrived, as a cut-short request.
-            Err(e) if crate::wire::is_timeout(&e) => break,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            break;
+/// The coordinator's side of its connections.
+struct Gcd {
+    coordinator: Arc<Coordinator>,
+    observe: Option<Observer>,
+}
+
+impl Service for Gcd {
+    /// Nothing follows an answer.
+    type Then = Infallible;
+
+    fn respond(&mut self, request: Request<'_>) -> Response<Infallible> {
+        let Request { bytes: raw, from: peer, end } = request;
+        if let End::Failed(FrameError::Io(e)) = end {
+            warn!("reading from {peer} failed: {e}");
+            return Response::close();
         }
-        len += n;
-        match framer.advance(&buf[..len]) {
-            Ok(Progress::NeedMore(_)) => {}
-            Ok(Progress::Complete { .. }) | Err(_) => break,
+        let answer = self.coordinator.answer(raw);
+        let name = self.coordinator.config().accept;
+        match &answer {
+            Answer::Joined { pid, addr, .. } => {
+                let n = self.coordinator.members().len();
+                let s = if n == 1 { "" } else { "s" };
+                info!("{name} from {pid} listening at {addr}: accepted, the group has {n} member{s}");
+            }
+            Answer::Refused { reason, .. } => info!("request from {peer} refused: {reason:?}"),
+            Answer::NotAPickle { .. } if raw.is_empty() => {
+                debug!("{peer} closed without sending a request")
+            }
+            Answer::NotAPickle { .. } => info!("{} bytes from {peer} are not a pickle", raw.len()),
+            Answer::NoReply { reason } => {
+                info!("request from {peer} dropped without a reply: {reason}")
+            }
         }
+        if let Some(observe) = &self.observe {
+            observe(&answer);
+        }
+        Response { reply: answer.reply_bytes().map(<[u8]>::to_vec), then: None }
     }
-    buf.truncate(len);
-    Ok(buf)
+
+    fn after(&mut self, never: Infallible) {
+        match never {}
+    }
 }
 
 #[cfg(test)]
@@ -136,8 +123,8 @@ mod tests {
     use crate::identity::ProcessId;
     use crate::membership::Addr;
 
-    fn gcd_at(acceptor: &Acceptor) -> Addr {
-        Addr::new("127.0.0.1", acceptor.local_addr().port())
+    fn gcd_at(server: &Server) -> Addr {
+        Addr::new("127.0.0.1", server.local_addr().port())
     }
 
     #[test]
@@ -173,5 +160,34 @@ mod tests {
         }
         drop(acceptor);
         assert_eq!(*heard.lock().unwrap(), vec![true, true, true]);
+    }
+
+    #[test]
+    fn serially_a_client_that_sends_nothing_holds_the_next_registration_up() {
+        let (tx, heard) = std::sync::mpsc::channel();
+        let observe: Observer = Arc::new(move |a: &Answer| {
+            let _ = tx.send(matches!(a, Answer::Joined { .. }));
+        });
+        let coordinator = Arc::new(Coordinator::new(CoordinatorConfig::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = start(listener, coordinator, Serving::Serial, Some(observe)).unwrap();
+        let gcd = gcd_at(&server);
+        let silent = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while server.open_connections() != 1 {
+            assert!(std::time::Instant::now() < until, "the silent client was not taken");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let joining = std::thread::spawn(move || {
+            let pid = ProcessId::new(10, 1_000_001);
+            register(&gcd, NameChoice::Auto, pid, &Addr::new("127.0.0.1", 4001), Duration::from_secs(15))
+        });
+        // Served concurrently, the registration would be answered in milliseconds.
+        let early = heard.recv_timeout(Duration::from_millis(500));
+        assert!(early.is_err(), "answered while a silent client was being served: {early:?}");
+        drop(silent); // its empty request answered, the registration is next
+        assert_eq!(heard.recv_timeout(Duration::from_secs(10)), Ok(false));
+        assert_eq!(heard.recv_timeout(Duration::from_secs(10)), Ok(true));
+        assert_eq!(joining.join().unwrap().unwrap().members.len(), 1);
     }
 }

@@ -1,9 +1,9 @@
 //! Connections: resolve a member's address, connect with a deadline, send one message
-//! in one write, and read one pickled reply; and the coordinator's thread-per-connection
-//! accept loop ([`accept`]; a node's listener is `runtime::listener`). Knows sockets and
-//! framing, not the election rules.
+//! in one write, and read one pickled reply; and the one polling [`server`] on which the
+//! node's listener (`runtime::listener`) and the coordinator (`gcd::server`) take their
+//! connections. Knows sockets and framing, not the election rules.
 
-pub mod accept;
+pub mod server;
 
 use crate::membership::Addr;
 use crate::wire::{read_pickle_into, FrameError, MAX_PICKLE_BYTES};
