@@ -1,17 +1,43 @@
 //! The inputs that abort serde-pickle (PROTOCOL.md) come back from our decoder as
 //! errors, on a small thread stack, with allocation bounded by a small multiple of the
-//! input. A counting global allocator measures the peak bytes live during each decode.
+//! input. A counting global allocator measures the peak bytes the decoding thread holds
+//! during each decode.
 
 use bully_node::wire::{decode, read_pickle, DecodeErrorKind, FrameError, Value, MAX_PICKLE_BYTES};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::cell::Cell;
 use std::time::Instant;
 
 struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Bytes this thread has allocated and not freed, and their peak since the last
+    /// [`start_measuring`]. Per thread, so that what other tests (or the harness) allocate
+    /// at the same time never counts in a decode's peak. A const-initialised Cell needs no
+    /// allocation and no destructor, so the allocator may touch it.
+    static COUNTS: Cell<(isize, isize)> = const { Cell::new((0, 0)) };
+}
+
+fn count(delta: isize) {
+    let _ = COUNTS.try_with(|c| {
+        let (live, peak) = c.get();
+        c.set((live + delta, peak.max(live + delta)));
+    });
+}
+
+/// Starts a peak measurement on this thread; returns the bytes live now.
+fn start_measuring() -> isize {
+    COUNTS.with(|c| {
+        let (live, _) = c.get();
+        c.set((live, live));
+        live
+    })
+}
+
+/// The most bytes this thread held above `base` since [`start_measuring`].
+fn peak_above(base: isize) -> usize {
+    COUNTS.with(|c| (c.get().1 - base).max(0) as usize)
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; it only counts bytes.
 #[allow(unsafe_code)]
@@ -19,23 +45,18 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-            PEAK.fetch_max(now, Relaxed);
+            count(layout.size() as isize);
         }
         p
     }
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Relaxed);
+        count(-(layout.size() as isize));
     }
 }
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Peak measurements are global, so the cases run one at a time, and so do the tests
-/// that allocate without measuring (their allocations would count in a measured peak).
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Bytes a decode may hold at its peak: every opcode may become an arena entry and a
 /// 32-byte value, plus the stack and memo; 96 per input byte covers that with room.
@@ -48,14 +69,12 @@ const SMALL_STACK: usize = 64 * 1024;
 /// Decodes on a small-stack thread and returns the result with the peak bytes
 /// allocated above what was live before it started.
 fn decode_measured(input: Vec<u8>) -> (Result<Value, bully_node::wire::DecodeError>, usize) {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let handle = std::thread::Builder::new()
         .stack_size(SMALL_STACK)
         .spawn(move || {
-            let base = LIVE.load(Relaxed);
-            PEAK.store(base, Relaxed);
+            let base = start_measuring();
             let result = decode(&input);
-            (result, PEAK.load(Relaxed) - base)
+            (result, peak_above(base))
         })
         .unwrap();
     handle.join().expect("decoding must not crash its thread")
@@ -169,7 +188,6 @@ fn a_legitimately_large_pickle_decodes_within_the_bound() {
 #[test]
 fn random_bytes_never_panic() {
     // Its allocations would count in the peak of a measured case running meanwhile.
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A fixed-seed xorshift stream: 20,000 inputs of 0-64 bytes, half of them starting
     // with a protocol header so that they get past the first opcode.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -196,7 +214,6 @@ fn random_bytes_never_panic() {
 #[test]
 fn framing_refuses_oversize_and_endless_lines() {
     // Its 100 kB line would count in the peak of a measured case running meanwhile.
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut line = b"I".to_vec();
     line.extend(std::iter::repeat_n(b'1', 100_000));
     match read_pickle(&mut &line[..], MAX_PICKLE_BYTES) {
@@ -374,7 +391,6 @@ fn fuzz_campaign() {
     let seed: u64 = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
     let goldens = golden_files();
     assert!(goldens.len() > 100);
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng(seed | 1);
     let (mut decoded, mut worst_ratio, started) = (0usize, 0f64, Instant::now());
     for i in 0..3 * iters {
@@ -390,10 +406,9 @@ fn fuzz_campaign() {
             }
             _ => generated(&mut rng),
         };
-        let base = LIVE.load(Relaxed);
-        PEAK.store(base, Relaxed);
+        let base = start_measuring();
         let result = decode(&input);
-        let peak = PEAK.load(Relaxed) - base;
+        let peak = peak_above(base);
         let _ = read_pickle(&mut &input[..], MAX_PICKLE_BYTES);
         assert!(
             peak <= BYTES_PER_INPUT_BYTE * input.len() + FIXED_ALLOWANCE,
