@@ -28,13 +28,8 @@ import sys
 import threading
 import time
 
-from group_rss import status  # /proc/PID/status and smaps_rollup, as group_rss reads them
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# /proc/PID/status and smaps_rollup as group_rss reads them, and its process helpers.
+from group_rss import free_port, status, stop_all, wait_for_port
 
 
 def name_of(msg):
@@ -60,16 +55,6 @@ def register(gcd_port, pid, port):
             except Exception:
                 continue
         return pickle.loads(data)
-
-
-def wait_for_port(port, deadline):
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.02)
-    return False
 
 
 def threads_of(pid):
@@ -192,14 +177,7 @@ def run(args):
             f"rss_kib={mem.get('VmRSS')} hwm_kib={mem.get('VmHWM')} anon_kib={mem.get('RssAnon')}"
         )
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(procs)
 
 
 def main():

@@ -28,6 +28,33 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for_port(port, deadline):
+    """True once something accepts on 127.0.0.1:port, False if `deadline` (time.time()) passes first."""
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def stop_all(procs):
+    """SIGTERM every process (newest first), then wait up to 10 s in all before killing what is left."""
+    for p in reversed(procs):
+        try:
+            p.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    until = time.time() + 10
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=max(0.1, until - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def status(pid):
     out = {}
     try:
@@ -79,15 +106,8 @@ def main():
             stderr=subprocess.DEVNULL,
         )
         procs.append(gcd)
-        deadline = time.time() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", gcd_port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    sys.exit("the coordinator did not start")
-                time.sleep(0.02)
+        if not wait_for_port(gcd_port, time.time() + 10):
+            sys.exit("the coordinator did not start")
         nodes = []
         peak_threads = {}
         started_at = time.time()
@@ -152,19 +172,7 @@ def main():
         print(f"  total RSS {sum(s['VmRSS'] for _, s in rows) / 1024:.0f} MiB, total PSS "
               f"{sum(s['Pss'] for _, s in rows) / 1024:.0f} MiB; gcd {gcd_status['VmRSS'] / 1024:.1f} MiB")
     finally:
-        for p in reversed(procs):
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        until = time.time() + 10
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=max(0.1, until - time.time()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
+        stop_all(procs)
 
 if __name__ == "__main__":
     main()

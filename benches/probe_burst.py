@@ -25,8 +25,8 @@ import sys
 import threading
 import time
 
-from fanout import free_port, threads_of, wait_for_port
-from group_rss import status
+from fanout import threads_of
+from group_rss import free_port, status, stop_all, wait_for_port
 
 PROBE = pickle.dumps(("PROBE", None))
 
@@ -133,14 +133,7 @@ def main():
               f"idle_rss_kib={idle.get('VmRSS')} rss_kib={mem.get('VmRSS')} hwm_kib={mem.get('VmHWM')} "
               f"anon_kib={mem.get('RssAnon')}")
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

@@ -673,7 +673,7 @@ impl<T> Table<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::{self, Style, Value};
     use std::net::TcpStream;
@@ -734,7 +734,9 @@ mod tests {
         reply
     }
 
-    fn poll(what: &str, mut ok: impl FnMut() -> bool) {
+    /// Waits (20 s at most, then fails the test) until `ok`: for the state of a server's
+    /// thread, which a test can only watch. Also the node listener's tests use it.
+    pub(crate) fn poll(what: &str, mut ok: impl FnMut() -> bool) {
         let until = Instant::now() + Duration::from_secs(20);
         while !ok() {
             assert!(Instant::now() < until, "timed out waiting for {what}");

@@ -168,6 +168,7 @@ fn judge(bytes: &[u8], from: SocketAddr, me: ProcessId, ignoring: bool) -> Verdi
 mod tests {
     use super::*;
     use crate::membership::{Addr, Members};
+    use crate::net::server::tests::poll;
     use crate::protocol::encode_message;
     use crate::wire::Value;
     use std::io::{Read, Write};
@@ -226,14 +227,6 @@ mod tests {
         let open = matches!((&mut &*s).read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         s.set_nonblocking(false).unwrap();
         open
-    }
-
-    fn poll(what: &str, mut ok: impl FnMut() -> bool) {
-        let until = Instant::now() + Duration::from_secs(20);
-        while !ok() {
-            assert!(Instant::now() < until, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     fn next(heard: &Receiver<Incoming>) -> Incoming {
