@@ -453,7 +453,7 @@ impl Gcd {
             }
             Coordinator::Python => {
                 let mut c = Command::new("python3");
-                c.args([GCD_STANDIN, "--port", "0", "--log-requests"]);
+                c.args([GCD_STANDIN, "--port", "0"]);
                 c
             }
         };
@@ -498,9 +498,9 @@ pub(crate) fn listening_port(line: &str) -> Option<u16> {
 
 /// A line of the coordinator's log (at the default level) that answers or drops one
 /// request: a registration accepted or refused, bytes that are no pickle, no reply; or
-/// the Python stand-in's `REQUEST days su_id` line (it logs the registrations it accepts).
+/// the Python stand-in's line for each request it handles (`REQUEST`, `REFUSED`, `DROPPED`).
 pub(crate) fn is_request(line: &str) -> bool {
-    line.starts_with("REQUEST ")
+    ["REQUEST ", "REFUSED ", "DROPPED "].iter().any(|p| line.starts_with(p))
         || [": accepted, the group has", " refused: ", " are not a pickle", " dropped without a reply"]
             .iter()
             .any(|m| line.contains(m))

@@ -168,9 +168,17 @@ fn the_coordinator_log_lines_that_count_as_requests() {
     // The benchmark's coordinator binds port 0 and says which port it got.
     assert_eq!(bench::listening_port(lines[4].0), Some(23600));
     assert_eq!(bench::listening_port(lines[0].0), None);
-    // The Python stand-in's lines: its first names the port, and each request it accepts.
+    // The Python stand-in's lines: its first names the port, then one per request it handles.
     assert_eq!(bench::listening_port("LISTENING 41234"), Some(41234));
-    assert!(bench::is_request("REQUEST 5 1234567") && !bench::is_request("LISTENING 41234"));
+    assert!(!bench::is_request("LISTENING 41234"));
+    for line in [
+        "REQUEST 5 1234567 ('HOWDY', ((5, 1234567), ('localhost', 4000)))",
+        "REFUSED 'Unexpected message: BEGIN' ('BEGIN', ((5, 1234567), ('localhost', 4000)))",
+        "REFUSED \"Expected a pickled message, got b'garbage'\"",
+        "DROPPED ('HOWDY', ([5, 1234567], ('localhost', 4000)))",
+    ] {
+        assert!(bench::is_request(line), "{line}");
+    }
 }
 
 /// Our own process's memory, by kind, adds up to what the kernel says is resident.
