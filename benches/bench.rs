@@ -1,15 +1,20 @@
-//! `cargo bench --bench bench [-- --sizes 3 --reps 1 --baseline PATH ...]`: how fast a
-//! group decides, what a node costs, and how far it scales, for bully-node and, side by
-//! side under the same schedule, for another bully-node binary (`--baseline`, e.g. an
-//! older build: before/after ratios from one run) and for the Python reference peer of
-//! the test suite (tests/fixtures/bully_peer.py). Every member is a real process on
-//! 127.0.0.1 registered with this build's coordinator serving one request at a time as
-//! gcd2.py does (`bully-node gcd --serial`, or with `--gcd python` the test suite's
-//! Python gcd2.py stand-in), which counts the requests it answers; times
-//! come from the members' own JSON events (wall-clock milliseconds), so every kind is
-//! measured the same way. The floor is a bare connect, one pickle and its reply.
+//! `cargo bench --bench bench [-- --sizes 3 --reps 1 --baseline PATH --only ROW ...]`: how
+//! fast a group decides, what a node costs, how far it scales, what a disturbance costs in
+//! messages, and how a group copes with a duplicated SU ID and with an overloaded machine,
+//! for bully-node and, side by side under the same schedule, for another bully-node
+//! binary (`--baseline`, e.g. an older build: before/after ratios from one run) and, in
+//! the timing, idle and scale rows, for the Python reference peer of the test suite
+//! (tests/fixtures/bully_peer.py). Every member is a real process on 127.0.0.1
+//! registered with a coordinator serving one request at a time as gcd2.py does: by
+//! default the test suite's Python stand-in, which serves as gcd2.py fall 2025 does (a
+//! print per request included), or with `--gcd rust` `bully-node gcd --serial`; either's
+//! log counts the requests it answers. Times and message counts come from the members'
+//! own JSON events (wall-clock milliseconds), so every kind is measured the same way.
+//! The floor is a bare connect, one pickle and its reply. `--only ROW[,ROW]` runs some
+//! rows alone (`--help` lists them).
 //! Every process it starts dies with it: on its normal end, on an error, on Ctrl-C or
-//! SIGTERM (a handler kills them), and if it is killed outright (PR_SET_PDEATHSIG).
+//! SIGTERM (a handler kills them), and if it is killed outright (PR_SET_PDEATHSIG); the
+//! overload's busy processes too.
 //! Outside the library and the release binary: it drives them from outside, and it points
 //! into the source tree (the Python peer). tests/bench_smoke.rs includes this file to run
 //! it small.
@@ -1488,7 +1493,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
             bar.inc(1);
             match result {
                 Ok(k) => out!("| bully-node | {n} | {k} | {:.3} |", k as f64 / window.as_secs_f64()),
-                Err(e) => out!("| bully-node | {n} | did not: {e} | - | - |"),
+                Err(e) => out!("| bully-node | {n} | did not: {e} | - |"),
             }
         }
     }
@@ -1804,10 +1809,14 @@ fn overload_table(
     }
     let (load, cpu) = (config.load.as_secs_f64(), config.cpu_window.as_secs_f64());
     out!(
-        "\n| overload: {} busy processes for {load:.0} s, the leader SIGKILLed {:.1} s in | N | kind | all follow the \
+        "\n| overload: {} for {load:.0} s, the leader SIGKILLed {:.1} s in | N | kind | all follow the \
          next highest, ms after the load ends | following at the end | ELECTs sent during the load | after it | \
          group CPU settled before, % of a core | in the {cpu:.0} s once agreed after |",
-        config.load_procs,
+        if config.load_procs == 1 {
+            "1 busy process".to_string()
+        } else {
+            format!("{} busy processes", config.load_procs)
+        },
         load / 2.0
     );
     out!("|---|---|---|---|---|---|---|---|---|");

@@ -461,7 +461,7 @@ fn the_overload_row_loads_kills_and_measures() {
     let mut table = Vec::new();
     bench::run(config, &mut table, false).unwrap();
     let out = String::from_utf8(table).unwrap();
-    assert!(out.contains("| overload: 1 busy processes for 2 s, the leader SIGKILLed 1.0 s in |"), "{out}");
+    assert!(out.contains("| overload: 1 busy process for 2 s, the leader SIGKILLed 1.0 s in |"), "{out}");
     let cells = row_of(&out, "| overload:", &["overload", "3", "bully-node"]);
     cells[4].parse::<i64>().unwrap_or_else(|_| panic!("agreement, ms after the load: {cells:?}"));
     assert_eq!(cells[5], "2 of 2", "{cells:?}");
