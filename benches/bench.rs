@@ -1810,7 +1810,7 @@ fn overload_table(
     let (load, cpu) = (config.load.as_secs_f64(), config.cpu_window.as_secs_f64());
     out!(
         "\n| overload: {} for {load:.0} s, the leader SIGKILLed {:.1} s in | N | kind | all follow the \
-         next highest, ms after the load ends | following at the end | ELECTs sent during the load | after it | \
+         next highest, ms after the load ends (negative: agreed during it) | following at the end | ELECTs sent during the load | after it | \
          group CPU settled before, % of a core | in the {cpu:.0} s once agreed after |",
         if config.load_procs == 1 {
             "1 busy process".to_string()
