@@ -1,15 +1,20 @@
-//! `cargo bench --bench bench [-- --sizes 3 --reps 1 --baseline PATH ...]`: how fast a
-//! group decides, what a node costs, and how far it scales, for bully-node and, side by
-//! side under the same schedule, for another bully-node binary (`--baseline`, e.g. an
-//! older build: before/after ratios from one run) and for the Python reference peer of
-//! the test suite (tests/fixtures/bully_peer.py). Every member is a real process on
-//! 127.0.0.1 registered with this build's coordinator serving one request at a time as
-//! gcd2.py does (`bully-node gcd --serial`, or with `--gcd python` the test suite's
-//! Python gcd2.py stand-in), which counts the requests it answers; times
-//! come from the members' own JSON events (wall-clock milliseconds), so every kind is
-//! measured the same way. The floor is a bare connect, one pickle and its reply.
+//! `cargo bench --bench bench [-- --sizes 3 --reps 1 --baseline PATH --only ROW ...]`: how
+//! fast a group decides, what a node costs, how far it scales, what a disturbance costs in
+//! messages, and how a group copes with a duplicated SU ID and with an overloaded machine,
+//! for bully-node and, side by side under the same schedule, for another bully-node
+//! binary (`--baseline`, e.g. an older build: before/after ratios from one run) and, in
+//! the timing, idle and scale rows, for the Python reference peer of the test suite
+//! (tests/fixtures/bully_peer.py). Every member is a real process on 127.0.0.1
+//! registered with a coordinator serving one request at a time as gcd2.py does: by
+//! default the test suite's Python stand-in, which serves as gcd2.py fall 2025 does (a
+//! print per request included), or with `--gcd rust` `bully-node gcd --serial`; either's
+//! log counts the requests it answers. Times and message counts come from the members'
+//! own JSON events (wall-clock milliseconds), so every kind is measured the same way.
+//! The floor is a bare connect, one pickle and its reply. `--only ROW[,ROW]` runs some
+//! rows alone (`--help` lists them).
 //! Every process it starts dies with it: on its normal end, on an error, on Ctrl-C or
-//! SIGTERM (a handler kills them), and if it is killed outright (PR_SET_PDEATHSIG).
+//! SIGTERM (a handler kills them), and if it is killed outright (PR_SET_PDEATHSIG); the
+//! overload's busy processes too.
 //! Outside the library and the release binary: it drives them from outside, and it points
 //! into the source tree (the Python peer). tests/bench_smoke.rs includes this file to run
 //! it small.
@@ -61,10 +66,48 @@ struct BenchArgs {
     no_python: bool,
 
     /// The coordinator every group registers with; both serve one request at a time.
-    /// `rust` is `bully-node gcd --serial`; `python` is the gcd2.py stand-in of
-    /// tests/fixtures (Python's single-threaded socketserver, as the course runs it)
-    #[arg(long, value_enum, default_value = "rust")]
+    /// `python` is the gcd2.py stand-in of tests/fixtures, serving as gcd2.py fall 2025
+    /// does (Python's single-threaded socketserver, one recv(1024), a print per request);
+    /// `rust` is `bully-node gcd --serial`, which answers alike but faster
+    #[arg(long, value_enum, default_value = "python")]
     gcd: Coordinator,
+
+    /// Run only these rows (default: all), e.g. `--only clash` or `--only scale,overload`
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "ROW")]
+    only: Vec<Row>,
+
+    /// After a scale group's watch, how long it is watched idle: the ELECTs its members
+    /// send then (a settled group sends none)
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_time)]
+    idle_watch: Duration,
+
+    /// Group sizes for the messages-per-disturbance rows (a join, a refused and a
+    /// silent failover)
+    #[arg(long, value_delimiter = ',', default_value = "50", value_name = "N")]
+    messages_at: Vec<usize>,
+
+    /// How long the same-SU-ID clash is watched after the second process with that SU ID starts
+    /// (30 s: the first process, evicted from the GCD's list, may learn of the second
+    /// only at its leader's check, which comes 10-20 s apart)
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_time)]
+    clash_watch: Duration,
+
+    /// Group sizes for the overload rows
+    #[arg(long, value_delimiter = ',', default_value = "30,100", value_name = "N")]
+    overload_at: Vec<usize>,
+
+    /// How long the overload rows saturate the machine (the leader is killed halfway)
+    #[arg(long, value_name = "TIME", default_value = "20s", value_parser = parse_time)]
+    load: Duration,
+
+    /// Busy processes that saturate the machine [default: twice the CPUs]
+    #[arg(long, value_name = "N")]
+    load_procs: Option<usize>,
+
+    /// The window over which a group's CPU is measured before the load, and after the
+    /// group agrees once the load has ended
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_time)]
+    cpu_window: Duration,
 
     /// Another bully-node binary (e.g. an older build) to measure as a third kind under
     /// the same schedule, for before/after ratios from one run
@@ -99,17 +142,7 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
-    let config = BenchConfig {
-        sizes: args.sizes.into_iter().filter(|n| *n >= 2).collect(),
-        reps: args.reps.max(1),
-        idle: args.idle,
-        scale: args.scale.into_iter().filter(|n| *n >= 2).collect(),
-        watch: args.watch,
-        python: !args.no_python,
-        gcd: args.gcd,
-        baseline: args.baseline,
-        trace: args.trace || std::env::var_os("BENCH_TRACE").is_some(),
-    };
+    let config = BenchConfig::from(args);
     match run(config, &mut std::io::stdout(), std::io::stderr().is_terminal()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -135,6 +168,84 @@ pub struct BenchConfig {
     pub baseline: Option<PathBuf>,
     /// Timelines on stderr.
     pub trace: bool,
+    /// The rows to run; empty: all.
+    pub only: Vec<Row>,
+    /// How long a scale group is watched idle after its watch.
+    pub idle_watch: Duration,
+    /// Group sizes of the messages-per-disturbance rows.
+    pub messages_at: Vec<usize>,
+    /// How long the same-SU-ID clash is watched.
+    pub clash_watch: Duration,
+    /// Group sizes of the overload rows.
+    pub overload_at: Vec<usize>,
+    /// How long the overload lasts.
+    pub load: Duration,
+    /// Busy processes during the overload.
+    pub load_procs: usize,
+    /// The CPU measurement window of the overload rows.
+    pub cpu_window: Duration,
+}
+
+impl From<BenchArgs> for BenchConfig {
+    fn from(args: BenchArgs) -> BenchConfig {
+        let groups = |sizes: Vec<usize>| sizes.into_iter().filter(|n| *n >= 2).collect();
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        BenchConfig {
+            sizes: groups(args.sizes),
+            reps: args.reps.max(1),
+            idle: args.idle,
+            scale: groups(args.scale),
+            watch: args.watch,
+            python: !args.no_python,
+            gcd: args.gcd,
+            baseline: args.baseline,
+            trace: args.trace || std::env::var_os("BENCH_TRACE").is_some(),
+            only: args.only,
+            idle_watch: args.idle_watch,
+            messages_at: groups(args.messages_at),
+            clash_watch: args.clash_watch,
+            overload_at: groups(args.overload_at),
+            load: args.load,
+            load_procs: args.load_procs.unwrap_or(2 * cpus).max(1),
+            cpu_window: args.cpu_window,
+        }
+    }
+}
+
+/// What `cargo bench --bench bench` runs with no arguments.
+impl Default for BenchConfig {
+    fn default() -> BenchConfig {
+        BenchConfig::from(BenchArgs::parse_from(["bench"]))
+    }
+}
+
+impl BenchConfig {
+    /// Whether `row` is to run.
+    fn runs(&self, row: Row) -> bool {
+        self.only.is_empty() || self.only.contains(&row)
+    }
+}
+
+/// The rows of the benchmark, each selectable with `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Row {
+    /// Join and failover times (refused, silent) at `--sizes`, the F/J table and the
+    /// traffic of one join.
+    Timing,
+    /// Memory, threads and CPU of a settled idle group of 5.
+    Idle,
+    /// Joins 50 ms apart at `--scale` sizes, each the new highest, and the memory of a node.
+    Scale,
+    /// The GCD's load from a settled idle group.
+    GcdLoad,
+    /// ELECT, I_AM_LEADER and PROBE sends per member for a join, a refused and a silent
+    /// failover, at `--messages-at` sizes.
+    Messages,
+    /// Three members, two with one SU ID (other days; same days): the innocent one's
+    /// leader changes.
+    Clash,
+    /// The machine saturated for `--load` with the leader killed inside, at `--overload-at`.
+    Overload,
 }
 
 /// Which coordinator the groups register with. Both serve one request at a time, as
@@ -300,6 +411,8 @@ pub(crate) struct Ev {
     pub(crate) bytes: usize,
     pub(crate) asking: usize,
     pub(crate) announcing: usize,
+    /// Members a leader's check sent I_AM_LEADER to (`"announced_to"`, a list).
+    pub(crate) announced: usize,
     /// The line as printed.
     pub(crate) raw: String,
 }
@@ -323,8 +436,60 @@ pub(crate) fn parse(line: &str) -> Option<Ev> {
         bytes: count("bytes"),
         asking: listed("asking") + listed("members"),
         announcing: count("announcing_to"),
+        announced: listed("announced_to"),
         raw: line.to_string(),
     })
+}
+
+/// Messages counted from members' events: what they sent, by name, and what they
+/// received. Our events name the members each ELECT and I_AM_LEADER went to (an
+/// election's `"asking"`, a win's `"announcing_to"`, `announced_to`, a leader's check's
+/// `"announced_to"`), and one PROBE per `probe_ok` or `probe_failed`; the Python peer
+/// prints a `"sent"` line per message. What arrived (`elect_received`,
+/// `i_am_leader_received`) counts every copy on the wire, duplicates included.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Tally {
+    pub(crate) elect: usize,
+    pub(crate) leader: usize,
+    pub(crate) probe: usize,
+    pub(crate) elect_in: usize,
+    pub(crate) leader_in: usize,
+    /// Elections started.
+    pub(crate) elections: usize,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, e: &Ev) {
+        match e.event.as_str() {
+            "election_started" => {
+                self.elections += 1;
+                self.elect += e.asking;
+            }
+            "election_widened" => self.elect += e.asking,
+            "won" => self.leader += e.announcing,
+            "announced_to" => self.leader += e.asking,
+            "leader_checked" => self.leader += e.announced,
+            "probe_ok" | "probe_failed" => self.probe += 1,
+            "elect_received" => self.elect_in += 1,
+            "i_am_leader_received" => self.leader_in += 1,
+            "sent" => match e.name.as_str() {
+                "ELECT" | "ELECTION" => self.elect += 1,
+                "I_AM_LEADER" | "COORDINATOR" => self.leader += 1,
+                "PROBE" => self.probe += 1,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// The events of `members` within `window`, counted.
+    fn of<'a>(members: impl IntoIterator<Item = &'a Member>, window: &std::ops::RangeInclusive<u64>) -> Tally {
+        let mut tally = Tally::default();
+        for m in members {
+            m.lock().events.iter().filter(|e| window.contains(&e.t)).for_each(|e| tally.add(e));
+        }
+        tally
+    }
 }
 
 fn now_ms() -> u64 {
@@ -453,7 +618,7 @@ impl Gcd {
             }
             Coordinator::Python => {
                 let mut c = Command::new("python3");
-                c.args([GCD_STANDIN, "--port", "0", "--log-requests"]);
+                c.args([GCD_STANDIN, "--port", "0"]);
                 c
             }
         };
@@ -498,9 +663,9 @@ pub(crate) fn listening_port(line: &str) -> Option<u16> {
 
 /// A line of the coordinator's log (at the default level) that answers or drops one
 /// request: a registration accepted or refused, bytes that are no pickle, no reply; or
-/// the Python stand-in's `REQUEST days su_id` line (it logs the registrations it accepts).
+/// the Python stand-in's line for each request it handles (`REQUEST`, `REFUSED`, `DROPPED`).
 pub(crate) fn is_request(line: &str) -> bool {
-    line.starts_with("REQUEST ")
+    ["REQUEST ", "REFUSED ", "DROPPED "].iter().any(|p| line.starts_with(p))
         || [": accepted, the group has", " refused: ", " are not a pickle", " dropped without a reply"]
             .iter()
             .any(|m| line.contains(m))
@@ -737,6 +902,221 @@ fn gcd_load(coordinator: Coordinator, n: usize, window: Duration) -> Result<usiz
     Ok(answered)
 }
 
+/// The disturbances of the messages rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disturbance {
+    /// A new highest member registers.
+    Join,
+    /// The leader is SIGKILLed: connections to it are refused.
+    Refused,
+    /// The leader is SIGSTOPped: its port stays open and nothing answers.
+    Silent,
+}
+
+impl Disturbance {
+    const ALL: [Disturbance; 3] = [Disturbance::Join, Disturbance::Refused, Disturbance::Silent];
+
+    fn name(self) -> &'static str {
+        match self {
+            Disturbance::Join => "a join (new highest)",
+            Disturbance::Refused => "failover, refused (leader killed)",
+            Disturbance::Silent => "failover, silent (leader stopped)",
+        }
+    }
+}
+
+/// What one disturbance cost a group.
+#[derive(Clone, Copy, Debug)]
+struct Episode {
+    /// From the disturbance (a join: the newcomer's registration) until all followed the
+    /// new leader, ms.
+    agreed: u64,
+    /// The window counted: from the disturbance until the group had been quiet for a
+    /// second after agreeing, ms.
+    window: u64,
+    /// Members counted (the live ones).
+    members: usize,
+    tally: Tally,
+}
+
+/// A settled group of `n` (`n - 1` and a newcomer, for a join) is disturbed once: the
+/// messages its live members send and receive, by their events, from the disturbance
+/// until it agrees and has been quiet (nothing but probes) for a second.
+fn disturbance(kind: Kind, coordinator: Coordinator, n: usize, what: Disturbance) -> Result<Episode, String> {
+    let gcd = Gcd::start(coordinator)?;
+    let size = if what == Disturbance::Join { n - 1 } else { n };
+    let mut members = start_group(kind, &gcd, &identities(size, 8_500_000))?;
+    settle(&members)?;
+    let from = now_ms();
+    let (live, leader): (&[Member], ProcessId) = match what {
+        Disturbance::Join => {
+            let newcomer = ProcessId::new(365, 8_500_999);
+            members.push(Member::start(kind, gcd.port, newcomer).map_err(|e| e.to_string())?);
+            (&members, newcomer)
+        }
+        Disturbance::Refused | Disturbance::Silent => {
+            let (top, survivors) = members.split_last().expect("n >= 2");
+            top.signal(if what == Disturbance::Refused { libc::SIGKILL } else { libc::SIGSTOP });
+            (survivors, survivors.iter().map(|m| m.pid).max().expect("n >= 2"))
+        }
+    };
+    let all: Vec<&Member> = live.iter().collect();
+    let agreed = poll(SETTLE, || all_follow(&all, leader))
+        .ok_or_else(|| format!("{} members never all followed {leader}", live.len()))?;
+    // A join is timed from the newcomer's registration (its start-up is not the group's).
+    let since = match what {
+        Disturbance::Join => live.last().and_then(Member::joined).unwrap_or(from),
+        _ => from,
+    };
+    // The episode's late messages: until nothing but probes for a second (10 s at most).
+    let quiet = poll(Duration::from_secs(10), || {
+        let news = live.iter().map(|m| m.lock().news).max().unwrap_or(0);
+        (news.max(agreed) + 1000 < now_ms()).then_some(news.max(agreed))
+    })
+    .unwrap_or_else(now_ms);
+    let window = from..=quiet + 1000;
+    Ok(Episode {
+        agreed: agreed.saturating_sub(since),
+        window: window.end() - window.start(),
+        members: live.len(),
+        tally: Tally::of(live, &window),
+    })
+}
+
+/// What the same-SU-ID clash did.
+#[derive(Clone, Debug)]
+struct ClashResult {
+    /// Leader changes at the innocent member after the second clashing process started.
+    changes: usize,
+    /// ... of them in the second half of the watch.
+    late_changes: usize,
+    /// Clashes reported (`identity_clash` events) by the first and the second process.
+    reported: (usize, usize),
+    /// ELECTs the three sent in the watch.
+    elects: usize,
+    /// Whom each follows at the end: innocent, first, second.
+    leaders: [Option<ProcessId>; 3],
+}
+
+/// Three members, two with one SU ID: an innocent member (lowest) and the first settle,
+/// then a second process with the first's SU ID starts (other days, or with `same_days`
+/// the very same id, listening on another port), as a student restarting with another
+/// birthday while the old process still runs. Watched for `watch`.
+fn clash(kind: Kind, coordinator: Coordinator, same_days: bool, watch: Duration) -> Result<ClashResult, String> {
+    let gcd = Gcd::start(coordinator)?;
+    let innocent = ProcessId::new(100, 4_400_001);
+    let first = ProcessId::new(200, 4_400_002);
+    let second = ProcessId::new(if same_days { 200 } else { 300 }, 4_400_002);
+    let group = start_group(kind, &gcd, &[innocent, first])?;
+    settle(&group)?;
+    let from = now_ms();
+    let newcomer = Member::start(kind, gcd.port, second).map_err(|e| e.to_string())?;
+    std::thread::sleep(watch);
+    let to = now_ms();
+    let changes = |after: u64| group[0].lock().events.iter().filter(|e| e.event == "leader" && e.t >= after).count();
+    let reported = |m: &Member| m.lock().events.iter().filter(|e| e.event == "identity_clash").count();
+    let all = [&group[0], &group[1], &newcomer];
+    Ok(ClashResult {
+        changes: changes(from),
+        late_changes: changes(from + (to - from) / 2),
+        reported: (reported(&group[1]), reported(&newcomer)),
+        elects: Tally::of(all, &(from..=to)).elect,
+        leaders: all.map(|m| m.following().map(|(l, _)| l)),
+    })
+}
+
+/// Busy processes that saturate the machine while they live; dropped, they are killed.
+struct Load(Vec<Child>);
+
+impl Load {
+    fn start(procs: usize) -> Result<Load, String> {
+        let mut load = Load(Vec::new());
+        for _ in 0..procs {
+            let mut busy = Command::new("python3");
+            busy.args(["-c", "while True: pass"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            load.0.push(spawn(&mut busy).map_err(|e| format!("starting a busy process (python3): {e}"))?);
+        }
+        Ok(load)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.iter_mut().for_each(reap);
+    }
+}
+
+/// CPU time (user + system, ms) of a process so far, from /proc/PID/stat.
+fn cpu_ms(pid: u32) -> Option<u64> {
+    usage(pid).map(|u| u.2)
+}
+
+/// Of one core, the share `members` used over `window` (100: one whole core).
+fn group_cpu(members: &[Member], window: Duration) -> f64 {
+    let total = || members.iter().filter_map(|m| cpu_ms(m.child.id())).sum::<u64>();
+    let before = total();
+    std::thread::sleep(window);
+    total().saturating_sub(before) as f64 / window.as_millis().max(1) as f64 * 100.0
+}
+
+/// What the overload did.
+#[derive(Clone, Copy, Debug)]
+struct OverloadResult {
+    /// When all survivors followed the next highest, ms after the load ended (negative:
+    /// they already did while it lasted); `None` if not within a minute.
+    agreed: Option<i64>,
+    /// Survivors following the next highest at the end.
+    following: usize,
+    survivors: usize,
+    /// ELECTs the survivors sent while the load lasted, and from its end until the end of
+    /// the CPU window after.
+    elect_during: usize,
+    elect_after: usize,
+    /// The group's CPU, % of one core: settled before the load, and once agreed after it.
+    cpu_before: f64,
+    cpu_after: f64,
+}
+
+/// A settled group of `n`; its CPU over `cpu_window`; then `procs` busy processes
+/// saturate the machine for `load`, and halfway through the leader is SIGKILLed. After
+/// the load: when all survivors follow the next highest (a minute at most), the ELECTs
+/// sent during and after, and the group's CPU over `cpu_window` once agreed.
+fn overload(
+    kind: Kind,
+    coordinator: Coordinator,
+    n: usize,
+    load: Duration,
+    procs: usize,
+    cpu_window: Duration,
+) -> Result<OverloadResult, String> {
+    let gcd = Gcd::start(coordinator)?;
+    let members = start_group(kind, &gcd, &identities(n, 9_500_000))?;
+    settle(&members)?;
+    let cpu_before = group_cpu(&members, cpu_window);
+    let (leader, survivors) = members.split_last().expect("n >= 2");
+    let next = survivors.iter().map(|m| m.pid).max().expect("n >= 2");
+    let busy = Load::start(procs)?;
+    let load_start = now_ms();
+    std::thread::sleep(load / 2);
+    leader.signal(libc::SIGKILL);
+    std::thread::sleep(load.saturating_sub(Duration::from_millis(now_ms() - load_start)));
+    drop(busy);
+    let load_end = now_ms();
+    let all: Vec<&Member> = survivors.iter().collect();
+    let agreed = poll(Duration::from_secs(60), || all_follow(&all, next)).map(|t| t as i64 - load_end as i64);
+    let cpu_after = group_cpu(survivors, cpu_window);
+    let end = now_ms();
+    Ok(OverloadResult {
+        agreed,
+        following: survivors.iter().filter(|m| m.following().is_some_and(|(l, _)| l == next)).count(),
+        survivors: survivors.len(),
+        elect_during: Tally::of(survivors, &(load_start..=load_end)).elect,
+        elect_after: Tally::of(survivors, &(load_end + 1..=end)).elect,
+        cpu_before,
+        cpu_after,
+    })
+}
+
 /// What a scale run saw.
 #[derive(Debug, Default)]
 struct ScaleResult {
@@ -762,6 +1142,10 @@ struct ScaleResult {
     memory: Vec<(&'static str, u64, u64)>,
     /// Its threads, by name.
     threads: Vec<(String, usize)>,
+    /// ELECTs sent per member started, from the first start to the end of the watch.
+    elect_per_member: f64,
+    /// ELECTs sent by the whole group while watched idle after the watch.
+    idle_elects: usize,
 }
 
 impl ScaleResult {
@@ -778,6 +1162,7 @@ fn scale(
     coordinator: Coordinator,
     n: usize,
     watch: Duration,
+    idle_watch: Duration,
     trace: bool,
     bar: &ProgressBar,
 ) -> Result<ScaleResult, String> {
@@ -821,6 +1206,12 @@ fn scale(
     }
     drop(all);
     let following = members.iter().filter(|m| m.following().is_some_and(|(l, _)| l == top)).count();
+    // The group idle: a settled one sends no ELECT (a PROBE finding the leader is all).
+    let idle_end = end + idle_watch.as_millis() as u64;
+    while now_ms() < idle_end {
+        sample(&members, &mut threads_max);
+        std::thread::sleep(Duration::from_millis(50).min(Duration::from_millis(idle_end.saturating_sub(now_ms()))));
+    }
     let exited = members.iter_mut().map(|m| m.exited()).filter(|e| *e).count();
     let mut rss: Vec<u64> = members.iter().filter_map(|m| usage(m.child.id())).map(|u| u.0).collect();
     rss.sort_unstable();
@@ -837,6 +1228,8 @@ fn scale(
         threads_max,
         memory: memory_map(middle.child.id()).unwrap_or_default(),
         threads: thread_names(middle.child.id()),
+        elect_per_member: Tally::of(&members, &(first..=end)).elect as f64 / members.len() as f64,
+        idle_elects: Tally::of(&members, &(end + 1..=idle_end)).elect,
     };
     if trace {
         bar.suspend(|| trace_scale(kind, &members, &gcd, first, joined..=end, &result));
@@ -1059,6 +1452,93 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     if let Some(path) = &config.baseline {
         out!("baseline: {}\n", path.display());
     }
+    out!("coordinator: {}\n", config.gcd.name());
+    let mut errors = Vec::new();
+    if config.runs(Row::Timing) {
+        timing_table(&config, &kinds, &bar, &out, &mut errors)?;
+    }
+    if config.runs(Row::Idle) {
+        out!(
+            "\n| idle cost per node (group of 5, {:.0} s) | resident MiB | threads | CPU ms |",
+            config.idle.as_secs_f64()
+        );
+        out!("|---|---|---|---|");
+        for &kind in &kinds {
+            bar.set_message(format!(
+                "idle cost, {}: watching 5 nodes for {:.0} s",
+                kind.name(),
+                config.idle.as_secs_f64()
+            ));
+            let result = idle_cost(kind, config.gcd, config.idle);
+            bar.inc(1);
+            match result {
+                Ok((rss, threads, cpu)) => out!("| {} | {rss:.1} | {threads:.1} | {cpu:.0} |", kind.name()),
+                Err(e) => errors.push(format!("idle, {}: {e}", kind.name())),
+            }
+        }
+    }
+    let held = if config.runs(Row::Scale) { scale_table(&config, &kinds, &bar, &out) } else { None };
+    if config.runs(Row::GcdLoad) {
+        // The GCD's load from the leader's check must not grow with the group: the smallest
+        // join size against the largest group that held.
+        let window = config.idle;
+        out!(
+            "\n| GCD load of a settled idle group (the leader's check, 10-20 s) | N | requests in {:.0} s | per second |",
+            window.as_secs_f64()
+        );
+        out!("|---|---|---|---|");
+        for n in gcd_load_sizes(&config, held) {
+            bar.set_message(format!("GCD load, bully-node: a settled group of {n} for {:.0} s", window.as_secs_f64()));
+            let result = gcd_load(config.gcd, n, window);
+            bar.inc(1);
+            match result {
+                Ok(k) => out!("| bully-node | {n} | {k} | {:.3} |", k as f64 / window.as_secs_f64()),
+                Err(e) => out!("| bully-node | {n} | did not: {e} | - |"),
+            }
+        }
+    }
+    // The rows of issue 20: bully-node and the baseline side by side (the Python peer
+    // prints no events of what it decides).
+    let ours: Vec<Kind> = kinds.iter().copied().filter(|k| *k != Kind::Python).collect();
+    if config.runs(Row::Messages) {
+        messages_table(&config, &ours, &bar, &out, &mut errors);
+    }
+    if config.runs(Row::Clash) {
+        clash_table(&config, &ours, &bar, &out, &mut errors);
+    }
+    if config.runs(Row::Overload) {
+        overload_table(&config, &ours, &bar, &out, &mut errors);
+    }
+    if !errors.is_empty() {
+        out!("\nmeasurements that did not complete:");
+        errors.iter().for_each(|e| out!("- {e}"));
+    }
+    bar.finish_and_clear();
+    let _ = out.borrow_mut().flush();
+    Ok(())
+}
+
+/// The sizes of the GCD-load row: the smallest join size, and the largest scale size
+/// that held (or the largest scale size, when the scale rows did not run).
+fn gcd_load_sizes(config: &BenchConfig, held: Option<usize>) -> Vec<usize> {
+    let largest = if config.runs(Row::Scale) { held } else { config.scale.iter().max().copied() };
+    let mut sizes: Vec<usize> = config.sizes.iter().min().into_iter().chain(largest.as_ref()).copied().collect();
+    sizes.dedup();
+    sizes
+}
+
+/// The floor, then join and failover times at every size, the F/J table and the
+/// traffic of one join.
+fn timing_table(
+    config: &BenchConfig,
+    kinds: &[Kind],
+    bar: &ProgressBar,
+    out: &RefCell<&mut dyn Write>,
+    errors: &mut Vec<String>,
+) -> Result<(), String> {
+    macro_rules! out {
+        ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
+    }
     bar.set_message("floor: 200 PROBE round trips on loopback");
     let floor_times = floor(200)?;
     bar.inc(1);
@@ -1071,7 +1551,6 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     }
     out!("{header} bully-node / floor |");
     out!("|---|---|{}---|", "---|".repeat(1 + 2 * (kinds.len() - 1)));
-    let mut errors = Vec::new();
     // Medians by (measurement, N, kind), for the F/J table.
     let mut medians: BTreeMap<(&str, usize, usize), f64> = BTreeMap::new();
     let mut row = |what: &str, key: Option<&'static str>, n: usize, results: Vec<Vec<Duration>>| {
@@ -1092,7 +1571,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     let mut traffic_rows = Vec::new();
     for &n in &config.sizes {
         let mut per_kind = Vec::new();
-        for &kind in &kinds {
+        for &kind in kinds {
             let mut times = Vec::new();
             for rep in 0..config.reps {
                 bar.set_message(format!("join, {}, N={n}, run {} of {}", kind.name(), rep + 1, config.reps));
@@ -1115,7 +1594,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     for (signal, what) in [((libc::SIGKILL, "-KILL"), "refused"), ((libc::SIGSTOP, "-STOP"), "silent")] {
         for &n in &config.sizes {
             let (mut from_probe, mut from_kill) = (Vec::new(), Vec::new());
-            for &kind in &kinds {
+            for &kind in kinds {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 for rep in 0..config.reps {
                     bar.set_message(format!(
@@ -1125,7 +1604,7 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
                         config.reps
                     ));
                     let trace = config.trace && rep == 0 && Some(&n) == config.sizes.iter().max();
-                    let result = failover(kind, config.gcd, n, rep, signal, &bar, trace);
+                    let result = failover(kind, config.gcd, n, rep, signal, bar, trace);
                     bar.inc(1);
                     match result {
                         Ok((x, y)) => {
@@ -1170,44 +1649,217 @@ pub fn run(config: BenchConfig, out: &mut dyn Write, progress: bool) -> Result<(
     for (n, kind, t) in traffic_rows {
         out!("| join | {n} | {} | {} | {} | {} |", kind.name(), t.messages, t.bytes, n * n - 1);
     }
-    out!("\n| idle cost per node (group of 5, {:.0} s) | resident MiB | threads | CPU ms |", config.idle.as_secs_f64());
-    out!("|---|---|---|---|");
-    for &kind in &kinds {
-        bar.set_message(format!("idle cost, {}: watching 5 nodes for {:.0} s", kind.name(), config.idle.as_secs_f64()));
-        let result = idle_cost(kind, config.gcd, config.idle);
-        bar.inc(1);
-        match result {
-            Ok((rss, threads, cpu)) => out!("| {} | {rss:.1} | {threads:.1} | {cpu:.0} |", kind.name()),
-            Err(e) => errors.push(format!("idle, {}: {e}", kind.name())),
-        }
-    }
-    let held = scale_table(&config, &kinds, &bar, &out);
-    // The GCD's load from the leader's check must not grow with the group: the smallest
-    // join size against the largest group that held.
-    let window = config.idle;
-    out!(
-        "\n| GCD load of a settled idle group (the leader's check, 10-20 s) | N | requests in {:.0} s | per second |",
-        window.as_secs_f64()
-    );
-    out!("|---|---|---|---|");
-    let mut load_sizes: Vec<usize> = config.sizes.iter().min().into_iter().chain(held.as_ref()).copied().collect();
-    load_sizes.dedup();
-    for n in load_sizes {
-        bar.set_message(format!("GCD load, bully-node: a settled group of {n} for {:.0} s", window.as_secs_f64()));
-        let result = gcd_load(config.gcd, n, window);
-        bar.inc(1);
-        match result {
-            Ok(k) => out!("| bully-node | {n} | {k} | {:.3} |", k as f64 / window.as_secs_f64()),
-            Err(e) => out!("| bully-node | {n} | did not: {e} | - |"),
-        }
-    }
-    if !errors.is_empty() {
-        out!("\nmeasurements that did not complete:");
-        errors.iter().for_each(|e| out!("- {e}"));
-    }
-    bar.finish_and_clear();
-    let _ = out.borrow_mut().flush();
     Ok(())
+}
+
+/// "1.5x": `theirs` over `ours`, where both are measured and `ours` is above zero.
+fn times(ours: Option<f64>, theirs: Option<f64>) -> String {
+    match (ours, theirs) {
+        (Some(o), Some(t)) if o > 0.0 && t >= 0.0 => format!("{:.1}x", t / o),
+        (Some(o), Some(t)) if o == 0.0 && t == 0.0 => "=".into(),
+        _ => "-".into(),
+    }
+}
+
+/// The cells of a "baseline / bully-node" row: column by column, when both were measured.
+fn ratio_cells(ours: &[Option<f64>], theirs: &[Option<f64>]) -> String {
+    ours.iter().zip(theirs).map(|(o, t)| times(*o, *t)).collect::<Vec<_>>().join(" | ")
+}
+
+/// For every measurement of the issue-20 rows: the numbers of each kind (`None`: not
+/// measured), whose first is bully-node's; with a baseline, a row of ratios follows.
+fn ratio_row(label: &str, per_kind: &[(Kind, Option<Vec<Option<f64>>>)]) -> Option<String> {
+    let ours = per_kind.iter().find(|(k, _)| *k == Kind::Rust)?.1.as_ref()?;
+    let theirs = per_kind.iter().find(|(k, _)| matches!(k, Kind::Baseline(_)))?.1.as_ref()?;
+    Some(format!("{label} baseline / bully-node | {} |", ratio_cells(ours, theirs)))
+}
+
+/// Messages per disturbance: for each size and disturbance, each kind's sends and
+/// receptions per live member, and the ratios.
+fn messages_table(
+    config: &BenchConfig,
+    kinds: &[Kind],
+    bar: &ProgressBar,
+    out: &RefCell<&mut dyn Write>,
+    errors: &mut Vec<String>,
+) {
+    macro_rules! out {
+        ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
+    }
+    out!(
+        "\n| messages per disturbance, per live member (from the members' events) | N | kind | all follow, ms | \
+         window, s | ELECT sent | I_AM_LEADER sent | PROBE sent | ELECT received | I_AM_LEADER received | elections started |"
+    );
+    out!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for &n in &config.messages_at {
+        for what in Disturbance::ALL {
+            let mut per_kind = Vec::new();
+            for &kind in kinds {
+                bar.set_message(format!("messages, {}, {}, N={n}", what.name(), kind.name()));
+                let result = disturbance(kind, config.gcd, n, what);
+                bar.inc(1);
+                match result {
+                    Ok(ep) => {
+                        let per = |k: usize| k as f64 / ep.members.max(1) as f64;
+                        let t = ep.tally;
+                        let cells = vec![
+                            Some(ep.agreed as f64),
+                            Some(ep.window as f64 / 1000.0),
+                            Some(per(t.elect)),
+                            Some(per(t.leader)),
+                            Some(per(t.probe)),
+                            Some(per(t.elect_in)),
+                            Some(per(t.leader_in)),
+                            Some(per(t.elections)),
+                        ];
+                        out!(
+                            "| {} | {n} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                            what.name(),
+                            kind.name(),
+                            ep.agreed,
+                            ep.window as f64 / 1000.0,
+                            per(t.elect),
+                            per(t.leader),
+                            per(t.probe),
+                            per(t.elect_in),
+                            per(t.leader_in),
+                            per(t.elections)
+                        );
+                        per_kind.push((kind, Some(cells)));
+                    }
+                    Err(e) => {
+                        out!("| {} | {n} | {} | did not: {e} | - | - | - | - | - | - | - |", what.name(), kind.name());
+                        errors.push(format!("messages, {}, {}, N={n}: {e}", what.name(), kind.name()));
+                        per_kind.push((kind, None));
+                    }
+                }
+            }
+            if let Some(line) = ratio_row(&format!("| {} | {n} |", what.name()), &per_kind) {
+                out!("{line}");
+            }
+        }
+    }
+}
+
+/// The same-SU-ID clash, both variants, each kind, and the ratios.
+fn clash_table(
+    config: &BenchConfig,
+    kinds: &[Kind],
+    bar: &ProgressBar,
+    out: &RefCell<&mut dyn Write>,
+    errors: &mut Vec<String>,
+) {
+    macro_rules! out {
+        ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
+    }
+    let watch = config.clash_watch.as_secs_f64();
+    out!(
+        "\n| same-SU-ID clash: (100, 4400001), (200, 4400002), then a second 4400002; watched {watch:.0} s | kind | \
+         leader changes at the innocent member | in the last {:.0} s | clash reported by the first, the second | \
+         ELECTs sent by the three | following at the end: innocent, first, second |",
+        watch / 2.0
+    );
+    out!("|---|---|---|---|---|---|---|");
+    for (same_days, variant) in [(false, "A: other days (300)"), (true, "B: same days, another port")] {
+        let mut per_kind = Vec::new();
+        for &kind in kinds {
+            bar.set_message(format!("clash {variant}, {}: watching for {watch:.0} s", kind.name()));
+            let result = clash(kind, config.gcd, same_days, config.clash_watch);
+            bar.inc(1);
+            match result {
+                Ok(r) => {
+                    let leaders: Vec<String> =
+                        r.leaders.iter().map(|l| l.map_or("nobody".into(), |p| p.to_string())).collect();
+                    out!(
+                        "| {variant} | {} | {} | {} | {}, {} | {} | {} |",
+                        kind.name(),
+                        r.changes,
+                        r.late_changes,
+                        r.reported.0,
+                        r.reported.1,
+                        r.elects,
+                        leaders.join("; ")
+                    );
+                    let cells = vec![Some(r.changes as f64), Some(r.late_changes as f64), None, Some(r.elects as f64)];
+                    per_kind.push((kind, Some(cells)));
+                }
+                Err(e) => {
+                    out!("| {variant} | {} | did not: {e} | - | - | - | - |", kind.name());
+                    errors.push(format!("clash {variant}, {}: {e}", kind.name()));
+                    per_kind.push((kind, None));
+                }
+            }
+        }
+        if let Some(line) = ratio_row(&format!("| {variant} |"), &per_kind) {
+            out!("{line} |");
+        }
+    }
+}
+
+/// The overload rows: each size, each kind, and the ratios.
+fn overload_table(
+    config: &BenchConfig,
+    kinds: &[Kind],
+    bar: &ProgressBar,
+    out: &RefCell<&mut dyn Write>,
+    errors: &mut Vec<String>,
+) {
+    macro_rules! out {
+        ($($arg:tt)*) => { bar.suspend(|| { let _ = writeln!(out.borrow_mut(), $($arg)*); }) };
+    }
+    let (load, cpu) = (config.load.as_secs_f64(), config.cpu_window.as_secs_f64());
+    out!(
+        "\n| overload: {} for {load:.0} s, the leader SIGKILLed {:.1} s in | N | kind | all follow the \
+         next highest, ms after the load ends (negative: agreed during it) | following at the end | ELECTs sent during the load | after it | \
+         group CPU settled before, % of a core | in the {cpu:.0} s once agreed after |",
+        if config.load_procs == 1 {
+            "1 busy process".to_string()
+        } else {
+            format!("{} busy processes", config.load_procs)
+        },
+        load / 2.0
+    );
+    out!("|---|---|---|---|---|---|---|---|---|");
+    for &n in &config.overload_at {
+        let mut per_kind = Vec::new();
+        for &kind in kinds {
+            bar.set_message(format!("overload, {}, N={n}", kind.name()));
+            let result = overload(kind, config.gcd, n, config.load, config.load_procs, config.cpu_window);
+            bar.inc(1);
+            match result {
+                Ok(r) => {
+                    out!(
+                        "| overload | {n} | {} | {} | {} of {} | {} | {} | {:.2} | {:.2} |",
+                        kind.name(),
+                        r.agreed.map_or("did not within 60 s".into(), |t| t.to_string()),
+                        r.following,
+                        r.survivors,
+                        r.elect_during,
+                        r.elect_after,
+                        r.cpu_before,
+                        r.cpu_after
+                    );
+                    let cells = vec![
+                        r.agreed.map(|t| t as f64),
+                        None,
+                        Some(r.elect_during as f64),
+                        Some(r.elect_after as f64),
+                        Some(r.cpu_before),
+                        Some(r.cpu_after),
+                    ];
+                    per_kind.push((kind, Some(cells)));
+                }
+                Err(e) => {
+                    out!("| overload | {n} | {} | did not: {e} | - | - | - | - | - |", kind.name());
+                    errors.push(format!("overload, {}, N={n}: {e}", kind.name()));
+                    per_kind.push((kind, None));
+                }
+            }
+        }
+        if let Some(line) = ratio_row(&format!("| overload | {n} |"), &per_kind) {
+            out!("{line}");
+        }
+    }
 }
 
 /// The scale rows (size by size, every kind at a size before the next size, so that a
@@ -1225,11 +1877,12 @@ fn scale_table(
     out!(
         "\n| scale on {}: joins 50 ms apart, each the new highest | N | all follow the highest, ms after the \
          last join ({w} s at most) | following it after {w} s | exited | GCD requests | per member started | after the last join | \
-         MiB per node, median | max | threads per node, max |",
+         MiB per node, median | max | threads per node, max | ELECTs sent per member | ELECTs sent in the {i} s idle after |",
         config.gcd.name(),
-        w = config.watch.as_secs_f64()
+        w = config.watch.as_secs_f64(),
+        i = config.idle_watch.as_secs_f64()
     );
-    out!("|---|---|---|---|---|---|---|---|---|---|---|");
+    out!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut stopped = vec![false; kinds.len()];
     let mut held = None;
     let mut memory: Vec<(Kind, usize, ScaleResult)> = Vec::new();
@@ -1245,7 +1898,7 @@ fn scale_table(
                 continue;
             }
             bar.set_message(format!("scale, {}: N={n}", kind.name()));
-            let result = scale(kind, config.gcd, n, config.watch, config.trace, bar);
+            let result = scale(kind, config.gcd, n, config.watch, config.idle_watch, config.trace, bar);
             bar.inc(1);
             match result {
                 Ok(r) => {
@@ -1255,7 +1908,7 @@ fn scale_table(
                         None => "did not".into(),
                     };
                     out!(
-                        "| {} | {n} | {converged} | {} of {n} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {} |",
+                        "| {} | {n} | {converged} | {} of {n} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {} | {:.1} | {} |",
                         kind.name(),
                         r.following,
                         r.exited,
@@ -1264,7 +1917,9 @@ fn scale_table(
                         r.after_last,
                         r.rss.0,
                         r.rss.1,
-                        r.threads_max
+                        r.threads_max,
+                        r.elect_per_member,
+                        r.idle_elects
                     );
                     let ok = r.held(n);
                     if i == 0 && ok {
@@ -1276,7 +1931,7 @@ fn scale_table(
                     memory.push((kind, n, r));
                 }
                 Err(e) => {
-                    out!("| {} | {n} | did not: {e} | - | - | - | - | - | - | - | - |", kind.name());
+                    out!("| {} | {n} | did not: {e} | - | - | - | - | - | - | - | - | - | - |", kind.name());
                     stopped[i] = !matches!(kind, Kind::Baseline(_));
                 }
             }
@@ -1323,11 +1978,18 @@ fn scale_table(
 /// The bar on stderr: what runs now, how many measurements of how many are done, time
 /// so far and an estimate of what is left. Hidden when stderr is not a terminal.
 fn progress_bar(config: &BenchConfig, kinds: usize) -> ProgressBar {
-    let steps = 1 // the floor
-        + 3 * config.sizes.len() * kinds * config.reps // join, failover refused, failover silent
-        + kinds // idle cost
-        + kinds * config.scale.len()
-        + 2; // the GCD's load at two sizes
+    // bully-node and the baseline, without the Python peer.
+    let ours = if config.python { kinds - 1 } else { kinds };
+    let rows = [
+        (Row::Timing, 1 + 3 * config.sizes.len() * kinds * config.reps), // the floor, join, failovers
+        (Row::Idle, kinds),
+        (Row::Scale, kinds * config.scale.len()),
+        (Row::GcdLoad, gcd_load_sizes(config, config.scale.iter().max().copied()).len()),
+        (Row::Messages, ours * Disturbance::ALL.len() * config.messages_at.len()),
+        (Row::Clash, ours * 2),
+        (Row::Overload, ours * config.overload_at.len()),
+    ];
+    let steps: usize = rows.iter().filter(|(row, _)| config.runs(*row)).map(|(_, k)| k).sum();
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     let style =
         ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:24}] {pos}/{len} (about {eta} left) {wide_msg}")

@@ -9,13 +9,14 @@ mod common;
 #[allow(dead_code)]
 mod bench;
 
-use bench::{BenchConfig, Coordinator};
+use bench::{BenchConfig, Coordinator, Row};
 use bully_node::ProcessId;
 use common::Proc;
 use std::io::IsTerminal;
 use std::process::Command;
 use std::time::Duration;
 
+/// The rows from before issue 20, tiny; the rows of issue 20 have tests of their own.
 fn tiny(python: bool) -> BenchConfig {
     BenchConfig {
         sizes: vec![3],
@@ -25,10 +26,13 @@ fn tiny(python: bool) -> BenchConfig {
         // Long enough for 3 members (Python ones too) to follow the last on a loaded
         // machine: "3 of 3" is asserted.
         watch: Duration::from_secs(10),
+        idle_watch: Duration::from_secs(1),
         python,
         gcd: Coordinator::Rust,
         baseline: None,
         trace: false,
+        only: vec![Row::Timing, Row::Idle, Row::Scale, Row::GcdLoad],
+        ..BenchConfig::default()
     }
 }
 
@@ -109,6 +113,9 @@ fn the_benchmark_runs_and_fills_its_table() {
         assert_eq!((scale[4].as_str(), scale[5].as_str()), ("3 of 3", "0"), "all follow, none exited: {scale:?}");
         assert!(number(&scale[6]) >= 3.0, "one registration per member at least: {scale:?}");
         assert!(number(&scale[9]) > 0.0 && number(&scale[11]) >= 1.0, "memory and threads: {scale:?}");
+        // ELECTs per member over the run, and in the idle watch after it (a count).
+        number(&scale[12]);
+        scale[13].parse::<usize>().unwrap_or_else(|_| panic!("idle ELECTs: {scale:?}"));
     }
     let memory = first_row(&out, "| resident KiB (proportional share) of one node", "| binary |");
     assert!(number(&memory[2]) > 0.0, "the binary is resident: {memory:?}");
@@ -168,9 +175,17 @@ fn the_coordinator_log_lines_that_count_as_requests() {
     // The benchmark's coordinator binds port 0 and says which port it got.
     assert_eq!(bench::listening_port(lines[4].0), Some(23600));
     assert_eq!(bench::listening_port(lines[0].0), None);
-    // The Python stand-in's lines: its first names the port, and each request it accepts.
+    // The Python stand-in's lines: its first names the port, then one per request it handles.
     assert_eq!(bench::listening_port("LISTENING 41234"), Some(41234));
-    assert!(bench::is_request("REQUEST 5 1234567") && !bench::is_request("LISTENING 41234"));
+    assert!(!bench::is_request("LISTENING 41234"));
+    for line in [
+        "REQUEST 5 1234567 ('HOWDY', ((5, 1234567), ('localhost', 4000)))",
+        "REFUSED 'Unexpected message: BEGIN' ('BEGIN', ((5, 1234567), ('localhost', 4000)))",
+        "REFUSED \"Expected a pickled message, got b'garbage'\"",
+        "DROPPED ('HOWDY', ([5, 1234567], ('localhost', 4000)))",
+    ] {
+        assert!(bench::is_request(line), "{line}");
+    }
 }
 
 /// Our own process's memory, by kind, adds up to what the kernel says is resident.
@@ -310,4 +325,147 @@ fn bench_child_until_stopped() {
     let config = BenchConfig { idle: Duration::from_secs(120), ..tiny(false) };
     bench::run(config, &mut std::io::stdout(), false).unwrap();
     panic!("the benchmark was to be stopped during its idle measurement");
+}
+
+/// What `cargo bench --bench bench` runs with no arguments: every row, the scale rows
+/// (and all others) on the gcd2.py-faithful Python stand-in, issue 20's sizes.
+#[test]
+fn the_defaults_are_issue_20s() {
+    let config = BenchConfig::default();
+    assert_eq!(config.gcd, Coordinator::Python);
+    assert!(config.only.is_empty(), "every row: {:?}", config.only);
+    assert_eq!((config.scale.as_slice(), config.watch, config.idle_watch), (&[100, 200, 300][..], secs(10), secs(10)));
+    assert_eq!(config.messages_at, [50]);
+    assert_eq!(config.clash_watch, secs(30));
+    assert_eq!((config.overload_at.as_slice(), config.load, config.cpu_window), (&[30, 100][..], secs(20), secs(10)));
+    assert!(config.load_procs >= 2, "at least twice the CPUs: {}", config.load_procs);
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Sends and receptions are counted from both kinds of event line, per message name.
+#[test]
+fn the_tally_counts_each_message_from_the_events() {
+    let lines = [
+        r#"{"t":1,"node":[1,2],"event":"election_started","election":1,"reason":"x","asking":[[9,1000009],[8,1000008]]}"#,
+        r#"{"t":2,"node":[1,2],"event":"election_widened","election":1,"asking":[[7,1000007]]}"#,
+        r#"{"t":3,"node":[1,2],"event":"won","election":1,"announcing_to":4}"#,
+        r#"{"t":4,"node":[1,2],"event":"announced_to","members":[[3,1000003]]}"#,
+        r#"{"t":5,"node":[1,2],"event":"leader_checked","members":6,"learned":[[5,1000005]],"forgot":0,"electing_for":null,"announced_to":[[5,1000005],[4,1000004]]}"#,
+        r#"{"t":6,"node":[1,2],"event":"probe_ok","leader":[9,1000009]}"#,
+        r#"{"t":7,"node":[1,2],"event":"probe_failed","leader":[9,1000009],"reason":"refused"}"#,
+        r#"{"t":8,"node":[1,2],"event":"elect_received","from":null,"learned":[],"electing":false}"#,
+        r#"{"t":9,"node":[1,2],"event":"i_am_leader_received","leader":[12,4000001]}"#,
+        r#"{"t":10,"node":[1,2],"event":"i_am_leader_received","leader":[12,4000001]}"#,
+        r#"{"t":11,"node":[1,2],"event":"joined","members":3}"#,
+        r#"{"event": "sent", "name": "ELECT", "bytes": 277, "t": 12}"#,
+        r#"{"event": "sent", "name": "I_AM_LEADER", "bytes": 50, "t": 13}"#,
+        r#"{"event": "sent", "name": "PROBE", "bytes": 20, "t": 14}"#,
+        r#"{"event": "sent", "name": "GOT_IT", "bytes": 20, "t": 15}"#,
+    ];
+    let mut tally = bench::Tally::default();
+    lines.iter().map(|l| bench::parse(l).unwrap()).for_each(|e| tally.add(&e));
+    let expected = bench::Tally { elect: 4, leader: 8, probe: 3, elect_in: 1, leader_in: 2, elections: 1 };
+    assert_eq!(tally, expected);
+}
+
+/// The first row under `header` whose cells start with `start`, as cells.
+fn row_of(out: &str, header: &str, start: &[&str]) -> Vec<String> {
+    out.lines()
+        .skip_while(|l| !l.starts_with(header))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>())
+        .find(|cells| cells.len() > start.len() && cells[1..=start.len()].iter().zip(start).all(|(c, s)| c == s))
+        .unwrap_or_else(|| panic!("no row {start:?} under {header:?} in:\n{out}"))
+}
+
+/// Messages per disturbance at 3 members, bully-node and a baseline (this very binary)
+/// side by side: every cell a number, a ratio row, and what each disturbance must cost
+/// at least (a failover: a failed PROBE, an election and an announcement).
+#[test]
+fn the_messages_rows_count_each_disturbance_for_both_kinds() {
+    let config = BenchConfig {
+        only: vec![Row::Messages],
+        messages_at: vec![3],
+        baseline: Some(BULLY_NODE.into()),
+        python: false,
+        ..BenchConfig::default()
+    };
+    let mut table = Vec::new();
+    bench::run(config, &mut table, false).unwrap();
+    let out = String::from_utf8(table).unwrap();
+    let header = "| messages per disturbance";
+    for what in ["a join (new highest)", "failover, refused (leader killed)", "failover, silent (leader stopped)"] {
+        for kind in ["bully-node", "baseline"] {
+            let cells = row_of(&out, header, &[what, "3", kind]);
+            let numbers: Vec<f64> = cells[4..12].iter().map(|c| number(c)).collect();
+            let [_agreed, window, _elect, leader, probe, _elect_in, leader_in, elections] = numbers[..] else {
+                panic!("{cells:?}")
+            };
+            assert!(window >= 1.0, "a second of quiet at least: {cells:?}");
+            assert!(leader > 0.0 && leader_in > 0.0, "the new leader announced itself: {cells:?}");
+            assert!(elections > 0.0, "somebody elected: {cells:?}");
+            if what.starts_with("failover") {
+                assert!(probe > 0.0, "a PROBE found the leader gone: {cells:?}");
+            }
+        }
+        let ratios = row_of(&out, header, &[what, "3", "baseline / bully-node"]);
+        assert_eq!(ratios.len(), 13, "{ratios:?}");
+        assert!(ratios[4..12].iter().all(|c| c.ends_with('x') || c == "=" || c == "-"), "{ratios:?}");
+    }
+    assert!(!out.contains("did not"), "{out}");
+}
+
+/// The clash, both variants, at a short watch: counts in every cell and whom each of
+/// the three follows at the end.
+#[test]
+fn the_clash_rows_run_both_variants() {
+    let config = BenchConfig {
+        only: vec![Row::Clash],
+        clash_watch: Duration::from_secs(3),
+        python: false,
+        ..BenchConfig::default()
+    };
+    let mut table = Vec::new();
+    bench::run(config, &mut table, false).unwrap();
+    let out = String::from_utf8(table).unwrap();
+    let header = "| same-SU-ID clash";
+    assert!(out.contains("watched 3 s | kind | leader changes at the innocent member | in the last 2 s"), "{out}");
+    for variant in ["A: other days (300)", "B: same days, another port"] {
+        let cells = row_of(&out, header, &[variant, "bully-node"]);
+        let (changes, late) = (number(&cells[3]), number(&cells[4]));
+        assert!(late <= changes, "{cells:?}");
+        let reported: Vec<f64> = cells[5].split(", ").map(number).collect();
+        assert_eq!(reported.len(), 2, "{cells:?}");
+        number(&cells[6]);
+        assert_eq!(cells[7].split("; ").count(), 3, "whom the three follow: {cells:?}");
+    }
+}
+
+/// The overload at 3 members, one busy process for 2 s: the survivors agree (the cell
+/// is ms after the load, negative if during it), and the ELECT and CPU cells are numbers.
+#[test]
+fn the_overload_row_loads_kills_and_measures() {
+    let config = BenchConfig {
+        only: vec![Row::Overload],
+        overload_at: vec![3],
+        load: Duration::from_secs(2),
+        load_procs: 1,
+        cpu_window: Duration::from_secs(1),
+        python: false,
+        ..BenchConfig::default()
+    };
+    let mut table = Vec::new();
+    bench::run(config, &mut table, false).unwrap();
+    let out = String::from_utf8(table).unwrap();
+    assert!(out.contains("| overload: 1 busy process for 2 s, the leader SIGKILLed 1.0 s in |"), "{out}");
+    let cells = row_of(&out, "| overload:", &["overload", "3", "bully-node"]);
+    cells[4].parse::<i64>().unwrap_or_else(|_| panic!("agreement, ms after the load: {cells:?}"));
+    assert_eq!(cells[5], "2 of 2", "{cells:?}");
+    for cell in &cells[6..10] {
+        assert!(number(cell) >= 0.0, "{cells:?}");
+    }
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 /// The stand-in on `port` (0: any free one), logging each registration it answers.
 fn standin(port: u16) -> (Proc, u16) {
     let mut cmd = Command::new("python3");
-    cmd.args([fixture("gcd_standin.py").as_str(), "--port", &port.to_string(), "--log-requests"]);
+    cmd.args([fixture("gcd_standin.py").as_str(), "--port", &port.to_string()]);
     let mut p = Proc::spawn("python gcd", cmd);
     let line = p.wait_for("LISTENING", |l| l.starts_with("LISTENING "));
     (p, line["LISTENING ".len()..].trim().parse().unwrap())
