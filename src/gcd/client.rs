@@ -8,7 +8,103 @@ use crate::wire::{decode, is_timeout, FrameError};
 use log::debug;
 use std::fmt;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a node keeps trying a GCD that is not up yet (nothing listens, or the
+/// connection broke), unless told otherwise (`--gcd-wait`): long enough to start the
+/// GCD in another terminal after the node.
+pub const GCD_WAIT: Duration = Duration::from_secs(30);
+
+/// The waits between attempts while the GCD is not up: 0.25, 0.5, then every second,
+/// so a GCD that comes up is found within a second and one that does not costs one
+/// connection a second.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the wait is reported after its first line.
+const SAY_EVERY: Duration = Duration::from_secs(5);
+
+/// Why [`register_waiting`] gave up: the last error, after how many attempts and how long.
+#[derive(Debug)]
+pub struct GaveUp {
+    pub error: GcdError,
+    pub attempts: u32,
+    pub waited: Duration,
+}
+
+/// [`register`], trying again for up to `wait` while the GCD is not up yet (an error that
+/// [`GcdError::is_transient`]), and saying so: once at once, then every few seconds
+/// ("waiting for the GCD at HOST:PORT … 12 s"). Any other error ends it at once.
+pub fn register_waiting(
+    gcd: &Addr,
+    choice: NameChoice,
+    pid: ProcessId,
+    listen: &Addr,
+    timeout: Duration,
+    wait: Duration,
+) -> Result<Registration, GaveUp> {
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0;
+    let mut said: Option<Instant> = None;
+    loop {
+        attempts += 1;
+        match register(gcd, choice, pid, listen, timeout) {
+            Ok(registration) => {
+                if said.is_some() {
+                    log::info!("the GCD at {gcd} answered after {:.1} s", started.elapsed().as_secs_f64());
+                }
+                return Ok(registration);
+            }
+            Err(error) if error.is_transient() && started.elapsed() + backoff <= wait => {
+                match said {
+                    None => log::warn!(
+                        "{error}; waiting for the GCD at {gcd} for up to {} s (Ctrl-C stops)",
+                        wait.as_secs()
+                    ),
+                    Some(at) if at.elapsed() >= SAY_EVERY => {
+                        log::warn!("waiting for the GCD at {gcd} … {} s", started.elapsed().as_secs())
+                    }
+                    Some(_) => {
+                        debug!("{error}; trying again in {} ms", backoff.as_millis());
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+                said = Some(Instant::now());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(error) => return Err(GaveUp { error, attempts, waited: started.elapsed() }),
+        }
+    }
+}
+
+/// `bytes` from the network as a person may see them: printable text as it is, every
+/// control character and byte that is not UTF-8 escaped (`\x1b`, `\0`), and at most
+/// `max` characters, saying how many more there were. Nothing a peer or a "GCD" sends
+/// can move the cursor, change colours or ring the bell in a terminal.
+pub fn printable(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    let total = text.chars().count();
+    for (shown, c) in text.chars().enumerate() {
+        if shown == max {
+            out.push_str(&format!("… ({} more characters)", total - max));
+            break;
+        }
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Which registration name to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +180,8 @@ pub enum Advice {
     SeeMessage,
     /// It accepts none of the names: check that it is the course's GCD.
     CheckIsCourseGcd,
+    /// Its reply is not a pickle, nor gcd2.py's text: something else listens there.
+    NotAGcd,
 }
 
 impl GcdError {
@@ -118,6 +216,7 @@ impl GcdError {
             GcdError::NoReply { .. } => Advice::CheckIsGcd,
             GcdError::Refused { reason, .. } => GcdError::refusal_advice(reason),
             GcdError::NoNameAccepted { .. } => Advice::CheckIsCourseGcd,
+            GcdError::NotAPickle { text, .. } if !text.starts_with("Expected a pickled message") => Advice::NotAGcd,
             GcdError::NotAPickle { .. } | GcdError::BadReply { .. } => return None,
         })
     }
@@ -150,8 +249,11 @@ impl fmt::Display for GcdError {
             GcdError::Timeout { gcd } => write!(f, "the GCD at {gcd} did not answer in time"),
             GcdError::Broken { gcd, cause } => write!(f, "the connection to the GCD at {gcd} failed: {cause}"),
             GcdError::NoReply { gcd } => write!(f, "the GCD at {gcd} closed the connection without answering"),
-            GcdError::NotAPickle { gcd, text } => {
+            GcdError::NotAPickle { gcd, text } if text.starts_with("Expected a pickled message") => {
                 write!(f, "the GCD at {gcd} could not read our request and said: {text}")
+            }
+            GcdError::NotAPickle { gcd, text } => {
+                write!(f, "the reply from {gcd} is not a pickle, so it is no GCD's; it said: '{text}'")
             }
             GcdError::Refused { gcd, reason } => write!(f, "the GCD at {gcd} refused us: '{reason}'"),
             GcdError::NoNameAccepted { gcd, last } => {
@@ -185,23 +287,27 @@ pub fn register(
                 debug!("GCD at {gcd} does not take {name}: {reason:?}");
                 last = reason;
             }
-            Reply::Text(reason) => return Err(GcdError::Refused { gcd: gcd.clone(), reason }),
+            Reply::Text(reason) => {
+                return Err(GcdError::Refused { gcd: gcd.clone(), reason: printable(reason.as_bytes(), SHOWN_MAX) })
+            }
             Reply::Raw(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+                let text = printable(bytes.trim_ascii_end(), SHOWN_MAX);
                 return Err(GcdError::NotAPickle { gcd: gcd.clone(), text });
             }
             Reply::GotIt => {
                 return Err(GcdError::BadReply { gcd: gcd.clone(), what: "GOT_IT: it is a peer, not a GCD".into() })
             }
             Reply::Other(v) => {
-                let mut shown = v.to_string();
-                shown.truncate(80);
+                let shown = printable(v.to_string().as_bytes(), 80);
                 return Err(GcdError::BadReply { gcd: gcd.clone(), what: format!("{shown}, not a members dict") });
             }
         }
     }
     Err(GcdError::NoNameAccepted { gcd: gcd.clone(), last })
 }
+
+/// The most characters of a GCD's answer shown: gcd2.py's longest is under 140.
+const SHOWN_MAX: usize = 200;
 
 /// Most of a raw (unpickled) answer we read to show it: gcd2.py's is under 140 bytes.
 const RAW_REPLY_MAX: usize = 4096;
