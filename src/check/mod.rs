@@ -72,6 +72,12 @@ pub enum CheckError {
         last_lines: Vec<String>,
     },
     Interrupted,
+    /// The command names a placeholder the checker does not know.
+    Placeholder {
+        unknown: Vec<String>,
+    },
+    /// The peer ended during the scenarios: they stop, and it is judged on what it did.
+    PeerGone,
 }
 
 impl std::fmt::Display for CheckError {
@@ -87,6 +93,13 @@ impl std::fmt::Display for CheckError {
                 }
             }
             CheckError::Interrupted => write!(f, "interrupted; the peer was stopped"),
+            CheckError::Placeholder { unknown } => write!(
+                f,
+                "the command names {} no placeholder the checker fills in; the known ones are {}",
+                unknown.join(", "),
+                peer::PLACEHOLDERS.join(" ")
+            ),
+            CheckError::PeerGone => write!(f, "the peer ended during the check"),
         }
     }
 }
@@ -98,6 +111,10 @@ const MONITOR_EVERY: Duration = Duration::from_millis(250);
 const MIN_WATCH: Duration = Duration::from_secs(30);
 /// How long after joining the checker waits for enough PROBEs to judge their interval.
 const GAPS_BY: Duration = Duration::from_secs(70);
+/// The most attempts of one trial (garbage, the large ELECT), each at least 400 ms apart.
+const TRIAL_ATTEMPTS: usize = 20;
+/// The most ELECTs the learn scenario sends.
+const LEARN_ATTEMPTS: usize = 12;
 /// The least time between two ELECTs that make a peer leading itself follow H1 again.
 const NUDGE_EVERY: Duration = Duration::from_secs(3);
 
@@ -143,6 +160,10 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Runs the check and returns the rubric.
 pub fn run(config: &CheckConfig) -> Result<Report, CheckError> {
+    let unknown = peer::unknown_placeholders(&config.command);
+    if !unknown.is_empty() {
+        return Err(CheckError::Placeholder { unknown });
+    }
     Driver::new(config)?.run()
 }
 
@@ -167,6 +188,11 @@ impl<'a> Driver<'a> {
         let epoch = Instant::now();
         let journal = Arc::new(Journal::new(epoch));
         let shared = Shared::new(Arc::clone(&journal));
+        if matches!(config.gcd_message, RegisterName::Join | RegisterName::Begin) {
+            // The ELECTION / OK / COORDINATOR years: until the peer shows its own dialect,
+            // speak the most common one of its GCD's era.
+            *shared.default.lock().unwrap_or_else(|e| e.into_inner()) = dialect::Spoken::OLD_MEMBERS;
+        }
         let (assigned, roles) = identities();
         let coordinator =
             Arc::new(Coordinator::new(CoordinatorConfig { accept: config.gcd_message, allow_remote: false }));
@@ -258,19 +284,31 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Waits for `cond` until `until` (capped by the run's deadline), or an interrupt.
+    /// Waits for `cond` until `until` (capped by the run's deadline), an interrupt, or
+    /// the peer's end.
     fn wait(&self, until: At, cond: impl FnMut(&journal::Records) -> bool) -> Result<bool, CheckError> {
         let until = until.min(self.deadline);
         let interrupted = Arc::clone(&self.config.interrupted);
         let mut cond = cond;
-        let held = self.journal.wait_until(until, |r| interrupted.load(Ordering::SeqCst) || cond(r));
+        let held =
+            self.journal.wait_until(until, |r| interrupted.load(Ordering::SeqCst) || r.peer_exit.is_some() || cond(r));
         self.interrupted()?;
+        if self.journal.lock().peer_exit.is_some() {
+            return Err(CheckError::PeerGone);
+        }
         Ok(held)
     }
 
+    /// Waits `d`, whatever the deadline (so that no loop spins once it has passed).
     fn sleep(&self, d: Duration) -> Result<(), CheckError> {
         let until = self.now() + d;
-        self.wait(until, |_| false).map(|_| ())
+        let interrupted = Arc::clone(&self.config.interrupted);
+        self.journal.wait_until(until, |r| interrupted.load(Ordering::SeqCst) || r.peer_exit.is_some());
+        self.interrupted()?;
+        if self.journal.lock().peer_exit.is_some() {
+            return Err(CheckError::PeerGone);
+        }
+        Ok(())
     }
 
     /// Waits for the next PROBE the leader member answers: the peer is up and follows it.
@@ -288,10 +326,22 @@ impl<'a> Driver<'a> {
         for (pid, addr) in extra {
             members.insert(*pid, addr.clone());
         }
-        let msg = self.shared.spoken().elect(&members, self.pid(Role::Low1), peer);
+        let spoken = self.shared.spoken();
+        let msg = spoken.elect(&members, self.pid(Role::Low1), peer);
+        self.send_elect(&wire::encode(&msg, style))
+    }
+
+    /// Sends the peer an ELECT (as bytes) from L1 and says how it was answered: on the
+    /// same connection, or (three-tuple peers) by an OK to L1 on a new one.
+    fn send_elect(&self, bytes: &[u8]) -> Outcome {
+        let spoken = self.shared.spoken();
         let at = self.now();
         self.journal.update(|r| r.our_elects.push(at));
-        self.shared.ask_peer(&msg, style)
+        if spoken.answers_apart() {
+            self.shared.elect_apart(bytes, Role::Low1)
+        } else {
+            self.shared.send_raw(spoken.name("ELECT"), bytes)
+        }
     }
 
     fn run(mut self) -> Result<Report, CheckError> {
@@ -306,10 +356,10 @@ impl<'a> Driver<'a> {
         self.peer_started.store(true, Ordering::SeqCst);
         let spawned = self.now();
         self.deadline = spawned + self.config.limit.saturating_sub(Duration::from_secs(3));
-        let process = PeerProcess::spawn(&command).map_err(|e| CheckError::PeerStart {
+        let process = Arc::new(PeerProcess::spawn(&command).map_err(|e| CheckError::PeerStart {
             why: format!("cannot start {:?}: {e}", command[0]),
             last_lines: Vec::new(),
-        })?;
+        })?);
         let registered = self.wait_registration(&process, spawned)?;
         let mut ctx = Context {
             assigned: self.assigned,
@@ -321,31 +371,57 @@ impl<'a> Driver<'a> {
             garbage: Trial::default(),
             large: Trial::default(),
         };
-        let mut exit_note = None;
+        let mut notes = Vec::new();
         if let Some(joined) = registered {
             *self.shared.group.lock().unwrap_or_else(|e| e.into_inner()) = self.coordinator.members();
             let monitor = self.start_monitor();
+            let watcher = self.watch_exit(&process);
             let result = self.scenarios(joined, &mut ctx);
             monitor.store(true, Ordering::SeqCst);
-            result?;
+            watcher.store(true, Ordering::SeqCst);
+            match result {
+                Ok(()) | Err(CheckError::PeerGone) => {}
+                Err(e) => return Err(e),
+            }
             if let Some(status) = process.exited() {
-                exit_note = Some(format!("the peer exited during the check ({status})"));
+                let at = self.journal.lock().peer_exit.as_ref().map(|(at, _)| *at).unwrap_or(self.now());
+                self.journal.update(|r| {
+                    r.peer_exit.get_or_insert((at, status.to_string()));
+                });
             }
         }
-        ctx.end = self.now();
+        ctx.end = self.journal.lock().peer_exit.as_ref().map_or(self.now(), |(at, _)| *at);
         self.shared.stopping.store(true, Ordering::SeqCst);
+        let traceback = process.traceback_at().map(|i| self.journal.at(i));
         process.stop();
-        let records = self.journal.lock();
+        let records = self.journal.lock().clone();
         let mut checks = judge::all(&records, &ctx);
+        if let Some(death) = death(&records, traceback) {
+            notes.push(death.note.clone());
+            // What failed on the record before it died stands; what failed after is the
+            // death's doing, not the peer's logic: not judged.
+            let before = judge::all(&records.until(death.at), &ctx.until(death.at));
+            for c in checks.iter_mut() {
+                let failed_before = before.iter().any(|b| b.name == c.name && b.verdict == Verdict::Fail);
+                if c.verdict == Verdict::Fail && !failed_before {
+                    c.verdict = Verdict::Skip;
+                    c.evidence = judge::cap(format!("not judged: {}; {}", death.short, c.evidence));
+                }
+            }
+        } else if let Some((at, status)) = &records.peer_exit {
+            notes.push(format!("the peer exited during the check, at {} ({status})", judge::secs(*at)));
+        }
         if registered.is_none() {
-            for c in checks.iter_mut().skip(1) {
+            for c in checks.iter_mut().filter(|c| c.name != "registers") {
                 c.verdict = Verdict::Skip;
                 c.evidence = "the peer never registered".into();
             }
         }
         let dialect = records.dialect;
-        drop(records);
-        let last_lines = if checks.iter().any(|c| c.verdict == Verdict::Fail && c.required) {
+        let last_lines = if registered.is_none()
+            || checks.iter().any(|c| c.verdict == Verdict::Fail && c.required())
+            || !notes.is_empty()
+        {
             process.last_lines(8)
         } else {
             Vec::new()
@@ -358,9 +434,30 @@ impl<'a> Driver<'a> {
             dialect,
             checks,
             seconds: self.now().saturating_sub(spawned).as_secs_f64(),
-            exit_note,
+            notes,
             last_lines,
+            registered: registered.is_some(),
         })
+    }
+
+    /// Notes in the journal when the peer's process ends (polled every 50 ms); returns the
+    /// flag that stops the watch.
+    fn watch_exit(&self, process: &Arc<PeerProcess>) -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (journal, process, stopping) = (Arc::clone(&self.journal), Arc::clone(process), Arc::clone(&stop));
+        let _ = std::thread::Builder::new().name("check-exit".into()).spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                if let Some(status) = process.exited() {
+                    let at = journal.now();
+                    journal.update(|r| {
+                        r.peer_exit.get_or_insert((at, status.to_string()));
+                    });
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        stop
     }
 
     /// Waits up to 10 s for the peer's registration; an early exit is a start failure.
@@ -458,14 +555,21 @@ impl<'a> Driver<'a> {
         let extra = [(x.pid, x.addr.clone())];
         let until = self.now() + Duration::from_secs(45);
         let mut reachable_misses = 0;
-        while self.now() < until.min(self.deadline) {
+        for _ in 0..LEARN_ATTEMPTS {
+            if self.now() >= until.min(self.deadline) {
+                break;
+            }
             self.next_leader_probe(Duration::from_secs(6))?;
             let at = self.now();
             let outcome = self.elect_from_low(&extra, Style::Compact);
             ctx.answers_elect.attempts.push((at, outcome.clone()));
             match outcome {
                 Outcome::Ok(_) => {}
-                Outcome::Refused => continue,
+                Outcome::Refused => {
+                    // Down (feigning): give it a moment rather than knock again at once.
+                    self.sleep(Duration::from_millis(500))?;
+                    continue;
+                }
                 _ => {
                     reachable_misses += 1;
                     if reachable_misses >= 2 {
@@ -658,12 +762,15 @@ impl<'a> Driver<'a> {
             Style::Compact,
         );
         for junk in garbage_messages(&elect) {
-            let _ = self.shared.send_raw(&junk);
+            let _ = self.shared.send_raw("garbage", &junk);
         }
         let answers = judge::answers_probes(&self.journal.lock());
         ctx.garbage.note = if answers { "then PROBE".into() } else { "then ELECT, as it never answers PROBE".into() };
-        let until = self.now() + Duration::from_secs(10);
-        while self.now() < until {
+        let until = (self.now() + Duration::from_secs(10)).min(self.deadline);
+        for _ in 0..TRIAL_ATTEMPTS {
+            if self.now() >= until {
+                break;
+            }
             let at = self.now();
             let outcome = if answers {
                 self.shared.probe_peer(self.pid(Role::Low2))
@@ -698,12 +805,14 @@ impl<'a> Driver<'a> {
         let value: Value = self.shared.spoken().elect(&members, self.pid(Role::Low1), peer);
         let bytes = wire::encode(&value, Style::CPython);
         ctx.large.note = format!("{} members, {} bytes", members.len(), bytes.len());
-        let until = self.now() + Duration::from_secs(10);
+        let until = (self.now() + Duration::from_secs(10)).min(self.deadline);
         let mut misses = 0;
-        while self.now() < until && misses < 3 {
+        for _ in 0..TRIAL_ATTEMPTS {
+            if self.now() >= until || misses >= 3 {
+                break;
+            }
             let at = self.now();
-            self.journal.update(|r| r.our_elects.push(at));
-            let outcome = self.shared.send_raw(&bytes);
+            let outcome = self.send_elect(&bytes);
             let (ok, refused) = (matches!(outcome, Outcome::Ok(_)), outcome.refused());
             ctx.large.attempts.push((at, outcome));
             if ok {
@@ -722,6 +831,43 @@ impl<'a> Driver<'a> {
     fn group(&self) -> Members {
         self.coordinator.members()
     }
+}
+
+/// The peer died (exited, or printed a traceback) right after one of our messages.
+#[derive(Debug)]
+struct Death {
+    at: At,
+    /// "the peer exited 0.2 s after our COORDINATOR (sent at 12.3 s)"
+    short: String,
+    note: String,
+}
+
+/// How soon after one of our messages a death counts as that message's doing.
+const DEATH_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether the peer died right after a message of ours: the message, and when.
+fn death(r: &journal::Records, traceback: Option<At>) -> Option<Death> {
+    let exit = r.peer_exit.as_ref().map(|(at, status)| (*at, format!("exited ({status})")));
+    let trace = traceback.map(|at| (at, "printed a traceback".to_string()));
+    let (at, what) = [trace, exit].into_iter().flatten().min_by_key(|(at, _)| *at)?;
+    // Our latest message before it; a monitor PROBE only if nothing else was sent then
+    // (one goes out every 250 ms, so it is always close to anything).
+    let recent: Vec<&(At, &str)> = r.ours.iter().filter(|(t, _)| *t <= at && at - *t <= DEATH_AFTER).collect();
+    let (sent, name) = recent
+        .iter()
+        .rev()
+        .find(|(_, n)| *n != "PROBE")
+        .or_else(|| recent.iter().rev().find(|(t, _)| at - *t <= Duration::from_millis(300)))?;
+    let short = format!(
+        "the peer {what} {:.1} s after our {name} (sent at {})",
+        at.saturating_sub(*sent).as_secs_f64(),
+        judge::secs(*sent)
+    );
+    let note = format!(
+        "{short}: the checker spoke its dialect as it showed it, so this is the peer failing on a message \
+         its peers may send; checks that would have failed only after that are marked skipped"
+    );
+    Some(Death { at, short, note })
 }
 
 /// Junk of the four kinds the issue names, from the peer's own kind of ELECT: bytes that
