@@ -185,10 +185,15 @@ pub enum Advice {
 }
 
 impl GcdError {
-    /// Whether trying again soon may help: the GCD is not up yet, or the connection
-    /// broke. A refusal, garbage, a dropped request or a GCD that hangs will not change.
+    /// Whether trying again soon may help: the GCD is not up yet (refused, unreachable),
+    /// or the connection broke. A refusal, garbage, a dropped request or a GCD that hangs will not change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, GcdError::Unreachable { .. } | GcdError::Broken { .. })
+        match self {
+            // A name that does not resolve will not resolve in a second either.
+            GcdError::Unreachable { cause, .. } => cause.raw_os_error().is_some(),
+            GcdError::Broken { .. } => true,
+            _ => false,
+        }
     }
 
     /// The GCD's address, as it was given.
@@ -355,6 +360,39 @@ mod tests {
         ] {
             assert_eq!(refused(reason).advice(), Some(advice), "{reason}");
         }
+    }
+
+    #[test]
+    fn what_is_shown_from_the_network_is_escaped_and_capped() {
+        assert_eq!(printable(b"\x1b[31mred\x00\x07 ok\n", 100), "\\x1b[31mred\\0\\x07 ok\\n");
+        assert_eq!(printable(b"caf\xc3\xa9 \xff", 100), "caf\u{e9} \u{fffd}");
+        let long = printable(&[b'a'; 5000], 200);
+        assert!(long.starts_with(&"a".repeat(200)) && long.ends_with("… (4800 more characters)"), "{long}");
+        let err = GcdError::NotAPickle { gcd: Addr::new("127.0.0.1", 1), text: printable(b"\x1b[2JHI", 200) };
+        assert!(!err.to_string().contains('\x1b'), "{err}");
+        assert_eq!(err.advice(), Some(Advice::NotAGcd));
+        let gcd2 = GcdError::NotAPickle { gcd: Addr::new("127.0.0.1", 1), text: "Expected a pickled message".into() };
+        assert_eq!(gcd2.advice(), None, "gcd2.py's own words need no advice");
+    }
+
+    #[test]
+    fn only_a_gcd_not_up_yet_is_worth_waiting_for() {
+        let gcd = Addr::new("127.0.0.1", 1);
+        assert!(
+            GcdError::Unreachable { gcd: gcd.clone(), cause: std::io::Error::from_raw_os_error(111) }.is_transient()
+        );
+        assert!(
+            !GcdError::Unreachable { gcd: gcd.clone(), cause: std::io::Error::other("no such name") }.is_transient()
+        );
+        assert!(!refused("Malformed process id").is_transient());
+        // Waiting ends at the limit: nothing listens on port 1.
+        let started = Instant::now();
+        let me = ProcessId::new(5, 1_234_567);
+        let gave_up =
+            register_waiting(&gcd, NameChoice::Auto, me, &gcd, Duration::from_secs(1), Duration::from_millis(1_600))
+                .unwrap_err();
+        assert!(gave_up.attempts >= 3 && gave_up.attempts <= 5, "{gave_up:?}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     }
 
     #[test]
