@@ -552,8 +552,8 @@ fn what_it_sent(r: &Records, t: At) -> String {
     to.dedup();
     format!(
         "it never sent ELECT; it sent {} message{} the checker could not read as one, to {} (first at {}: {what}), \
-         which is no ELECT in any dialect the checker knows (PROTOCOL's standard, wrapped, sender-tuple, or the \
-         ELECTION / OK / COORDINATOR years' forms)",
+         which is no ELECT in any form the checker knows (the assignment's, the wrapped and sender-tuple \
+         dialects, the ELECTION / OK / COORDINATOR years' forms: docs/protocol.md)",
         others.len(),
         plural(others.len()),
         labels(&to),

@@ -109,9 +109,9 @@ impl Shared {
 
     /// An ELECT (as bytes) to a peer that answers it on a new connection: sent, then
     /// the OK awaited at `member`, the sender it names.
-    pub fn elect_apart(&self, bytes: &[u8], member: Role) -> Outcome {
+    pub fn elect_apart(&self, name: &'static str, bytes: &[u8], member: Role) -> Outcome {
         let Some((_, addr)) = self.peer() else { return Outcome::Refused };
-        self.journal.sent("ELECTION");
+        self.journal.sent(name);
         let sent = self.journal.now();
         let Ok(mut stream) = net::connect(&addr, Duration::from_millis(500)) else { return Outcome::Refused };
         if stream.write_all(bytes).is_err() {

@@ -111,6 +111,11 @@ const MONITOR_EVERY: Duration = Duration::from_millis(250);
 const MIN_WATCH: Duration = Duration::from_secs(30);
 /// How long after joining the checker waits for enough PROBEs to judge their interval.
 const GAPS_BY: Duration = Duration::from_secs(70);
+/// The large ELECT's name in the journal: a death right after it is large_elect's failure.
+const LARGE_ELECT: &str = "60-member ELECT";
+/// Garbage's name in the journal: a death right after it is survives_garbage's failure.
+const GARBAGE: &str = "garbage";
+
 /// The most attempts of one trial (garbage, the large ELECT), each at least 400 ms apart.
 const TRIAL_ATTEMPTS: usize = 20;
 /// The most ELECTs the learn scenario sends.
@@ -328,19 +333,19 @@ impl<'a> Driver<'a> {
         }
         let spoken = self.shared.spoken();
         let msg = spoken.elect(&members, self.pid(Role::Low1), peer);
-        self.send_elect(&wire::encode(&msg, style))
+        self.send_elect(spoken.name("ELECT"), &wire::encode(&msg, style))
     }
 
     /// Sends the peer an ELECT (as bytes) from L1 and says how it was answered: on the
     /// same connection, or (three-tuple peers) by an OK to L1 on a new one.
-    fn send_elect(&self, bytes: &[u8]) -> Outcome {
+    fn send_elect(&self, name: &'static str, bytes: &[u8]) -> Outcome {
         let spoken = self.shared.spoken();
         let at = self.now();
         self.journal.update(|r| r.our_elects.push(at));
         if spoken.answers_apart() {
-            self.shared.elect_apart(bytes, Role::Low1)
+            self.shared.elect_apart(name, bytes, Role::Low1)
         } else {
-            self.shared.send_raw(spoken.name("ELECT"), bytes)
+            self.shared.send_raw(name, bytes)
         }
     }
 
@@ -401,9 +406,19 @@ impl<'a> Driver<'a> {
             // What failed on the record before it died stands; what failed after is the
             // death's doing, not the peer's logic: not judged.
             let before = judge::all(&records.until(death.at), &ctx.until(death.at));
+            // Dying on garbage or on a large ELECT is the failure those checks look for.
+            let owner = match death.cause {
+                GARBAGE => Some("survives_garbage"),
+                LARGE_ELECT => Some("large_elect"),
+                _ => None,
+            };
             for c in checks.iter_mut() {
                 let failed_before = before.iter().any(|b| b.name == c.name && b.verdict == Verdict::Fail);
-                if c.verdict == Verdict::Fail && !failed_before {
+                let before_verdict = before.iter().find(|b| b.name == c.name).map(|b| b.verdict);
+                if c.verdict == Verdict::Fail && before_verdict == Some(Verdict::NotAttempted) {
+                    c.verdict = Verdict::NotAttempted;
+                    c.evidence = judge::cap(format!("not attempted before it died; {}", c.evidence));
+                } else if c.verdict == Verdict::Fail && !failed_before && owner != Some(c.name) {
                     c.verdict = Verdict::Skip;
                     c.evidence = judge::cap(format!("not judged: {}; {}", death.short, c.evidence));
                 }
@@ -624,9 +639,11 @@ impl<'a> Driver<'a> {
                     .find(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
                     .map(|x| x.at)
             };
+            // A peer that never PROBEs (extra credit) and follows H1: it stays quiet after
+            // H1's latest announcement, which may be from an earlier attempt.
             let never_probes = |r: &journal::Records| {
                 !r.received.iter().any(|x| x.role == Role::Leader && x.kind == Kind::Probe)
-                    && r.announced.iter().any(|a| *a > since)
+                    && r.announced.last().is_some_and(|a| !r.self_announcements(me).any(|x| x.at > *a))
             };
             // Until a clean interval between two PROBEs was seen (probe_interval needs one),
             // the first attempts wait for two answered PROBEs in a row: H1's failure would
@@ -762,7 +779,7 @@ impl<'a> Driver<'a> {
             Style::Compact,
         );
         for junk in garbage_messages(&elect) {
-            let _ = self.shared.send_raw("garbage", &junk);
+            let _ = self.shared.send_raw(GARBAGE, &junk);
         }
         let answers = judge::answers_probes(&self.journal.lock());
         ctx.garbage.note = if answers { "then PROBE".into() } else { "then ELECT, as it never answers PROBE".into() };
@@ -812,7 +829,7 @@ impl<'a> Driver<'a> {
                 break;
             }
             let at = self.now();
-            let outcome = self.send_elect(&bytes);
+            let outcome = self.send_elect(LARGE_ELECT, &bytes);
             let (ok, refused) = (matches!(outcome, Outcome::Ok(_)), outcome.refused());
             ctx.large.attempts.push((at, outcome));
             if ok {
@@ -837,6 +854,8 @@ impl<'a> Driver<'a> {
 #[derive(Debug)]
 struct Death {
     at: At,
+    /// The message of ours it died after, as the journal names it.
+    cause: &'static str,
     /// "the peer exited 0.2 s after our COORDINATOR (sent at 12.3 s)"
     short: String,
     note: String,
@@ -853,21 +872,29 @@ fn death(r: &journal::Records, traceback: Option<At>) -> Option<Death> {
     // Our latest message before it; a monitor PROBE only if nothing else was sent then
     // (one goes out every 250 ms, so it is always close to anything).
     let recent: Vec<&(At, &str)> = r.ours.iter().filter(|(t, _)| *t <= at && at - *t <= DEATH_AFTER).collect();
-    let (sent, name) = recent
+    let &&(sent, name) = recent
         .iter()
         .rev()
         .find(|(_, n)| *n != "PROBE")
         .or_else(|| recent.iter().rev().find(|(t, _)| at - *t <= Duration::from_millis(300)))?;
     let short = format!(
         "the peer {what} {:.1} s after our {name} (sent at {})",
-        at.saturating_sub(*sent).as_secs_f64(),
-        judge::secs(*sent)
+        at.saturating_sub(sent).as_secs_f64(),
+        judge::secs(sent)
     );
-    let note = format!(
-        "{short}: the checker spoke its dialect as it showed it, so this is the peer failing on a message \
-         its peers may send; checks that would have failed only after that are marked skipped"
-    );
-    Some(Death { at, short, note })
+    let note = match (name, r.dialect) {
+        (GARBAGE, _) => format!("{short}: a peer must survive bad input (survives_garbage fails)"),
+        (LARGE_ELECT, _) => format!("{short}: a peer must survive an ELECT over 1024 bytes (large_elect fails)"),
+        (_, Some(spoken)) => format!(
+            "{short}, in the dialect it had shown ({spoken}): a message its peers may send killed it; checks \
+             that would have failed only after that are marked skipped"
+        ),
+        (_, None) => format!(
+            "{short}, before it had shown its dialect (the checker spoke the one its GCD's era suggests): checks \
+             that would have failed only after that are marked skipped"
+        ),
+    };
+    Some(Death { at, cause: name, short, note })
 }
 
 /// Junk of the four kinds the issue names, from the peer's own kind of ELECT: bytes that

@@ -130,6 +130,7 @@ impl Report {
             "command": self.command,
             "pid": [self.pid.days, self.pid.su_id],
             "dialect": self.dialect_name(),
+            "old_names": self.dialect.is_some_and(|d| d.old_names),
             "checks": self.checks.iter().map(|c| json!({
                 "name": c.name,
                 "result": c.verdict.as_str(),
