@@ -1,4 +1,4 @@
-//! The dialect a peer speaks (PROTOCOL.md, "Dialects, in detail"), read from the shape
+//! The dialect a peer speaks (docs/protocol.md, "Dialects"), read from the shape
 //! of the messages it sends, and the checker's messages written in that dialect.
 //!
 //! The content of a message is read by [`Message::from_value`], which accepts every
