@@ -221,3 +221,23 @@ fn a_serial_coordinator_answers_one_connection_at_a_time() {
         gcd.kill();
     }
 }
+
+#[test]
+fn a_leader_counts_the_probes_it_answers_and_logs_them_only_at_v() {
+    // At 30 members a leader answers a PROBE every ~60 ms: a line each is more than a
+    // person can follow. The count goes in the summary.
+    let (_gcd, port) = rust_gcd("HOWDY");
+    let mut n = node(port, "5", "1234567", &[]);
+    let node_port = listening_port(&n.wait_for("listening", |l| l.contains("listening at")));
+    n.wait_for("leading", |l| l.contains("I am the leader now"));
+    for _ in 0..3 {
+        let reply = send_raw(node_port, &encode_message(&Message::Probe));
+        assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &n.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let (code, out) = n.wait_exit();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("PROBE from"), "{out}");
+    assert!(out.contains("PROBEs from others, answered: 3"), "{out}");
+}

@@ -396,7 +396,11 @@ impl Runtime {
                 self.feed(Input::Elect { members, sender });
             }
             Message::IAmLeader { leader, addr } => self.feed(Input::IAmLeader { leader, addr }),
-            Message::Probe => debug!("PROBE from {from}: answered GOT_IT"),
+            Message::Probe => {
+                // Detail (a leader of 30 answers one every ~60 ms); the count is in the summary.
+                self.figures.probes_received += 1;
+                debug!("PROBE from {from}: answered GOT_IT")
+            }
             Message::Register { name, .. } => crate::report::logging::throttled_warn(&format!(
                 "{name} from {from} ignored: that message is for the GCD"
             )),
