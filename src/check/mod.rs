@@ -397,11 +397,11 @@ impl<'a> Driver<'a> {
         }
         ctx.end = self.journal.lock().peer_exit.as_ref().map_or(self.now(), |(at, _)| *at);
         self.shared.stopping.store(true, Ordering::SeqCst);
-        let traceback = process.traceback_at().map(|i| self.journal.at(i));
+        let tracebacks: Vec<At> = process.tracebacks().into_iter().map(|i| self.journal.at(i)).collect();
         process.stop();
         let records = self.journal.lock().clone();
         let mut checks = judge::all(&records, &ctx);
-        if let Some(death) = death(&records, traceback) {
+        if let Some(death) = death(&records, &tracebacks) {
             notes.push(death.note.clone());
             // What failed on the record before it died stands; what failed after is the
             // death's doing, not the peer's logic: not judged.
@@ -864,10 +864,20 @@ struct Death {
 /// How soon after one of our messages a death counts as that message's doing.
 const DEATH_AFTER: Duration = Duration::from_secs(1);
 
-/// Whether the peer died right after a message of ours: the message, and when.
-fn death(r: &journal::Records, traceback: Option<At>) -> Option<Death> {
+/// Whether the peer died right after a message of ours: the message, and when. A
+/// traceback is a death when the peer never answered again after it (its listener
+/// thread died with it); one it went on answering after (socketserver prints one for
+/// every exception in a handler) is not.
+fn death(r: &journal::Records, tracebacks: &[At]) -> Option<Death> {
     let exit = r.peer_exit.as_ref().map(|(at, status)| (*at, format!("exited ({status})")));
-    let trace = traceback.map(|at| (at, "printed a traceback".to_string()));
+    let answered_after =
+        |t: At| r.pings.iter().any(|p| p.sent > t && matches!(p.outcome, Outcome::Ok(_) | Outcome::Late(_)));
+    let asked_after = |t: At| r.pings.iter().any(|p| p.sent > t + Duration::from_millis(500));
+    let trace = tracebacks
+        .iter()
+        .copied()
+        .find(|t| !answered_after(*t) && (exit.is_some() || asked_after(*t)))
+        .map(|at| (at, "printed a traceback".to_string()));
     let (at, what) = [trace, exit].into_iter().flatten().min_by_key(|(at, _)| *at)?;
     // Our latest message before it; a monitor PROBE only if nothing else was sent then
     // (one goes out every 250 ms, so it is always close to anything).
@@ -940,6 +950,37 @@ mod tests {
             // Free: the peer can bind it (the kernel would not hand it to port 0 meanwhile).
             drop(TcpListener::bind(("127.0.0.1", port)).unwrap());
         }
+    }
+
+    #[test]
+    fn a_death_right_after_our_message_is_named_and_a_traceback_it_survived_is_none() {
+        let ms = Duration::from_millis;
+        let mut r = journal::Records::default();
+        for t in (0..10_000).step_by(250) {
+            let outcome = if t < 5_000 { Outcome::Ok(ms(1)) } else { Outcome::Refused };
+            r.pings.push(Ping { sent: ms(t), outcome });
+            r.ours.push((ms(t), "PROBE"));
+        }
+        r.ours.push((ms(4_800), "COORDINATOR"));
+        // It printed a traceback at 4.9 s and never answered again: that is its death,
+        // after our COORDINATOR, not after the monitor's PROBE at 4.75 s.
+        let d = death(&r, &[ms(4_900)]).unwrap();
+        assert_eq!((d.at, d.cause), (ms(4_900), "COORDINATOR"));
+        assert!(
+            d.short.starts_with("the peer printed a traceback 0.1 s after our COORDINATOR (sent at 4.8 s)"),
+            "{}",
+            d.short
+        );
+        // A traceback it went on answering after is no death.
+        assert!(death(&r, &[ms(2_000)]).is_none());
+        // An exit long after any message of ours is said, but blames none.
+        r.peer_exit = Some((ms(9_000), "exit status: 1".into()));
+        r.ours.retain(|(t, _)| *t < ms(5_000));
+        assert!(death(&r, &[]).is_none());
+        r.ours.push((ms(8_900), GARBAGE));
+        let d = death(&r, &[]).unwrap();
+        assert_eq!(d.cause, GARBAGE);
+        assert!(d.note.contains("survives_garbage fails"), "{}", d.note);
     }
 
     #[test]

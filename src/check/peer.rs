@@ -74,6 +74,9 @@ pub fn birthday_in(today: NaiveDate, days: u32) -> String {
 
 /// Lines of output kept to show when the peer misbehaves.
 const KEEP_LINES: usize = 30;
+/// Tracebacks whose times are kept: a peer that prints one per message need not be
+/// followed further.
+const TRACEBACKS_KEPT: usize = 50;
 /// The most characters of one of its lines that are shown.
 const LINE_MAX: usize = 300;
 
@@ -82,8 +85,8 @@ pub struct PeerProcess {
     child: Mutex<Option<Child>>,
     pub os_pid: u32,
     output: Arc<Mutex<VecDeque<String>>>,
-    /// When the peer first printed a Python traceback.
-    traceback: Arc<Mutex<Option<Instant>>>,
+    /// When the peer printed a Python traceback (the first [`TRACEBACKS_KEPT`]).
+    traceback: Arc<Mutex<Vec<Instant>>>,
     exit: Mutex<Option<ExitStatus>>,
 }
 
@@ -102,14 +105,17 @@ impl PeerProcess {
             child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
             child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
         ];
-        let traceback = Arc::new(Mutex::new(None));
+        let traceback = Arc::new(Mutex::new(Vec::new()));
         for stream in streams.into_iter().flatten() {
             let output = Arc::clone(&output);
             let traceback = Arc::clone(&traceback);
             let _ = std::thread::Builder::new().name("peer-output".into()).spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if line.starts_with("Traceback (most recent call last)") {
-                        traceback.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
+                        let mut seen = traceback.lock().unwrap_or_else(|e| e.into_inner());
+                        if seen.len() < TRACEBACKS_KEPT {
+                            seen.push(Instant::now());
+                        }
                     }
                     let line = crate::gcd::client::printable(line.as_bytes(), LINE_MAX);
                     let mut kept = output.lock().unwrap_or_else(|e| e.into_inner());
@@ -129,9 +135,9 @@ impl PeerProcess {
         })
     }
 
-    /// When the peer first printed a Python traceback, if it did.
-    pub fn traceback_at(&self) -> Option<Instant> {
-        *self.traceback.lock().unwrap_or_else(|e| e.into_inner())
+    /// When the peer printed Python tracebacks, in order.
+    pub fn tracebacks(&self) -> Vec<Instant> {
+        self.traceback.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The exit status if the peer has ended.
