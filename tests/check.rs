@@ -294,6 +294,19 @@ fn peers_the_checker_once_misjudged_get_the_verdicts_their_behaviour_earns() {
             ],
         ),
         (
+            // The same years' peers that reply ('OK', None) and read a bare 'OK' as no
+            // answer: answered in their own form, learned from their replies.
+            "old-members-tuple",
+            [["--gcd-message".to_string(), "JOIN".to_string(), "--".to_string()].to_vec(), kind("old-members-tuple")]
+                .concat(),
+            0,
+            vec![
+                ("waits_after_got_it", "pass", "no I_AM_LEADER of its own"),
+                ("probe_interval", "pass", "gap"),
+                ("reregisters_on_failed_probe", "pass", "JOIN to the GCD"),
+            ],
+        ),
+        (
             // The 3-tuple peers: ELECTION answered with OK on a new connection.
             "three-tuple",
             [["--gcd-message".to_string(), "JOIN".to_string(), "--".to_string()].to_vec(), kind("three-tuple")]
@@ -360,7 +373,7 @@ fn peers_the_checker_once_misjudged_get_the_verdicts_their_behaviour_earns() {
         }
         assert!(out.len() < 20_000, "{name}: {} bytes of output", out.len());
     }
-    let (_, out, report) = &results[5];
+    let (_, out, report) = &results[6];
     let notes = report["notes"].as_array().unwrap();
     assert!(
         notes.iter().any(|n| n.as_str().unwrap().contains("0 s after our I_AM_LEADER (sent at ")),

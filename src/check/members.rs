@@ -34,6 +34,10 @@ pub const REPLY_LIMIT: Duration = Duration::from_secs(1);
 /// How long the checker waits for any reply at all, to tell late from missing.
 pub const REPLY_WAIT: Duration = Duration::from_secs(4);
 
+/// How long a member waits to learn which form of OK a members-dict peer reads (from its
+/// own replies to the monitor) before answering it.
+const LEARN_FORM_WITHIN: Duration = Duration::from_millis(600);
+
 /// How long a silent member holds a connection the peer leaves open.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
 
@@ -291,6 +295,13 @@ impl Member {
         });
         if answers {
             let speak = spoken.unwrap_or_else(|| self.shared.spoken());
+            if speak == Spoken::OLD_MEMBERS {
+                // Its peers answer 'OK' or ('OK', ...), and each reads only one of them:
+                // the monitor's PROBEs show which it writes (and so reads) within moments.
+                // It waits 1 to 2 s for an answer; a little of that goes to learning.
+                let until = journal.now() + LEARN_FORM_WITHIN;
+                journal.wait_until(until, |r| r.reply_form.is_some());
+            }
             let form = journal.lock().reply_form;
             let reply = wire::encode(&speak.got_it(self.pid, form), Style::Compact);
             if speak.answers_apart() && kind == Kind::Elect {
