@@ -241,3 +241,18 @@ fn a_leader_counts_the_probes_it_answers_and_logs_them_only_at_v() {
     assert!(!out.contains("PROBE from"), "{out}");
     assert!(out.contains("PROBEs from others, answered: 3"), "{out}");
 }
+
+#[test]
+fn what_a_peer_sends_reaches_the_log_escaped_and_capped() {
+    let (_gcd, port) = rust_gcd("HOWDY");
+    let mut n = node(port, "5", "1234567", &[]);
+    let node_port = listening_port(&n.wait_for("listening", |l| l.contains("listening at")));
+    n.wait_for("leading", |l| l.contains("I am the leader now"));
+    let name = format!("\x1b[2J{}", "A".repeat(5000));
+    let junk =
+        bully_node::wire::encode(&Value::tuple([Value::str(&name), Value::None]), bully_node::wire::Style::Compact);
+    send_raw(node_port, &junk);
+    let line = n.wait_for("the warning", |l| l.contains("unknown message"));
+    assert!(!line.contains('\x1b'), "{line:?}");
+    assert!(line.chars().count() < 500 && line.contains("more characters"), "{line}");
+}

@@ -261,7 +261,7 @@ pub fn shape(v: &Value) -> String {
             _ => "value".into(),
         }
     }
-    crate::gcd::client::printable(go(v, 0).as_bytes(), 80)
+    crate::report::printable(go(v, 0).as_bytes(), 80)
 }
 
 /// What one message from the peer says about its dialect: `None` when its shape is

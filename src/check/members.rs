@@ -181,7 +181,7 @@ fn exchange_reply(addr: &Addr, bytes: &[u8]) -> (Outcome, Option<Value>) {
 
 /// At most 60 characters of what the peer said, escaped for a terminal.
 fn short(s: &str) -> String {
-    crate::gcd::client::printable(s.as_bytes(), 60)
+    crate::report::printable(s.as_bytes(), 60)
 }
 
 /// Sends I_AM_LEADER without waiting for anything back; true if it was delivered.

@@ -117,7 +117,7 @@ impl PeerProcess {
                             seen.push(Instant::now());
                         }
                     }
-                    let line = crate::gcd::client::printable(line.as_bytes(), LINE_MAX);
+                    let line = crate::report::printable(line.as_bytes(), LINE_MAX);
                     let mut kept = output.lock().unwrap_or_else(|e| e.into_inner());
                     if kept.len() == KEEP_LINES {
                         kept.pop_front();

@@ -4,6 +4,7 @@ use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{exchange, ExchangeError};
 use crate::protocol::{encode_message, Message, RegisterName, Reply};
+use crate::report::printable;
 use crate::wire::{decode, is_timeout, FrameError};
 use log::debug;
 use std::fmt;
@@ -78,32 +79,6 @@ pub fn register_waiting(
             Err(error) => return Err(GaveUp { error, attempts, waited: started.elapsed() }),
         }
     }
-}
-
-/// `bytes` from the network as a person may see them: printable text as it is, every
-/// control character and byte that is not UTF-8 escaped (`\x1b`, `\0`), and at most
-/// `max` characters, saying how many more there were. Nothing a peer or a "GCD" sends
-/// can move the cursor, change colours or ring the bell in a terminal.
-pub fn printable(bytes: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::new();
-    let total = text.chars().count();
-    for (shown, c) in text.chars().enumerate() {
-        if shown == max {
-            out.push_str(&format!("… ({} more characters)", total - max));
-            break;
-        }
-        match c {
-            '\0' => out.push_str("\\0"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Which registration name to send.
