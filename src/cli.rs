@@ -34,7 +34,7 @@ Examples:
   bully-node gcd --listen 127.0.0.1:23600 --accept JOIN
 
 Exit status: 0 normal, 1 runtime error (GCD unreachable or refusing, address
-in use), 2 usage error.";
+in use), 2 usage error, 130 stopped during start-up.";
 
 /// What `-h` adds under the flags: where the rest is.
 const SHORT_AFTER: &str = "New here? `bully-node demo` runs a whole group on this machine and explains it.";
@@ -157,7 +157,8 @@ pub enum Command {
 #[derive(Args, Debug)]
 #[command(after_help = CHECK_HELP)]
 pub struct CheckArgs {
-    /// The registration name the checker's coordinator accepts (which year's gcd2.py)
+    /// The registration name the checker's coordinator accepts (which year's gcd2.py;
+    /// JOIN or BEGIN for peers of the ELECTION / OK / COORDINATOR years)
     #[arg(long, value_enum, default_value = "HOWDY", ignore_case = true)]
     pub gcd_message: AcceptName,
 
@@ -183,8 +184,12 @@ Examples:
   bully-node check -- python3 lab2.py {gcd_host} {gcd_port} {port} {su_id} {birthday}
   bully-node check --json rubric.json -- bully-node --gcd {gcd} --days {days} --su-id {su_id}
 
-Exit status: 0 no required check failed, 1 one did, 2 usage error or a peer that could
-not be started.";
+The rubric: the assignment's core, then extra credit (PROBE; feigning failure), then
+advice. An extra-credit feature the peer never tries is not attempted, not failed.
+
+Exit status: 0 no core check failed (extra credit and advice never fail a run), 1 one
+did or the peer never registered, 2 usage error or a peer that could not be started,
+130 Ctrl-C. More: docs/check.md.";
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {

@@ -9,8 +9,15 @@ mod common;
 use common::{bully_node, fixture, Proc, Scratch};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
+
+/// Says what a long test is doing, where a person running `cargo test` sees it: straight
+/// to stderr, which the harness does not capture (it captures `eprintln!`).
+fn say(what: &str) {
+    let _ = writeln!(std::io::stderr(), "  tests/check.rs: {what}");
+}
 
 const ALL: [&str; 17] = [
     "registers",
@@ -114,6 +121,7 @@ fn bully_node_and_the_reference_peer_pass_and_each_flaw_fails_its_own_check() {
         cases.push(Case { name: flaw, peer: python(Some(flaw)), failed, skipped, exit });
     }
     let dir = Scratch::new("check");
+    say("the checker on bully-node, the reference peer and 7 flawed copies, at once (about 90 s)");
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = cases
             .iter()
@@ -328,6 +336,7 @@ fn peers_the_checker_once_misjudged_get_the_verdicts_their_behaviour_earns() {
         ),
     ];
     let dir = Scratch::new("check-misjudged");
+    say(&format!("the checker on {} peers it once misjudged, at once (about 90 s)", cases.len()));
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = cases
             .iter()
