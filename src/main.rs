@@ -123,8 +123,13 @@ fn forgot_dashes(args: &[OsString]) -> bool {
 }
 
 /// Habits people bring from other tools, turned into what they mean here:
-/// `help --help` (or `help -h`) asks for the help.
+/// `help --help` (or `help -h`) asks for the help; `-q demo` (or `-q gcd`) is `demo -q`,
+/// as when -q was a flag of every subcommand.
 fn habits(mut args: Vec<OsString>) -> Vec<OsString> {
+    let quiet = |a: &OsString| a == "-q" || a == "--quiet";
+    if args.len() > 2 && quiet(&args[1]) && (args[2] == "demo" || args[2] == "gcd") {
+        args.swap(1, 2);
+    }
     let is_help_flag = |a: &OsString| a == "--help" || a == "-h";
     if args.get(1).is_some_and(|a| a == "help") && args[2..].iter().any(is_help_flag) {
         let flag = args[2..].iter().find(|a| is_help_flag(a)).cloned().unwrap_or_else(|| "--help".into());

@@ -371,3 +371,10 @@ fn each_subcommands_help_lists_only_what_applies_to_it() {
     let (_, help, _) = run(&["--help"], &[]);
     assert!(help.contains("--gcd-wait") && help.contains("[default: 30s]"), "{help}");
 }
+
+#[test]
+fn quiet_before_the_subcommand_still_means_quiet() {
+    let (code, quiet, err) = run(&["-q", "demo", "--nodes", "1", "--duration", "1s", "--seed", "4"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(quiet.starts_with("demo: "), "{quiet}");
+}
