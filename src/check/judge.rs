@@ -781,8 +781,8 @@ pub fn wins_when_higher_silent(r: &Records, me: ProcessId, spans: &[Span], end: 
         let cue = [probe, ours].into_iter().flatten().min_by_key(|(at, _)| *at);
         if let Some((at, what)) = cue {
             let back = r.leader_down.iter().find(|(a, b)| *a <= at && at < *b).map_or(at, |(_, b)| *b);
-            if let Some(deadline) = up_for(spans, at, ACT_WITHIN, end).filter(|d| *d <= back) {
-                let _ = deadline;
+            // Up for ACT_WITHIN after the cue, with H1 still down all that time.
+            if up_for(spans, at, ACT_WITHIN, end).is_some_and(|d| d <= back) {
                 return check(
                     name,
                     Verdict::Fail,
@@ -1185,7 +1185,9 @@ pub fn all(r: &Records, c: &Context) -> Vec<Check> {
 /// when it never sent one (nor answered one), feigning when it was never unreachable.
 fn not_attempted(r: &Records, spans: &[Span], checks: &mut [Check]) {
     let sent_probe = r.received.iter().any(|x| x.kind == Kind::Probe);
-    let answered_probe = r.pings.iter().any(|p| matches!(p.outcome, Outcome::Ok(_) | Outcome::Late(_)));
+    // Any reply at all, even a wrong one, is an attempt to answer.
+    let answered_probe =
+        r.pings.iter().any(|p| matches!(p.outcome, Outcome::Ok(_) | Outcome::Late(_) | Outcome::Wrong(_)));
     let feigned = !spans.is_empty();
     for c in checks.iter_mut() {
         let why = match c.tier {
