@@ -334,6 +334,13 @@ fn peers_the_checker_once_misjudged_get_the_verdicts_their_behaviour_earns() {
             0,
             vec![("registers", "pass", "HOWDY"), ("feigns_failure", "not_attempted", "")],
         ),
+        (
+            // Dies on the junk: that is survives_garbage's failure, not a skip for refusals.
+            "dies-on-garbage",
+            kind("dies-on-garbage"),
+            1,
+            vec![("survives_garbage", "fail", "after our garbage"), ("answers_elect", "pass", "GOT_IT")],
+        ),
     ];
     let dir = Scratch::new("check-misjudged");
     say(&format!("the checker on {} peers it once misjudged, at once (about 90 s)", cases.len()));

@@ -413,12 +413,18 @@ impl<'a> Driver<'a> {
                 _ => None,
             };
             for c in checks.iter_mut() {
+                if owner == Some(c.name) {
+                    // Refused connections after it would read as feigning: it died.
+                    c.verdict = Verdict::Fail;
+                    c.evidence = judge::cap(format!("{}; {}", death.short, c.evidence));
+                    continue;
+                }
                 let failed_before = before.iter().any(|b| b.name == c.name && b.verdict == Verdict::Fail);
                 let before_verdict = before.iter().find(|b| b.name == c.name).map(|b| b.verdict);
                 if c.verdict == Verdict::Fail && before_verdict == Some(Verdict::NotAttempted) {
                     c.verdict = Verdict::NotAttempted;
                     c.evidence = judge::cap(format!("not attempted before it died; {}", c.evidence));
-                } else if c.verdict == Verdict::Fail && !failed_before && owner != Some(c.name) {
+                } else if c.verdict == Verdict::Fail && !failed_before {
                     c.verdict = Verdict::Skip;
                     c.evidence = judge::cap(format!("not judged: {}; {}", death.short, c.evidence));
                 }
