@@ -55,7 +55,7 @@ const NETWORK_LINE_MAX: usize = 300;
 /// A warning about what the network sent, at most once a second across the process (a
 /// flood of junk must not flood the terminal too), saying how many like it were held
 /// back meanwhile; the held-back ones go to the debug level.
-/// What the network sent reaches the terminal escaped and capped ([`super::printable`]).
+/// What the network sent reaches the terminal escaped and capped (`report::printable`).
 pub fn throttled_warn(line: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     let line = super::printable(line.as_bytes(), NETWORK_LINE_MAX);
