@@ -122,6 +122,8 @@ pub struct Trial {
     pub attempts: Vec<(At, Outcome)>,
     /// Free text the driver adds (what was sent).
     pub note: String,
+    /// Why no attempt was made, when the driver knows (the run's time ran out).
+    pub untried: Option<&'static str>,
 }
 
 impl Trial {
@@ -405,8 +407,11 @@ fn reply_trial(name: &'static str, t: &Trial, what: &str) -> Check {
         Verdict::Skip
     };
     let head = if t.note.is_empty() { what.to_string() } else { format!("{what} ({})", t.note) };
-    let tail =
-        if t.attempts.is_empty() { "never sent: the peer was never up to receive it".into() } else { t.summary() };
+    let tail = match (t.attempts.is_empty(), t.untried) {
+        (true, Some(why)) => format!("never sent: {why}"),
+        (true, None) => "never sent: the peer was never up to receive it".into(),
+        (false, _) => t.summary(),
+    };
     check(name, verdict, format!("{head}: {tail}"))
 }
 
@@ -1324,8 +1329,11 @@ mod tests {
 
     #[test]
     fn refusals_alone_decide_nothing_and_a_reachable_wrong_answer_fails() {
-        let refused =
-            Trial { attempts: vec![(ms(1), Outcome::Refused), (ms(2), Outcome::Refused)], note: String::new() };
+        let refused = Trial {
+            attempts: vec![(ms(1), Outcome::Refused), (ms(2), Outcome::Refused)],
+            note: String::new(),
+            untried: None,
+        };
         assert_eq!(reply_trial("t", &refused, "x").verdict, Verdict::Skip);
         let mut late = refused.clone();
         late.attempts.push((ms(3), Outcome::Late(ms(1_500))));
@@ -1435,7 +1443,7 @@ mod tests {
             spawned: ms(0),
             end: ms(50_000),
             roles: vec![],
-            answers_elect: Trial { attempts: vec![(ms(5_000), Outcome::NoReply)], note: String::new() },
+            answers_elect: Trial { attempts: vec![(ms(5_000), Outcome::NoReply)], note: String::new(), untried: None },
             learn: LearnTrial::default(),
             garbage: ctx_garbage,
             large: Trial::default(),
@@ -1453,7 +1461,7 @@ mod tests {
         assert!(c.evidence.chars().count() < EVIDENCE_MAX + 60, "{}", c.evidence.len());
         assert!(c.evidence.ends_with("(7599400 more characters left out)"), "{}", &c.evidence[EVIDENCE_MAX..]);
         let attempts = (0..390).map(|i| (ms(i), Outcome::Refused)).collect();
-        let t = Trial { attempts, note: String::new() };
+        let t = Trial { attempts, note: String::new(), untried: None };
         let s = t.summary();
         assert!(s.starts_with("390 attempts: refused at 0.0 s;") && s.contains("386 more"), "{s}");
         let notes = vec!["it failed before electing".to_string(); 23];

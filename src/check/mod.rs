@@ -116,6 +116,9 @@ const LARGE_ELECT: &str = "60-member ELECT";
 /// Garbage's name in the journal: a death right after it is survives_garbage's failure.
 const GARBAGE: &str = "garbage";
 
+/// Why a trial was not made when the run's time ran out before it.
+const OUT_OF_TIME: &str = "the run's time (--time) ran out before this trial";
+
 /// The most attempts of one trial (garbage, the large ELECT), each at least 400 ms apart.
 const TRIAL_ATTEMPTS: usize = 20;
 /// The most ELECTs the learn scenario sends.
@@ -790,6 +793,9 @@ impl<'a> Driver<'a> {
         let answers = judge::answers_probes(&self.journal.lock());
         ctx.garbage.note = if answers { "then PROBE".into() } else { "then ELECT, as it never answers PROBE".into() };
         let until = (self.now() + Duration::from_secs(10)).min(self.deadline);
+        if self.now() >= until {
+            ctx.garbage.untried = Some(OUT_OF_TIME);
+        }
         for _ in 0..TRIAL_ATTEMPTS {
             if self.now() >= until {
                 break;
@@ -829,6 +835,9 @@ impl<'a> Driver<'a> {
         let bytes = wire::encode(&value, Style::CPython);
         ctx.large.note = format!("{} members, {} bytes", members.len(), bytes.len());
         let until = (self.now() + Duration::from_secs(10)).min(self.deadline);
+        if self.now() >= until {
+            ctx.large.untried = Some(OUT_OF_TIME);
+        }
         let mut misses = 0;
         for _ in 0..TRIAL_ATTEMPTS {
             if self.now() >= until || misses >= 3 {
