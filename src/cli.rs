@@ -34,7 +34,7 @@ Examples:
   bully-node gcd --listen 127.0.0.1:23600 --accept JOIN
 
 Exit status: 0 normal, 1 runtime error (GCD unreachable or refusing, address
-in use), 2 usage error.";
+in use), 2 usage error, 130 stopped during start-up.";
 
 /// What `-h` adds under the flags: where the rest is.
 const SHORT_AFTER: &str = "New here? `bully-node demo` runs a whole group on this machine and explains it.";
@@ -69,7 +69,7 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Show only leader changes and errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// When to use colour
@@ -157,8 +157,9 @@ pub enum Command {
 #[derive(Args, Debug)]
 #[command(after_help = CHECK_HELP)]
 pub struct CheckArgs {
-    /// The registration name the checker's coordinator accepts (which year's gcd2.py)
-    #[arg(long, value_enum, default_value = "howdy", ignore_case = true)]
+    /// The registration name the checker's coordinator accepts (which year's gcd2.py;
+    /// JOIN or BEGIN for peers of the ELECTION / OK / COORDINATOR years)
+    #[arg(long, value_enum, default_value = "HOWDY", ignore_case = true)]
     pub gcd_message: AcceptName,
 
     /// Also write the rubric as JSON to this file
@@ -183,8 +184,12 @@ Examples:
   bully-node check -- python3 lab2.py {gcd_host} {gcd_port} {port} {su_id} {birthday}
   bully-node check --json rubric.json -- bully-node --gcd {gcd} --days {days} --su-id {su_id}
 
-Exit status: 0 no required check failed, 1 one did, 2 usage error or a peer that could
-not be started.";
+The rubric: the assignment's core, then extra credit (PROBE; feigning failure), then
+advice. An extra-credit feature the peer never tries is not attempted, not failed.
+
+Exit status: 0 no core check failed (extra credit and advice never fail a run), 1 one
+did or the peer never registered, 2 usage error or a peer that could not be started,
+130 Ctrl-C. More: docs/check.md.";
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -207,6 +212,10 @@ pub struct DemoArgs {
     /// Write every node's events as JSON lines to this file (- for standard output)
     #[arg(long, value_name = "PATH")]
     pub events: Option<String>,
+
+    /// Show only leader changes
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// The most nodes a demo runs: past this, one timeline is more than a person can read
@@ -224,6 +233,26 @@ pub fn parse_demo_nodes(s: &str) -> Result<u16, String> {
     }
 }
 
+/// `--gcd HOST:PORT`, with a word for the forms people try first: a URL's scheme.
+pub fn parse_gcd_addr(s: &str) -> Result<Addr, String> {
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let rest = rest.trim_end_matches('/');
+        return Err(format!(
+            "{s:?} has a URL scheme ({scheme}://), but a GCD speaks pickles over plain TCP: drop the scheme, \
+             e.g. --gcd {rest}"
+        ));
+    }
+    s.parse::<Addr>().map_err(|e| e.to_string())
+}
+
+/// `--gcd-wait`: 0 (one attempt), or a time up to an hour.
+pub fn parse_gcd_wait(s: &str) -> Result<Duration, String> {
+    if matches!(s.trim(), "0" | "0s" | "0ms") {
+        return Ok(Duration::ZERO);
+    }
+    parse_time(s, MAX_SPAN)
+}
+
 /// A run's length: up to an hour.
 pub fn parse_run_time(s: &str) -> Result<Duration, String> {
     parse_time(s, MAX_SPAN)
@@ -233,8 +262,14 @@ pub fn parse_run_time(s: &str) -> Result<Duration, String> {
 #[command(group(ArgGroup::new("identity").args(["birthday", "days"]).required(true)))]
 pub struct NodeArgs {
     /// The GCD to register with, HOST:PORT
-    #[arg(long, value_name = "HOST:PORT", required = true)]
+    #[arg(long, value_name = "HOST:PORT", required = true, value_parser = parse_gcd_addr)]
     pub gcd: Option<Addr>,
+
+    /// How long to keep trying a GCD that is not up yet at start-up (0: try once)
+    ///
+    /// Meanwhile the node says it is waiting, every few seconds; Ctrl-C stops it at once.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_gcd_wait)]
+    pub gcd_wait: std::time::Duration,
 
     /// Your 7-digit Seattle U student id (1000000 to 9999999)
     #[arg(long, value_name = "N", required = true)]
@@ -445,7 +480,7 @@ pub struct GcdArgs {
     pub listen: Addr,
 
     /// The registration name to accept, i.e. which year's gcd2.py to behave as
-    #[arg(long, value_enum, default_value = "howdy", ignore_case = true)]
+    #[arg(long, value_enum, default_value = "HOWDY", ignore_case = true)]
     pub accept: AcceptName,
 
     /// Accept members listening on other hosts (gcd2.py accepts only its own host)
@@ -455,6 +490,10 @@ pub struct GcdArgs {
     /// Serve one request at a time, as gcd2.py does (a slow client holds up everyone)
     #[arg(long)]
     pub serial: bool,
+
+    /// Show only warnings and errors
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -508,6 +547,7 @@ impl NodeArgs {
             summary_on_stop: true,
             socket_timeout: self.socket_timeout,
             events: self.events,
+            gcd_wait: self.gcd_wait,
         };
         config.validate()?;
         Ok(config)
@@ -574,6 +614,7 @@ pub fn explain_gcd(e: &GcdError) -> String {
         }
         Some(Advice::SeeMessage) => "see the GCD's message above".into(),
         Some(Advice::CheckIsCourseGcd) => "check that --gcd names the course's GCD".into(),
+        Some(Advice::NotAGcd) => "is --gcd really a GCD? Something else answers at that address".into(),
     };
     format!("{e}; {hint}")
 }

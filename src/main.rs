@@ -25,13 +25,21 @@ fn main() -> ExitCode {
             eprintln!("\nNew here? `bully-node demo` runs a whole group on this machine and explains what it shows.");
             return ExitCode::from(2);
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument && forgot_dashes(&args) => {
+            let _ = e.print();
+            eprintln!(
+                "\nPut `--` before the peer's command, so that its arguments are not read as the checker's:\n  \
+                 bully-node check [OPTIONS] -- python3 lab2.py {{gcd_host}} {{gcd_port}} ..."
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => e.exit(),
     };
     let result = match cli.command {
         Some(Command::Gcd(args)) => {
             restore_sigpipe();
             let log_color = cli.color.enabled(std::io::stdout().is_terminal());
-            logging::init("GCD".into(), cli.verbose, cli.quiet, false, log_color);
+            logging::init("GCD".into(), cli.verbose, args.quiet, false, log_color);
             let listen = args.listen_addr();
             // The server blocks in accept() and keeps nothing to save: Ctrl-C or SIGTERM
             // ends the process at once, saying so. Installed before "listening" is
@@ -81,7 +89,7 @@ fn main() -> ExitCode {
                 events: args.events,
                 color: cli.color.enabled(tty),
                 verbose: cli.verbose > 0,
-                quiet: cli.quiet,
+                quiet: args.quiet,
             })
         }
         Some(Command::Check(args)) => return check_main(args),
@@ -109,9 +117,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// `bully-node check python3 lab2.py ...`: the peer's command without the `--` before it.
+fn forgot_dashes(args: &[OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == "check") && !args.iter().any(|a| a == "--")
+}
+
 /// Habits people bring from other tools, turned into what they mean here:
-/// `help --help` (or `help -h`) asks for the help.
+/// `help --help` (or `help -h`) asks for the help; `-q demo` (or `-q gcd`) is `demo -q`,
+/// as when -q was a flag of every subcommand.
 fn habits(mut args: Vec<OsString>) -> Vec<OsString> {
+    let quiet = |a: &OsString| a == "-q" || a == "--quiet";
+    if args.len() > 2 && quiet(&args[1]) && (args[2] == "demo" || args[2] == "gcd") {
+        args.swap(1, 2);
+    }
     let is_help_flag = |a: &OsString| a == "--help" || a == "-h";
     if args.get(1).is_some_and(|a| a == "help") && args[2..].iter().any(is_help_flag) {
         let flag = args[2..].iter().find(|a| is_help_flag(a)).cloned().unwrap_or_else(|| "--help".into());
@@ -152,16 +170,30 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
+/// Runs a node until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly. The handler is
+/// in place from the start: during start-up (waiting for the GCD) there is nothing to
+/// save, so it says `stopped` and ends the process at once (exit 130, as for any
+/// interrupted command); once the node runs, it stops the node, which says `stopped`.
 fn run_node(config: bully_node::Config) -> Result<(), String> {
     limit_malloc_arenas();
     let seed = config.seed;
-    let node = bully_node::start(config).map_err(|e| cli::explain_node(&e))?;
-    log::info!("random choices seeded with {seed} (replay them with --seed {seed})");
-    let stopper = node.stopper();
-    if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
+    let running: Arc<std::sync::Mutex<Option<bully_node::Stopper>>> = Arc::default();
+    let handler = {
+        let running = Arc::clone(&running);
+        move || match running.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(stopper) => stopper.stop(),
+            None => {
+                log::info!("stopped (Ctrl-C or SIGTERM during start-up, before joining the group)");
+                std::process::exit(130);
+            }
+        }
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
         log::warn!("Ctrl-C will end the node without a clean stop: {e}");
     }
+    let node = bully_node::start(config).map_err(|e| cli::explain_node(&e))?;
+    log::info!("random choices seeded with {seed} (replay them with --seed {seed})");
+    *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(node.stopper());
     node.wait();
     Ok(())
 }

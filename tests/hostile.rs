@@ -354,22 +354,23 @@ fn wrong_but_well_formed_messages_are_each_handled_by_a_rule() {
 
 #[test]
 fn a_gcd_that_is_down_at_start_up_is_retried_then_reported() {
-    // Nothing listens: five attempts with backoff, then one clear error.
+    // Nothing listens: it waits (--gcd-wait), saying so, then one clear error.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = bully_node();
     cmd.args(["--gcd", &format!("127.0.0.1:{closed}"), "--days", "5", "--su-id", "7400001", "--no-feign"]);
+    cmd.args(["--gcd-wait", "3s"]);
     let mut p = Proc::spawn("node without a GCD", cmd);
     let (code, out) = p.wait_exit();
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("gave up after 5 attempts"), "{out}");
-    assert_eq!(out.matches("trying again in").count(), 4, "{out}");
+    assert!(out.contains("(gave up after ") && out.contains(" attempts over 2."), "{out}");
+    assert_eq!(out.matches(&format!("waiting for the GCD at 127.0.0.1:{closed}")).count(), 1, "{out}");
 
     // A GCD that comes up during the retries is joined.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = bully_node();
     cmd.args(["--gcd", &format!("127.0.0.1:{port}"), "--days", "5", "--su-id", "7400001", "--no-feign"]);
     let mut node = Proc::spawn("early node", cmd);
-    node.wait_for("a retry", |l| l.contains("trying again in"));
+    node.wait_for("a retry", |l| l.contains("waiting for the GCD at"));
     let mut gcd = bully_node();
     gcd.args(["gcd", "--listen", &format!("127.0.0.1:{port}")]);
     let _gcd = Proc::spawn("late gcd", gcd);

@@ -340,3 +340,41 @@ fn a_node_whose_stdout_closes_ends_quietly() {
     let err: Vec<String> = err.iter().collect();
     assert!(err.is_empty(), "quietly: {err:?}");
 }
+
+#[test]
+fn the_first_commands_a_person_mistypes_get_told_what_to_type() {
+    // A URL for --gcd: drop the scheme.
+    let (code, _, err) = run(&["--gcd", "http://localhost:23600", "--days", "3", "--su-id", "4123456"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("drop the scheme, e.g. --gcd localhost:23600"), "{err}");
+    // The peer's command without -- before it.
+    let (code, _, err) = run(&["check", "python3", "lab2.py", "{gcd}"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("Put `--` before the peer's command"), "{err}");
+    // A placeholder the checker does not know is not handed to the peer as written.
+    let (code, out, err) = run(&["check", "--", "python3", "lab2.py", "{gcd_host}", "{gcdport}"], &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("{gcdport}") && err.contains("the known ones are {gcd} {gcd_host} {gcd_port}"), "{err}");
+}
+
+#[test]
+fn each_subcommands_help_lists_only_what_applies_to_it() {
+    for sub in ["gcd", "check"] {
+        let (_, help, _) = run(&[sub, "--help"], &[]);
+        assert!(!help.contains("leader changes"), "{sub} --help:\n{help}");
+        assert!(help.contains("[default: HOWDY]") && !help.contains("[default: howdy]"), "{sub} --help:\n{help}");
+    }
+    let (_, help, _) = run(&["gcd", "--help"], &[]);
+    assert!(help.contains("-q, --quiet") && help.contains("Show only warnings and errors"), "{help}");
+    let (_, help, _) = run(&["check", "--help"], &[]);
+    assert!(!help.contains("--quiet"), "{help}");
+    let (_, help, _) = run(&["--help"], &[]);
+    assert!(help.contains("--gcd-wait") && help.contains("[default: 30s]"), "{help}");
+}
+
+#[test]
+fn quiet_before_the_subcommand_still_means_quiet() {
+    let (code, quiet, err) = run(&["-q", "demo", "--nodes", "1", "--duration", "1s", "--seed", "4"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(quiet.starts_with("demo: "), "{quiet}");
+}

@@ -37,14 +37,15 @@ fn registers_with_every_course_year_by_falling_back() {
 #[test]
 fn a_second_node_sees_the_first_and_both_keep_serving() {
     let (_gcd, port) = rust_gcd("HOWDY");
-    let mut a = node(port, "5", "1234567", &[]);
+    // -v: the PROBEs it answers are detail (a leader of 30 answers one every ~60 ms).
+    let mut a = node(port, "5", "1234567", &["-v"]);
     let a_port = listening_port(&a.wait_for("listening", |l| l.contains("listening at")));
     a.wait_for("joined", |l| l.contains("joined a group of 1"));
     let mut b = node(port, "9", "2345678", &[]);
     let line = b.wait_for("joined", |l| l.contains("joined a group of"));
     assert!(line.contains("joined a group of 2: (9, 2345678) (us) at 127.0.0.1:"), "{line}");
     assert!(line.contains(&format!("(5, 1234567) at 127.0.0.1:{a_port}")), "{line}");
-    // The first node answers a PROBE with GOT_IT, and says so.
+    // The first node answers a PROBE with GOT_IT, and says so at -v.
     let reply = send_raw(a_port, &encode_message(&Message::Probe));
     assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
     a.wait_for("PROBE", |l| l.contains("PROBE from"));
@@ -75,10 +76,41 @@ fn an_unreachable_gcd_is_one_clear_error() {
     // Port 1 (tcpmux) listens nowhere: a port freed here could be bound by another
     // test's socket before the node connects.
     let closed = 1;
-    let mut n = node(closed, "5", "1234567", &[]);
+    let mut n = node(closed, "5", "1234567", &["--gcd-wait", "0"]);
     let (code, out) = n.wait_exit();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains(&format!("cannot reach the GCD at 127.0.0.1:{closed}")), "{out}");
+    assert!(!out.contains("waiting for the GCD"), "--gcd-wait 0 tries once: {out}");
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_the_gcd_stops_at_once_saying_stopped() {
+    // The default wait is 30 s; Ctrl-C must not have to sit through it.
+    let mut n = node(1, "5", "1234567", &[]);
+    n.wait_for("the wait", |l| l.contains("waiting for the GCD at 127.0.0.1:1 for up to 30 s (Ctrl-C stops)"));
+    let status = std::process::Command::new("kill").args(["-INT", &n.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let (code, out) = n.wait_exit();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(code, Some(130), "{out}");
+    assert!(out.lines().last().unwrap_or("").contains("stopped (Ctrl-C or SIGTERM during start-up"), "{out}");
+}
+
+#[test]
+fn what_a_gcd_that_is_not_one_sends_is_escaped_capped_and_explained() {
+    let mut junk = b"\x1b[2J\x1b[31mHELLO\x00\x07".to_vec();
+    junk.extend([b'z'; 900]);
+    let junk: &'static [u8] = junk.leak();
+    let (port, server) = fake_gcd(Some(junk));
+    let mut n = node(port, "5", "1234567", &[]);
+    let (code, out) = n.wait_exit();
+    server.join().unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains('\x1b') && !out.contains('\0') && !out.contains('\x07'), "raw control bytes: {out:?}");
+    assert!(out.contains("\\x1b[2J\\x1b[31mHELLO\\0\\x07zzz"), "{out}");
+    assert!(out.contains("more characters)"), "capped: {out}");
+    assert!(out.contains("is not a pickle") && out.contains("is --gcd really a GCD?"), "{out}");
 }
 
 /// A fake GCD that reads one request and answers with `reply` (or nothing, closing;
@@ -188,4 +220,39 @@ fn a_serial_coordinator_answers_one_connection_at_a_time() {
         assert!(matches!(decode(&reply).unwrap(), Value::Dict(_)), "{reply:?}");
         gcd.kill();
     }
+}
+
+#[test]
+fn a_leader_counts_the_probes_it_answers_and_logs_them_only_at_v() {
+    // At 30 members a leader answers a PROBE every ~60 ms: a line each is more than a
+    // person can follow. The count goes in the summary.
+    let (_gcd, port) = rust_gcd("HOWDY");
+    let mut n = node(port, "5", "1234567", &[]);
+    let node_port = listening_port(&n.wait_for("listening", |l| l.contains("listening at")));
+    n.wait_for("leading", |l| l.contains("I am the leader now"));
+    for _ in 0..3 {
+        let reply = send_raw(node_port, &encode_message(&Message::Probe));
+        assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &n.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let (code, out) = n.wait_exit();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("PROBE from"), "{out}");
+    assert!(out.contains("PROBEs from others, answered: 3"), "{out}");
+}
+
+#[test]
+fn what_a_peer_sends_reaches_the_log_escaped_and_capped() {
+    let (_gcd, port) = rust_gcd("HOWDY");
+    let mut n = node(port, "5", "1234567", &[]);
+    let node_port = listening_port(&n.wait_for("listening", |l| l.contains("listening at")));
+    n.wait_for("leading", |l| l.contains("I am the leader now"));
+    let name = format!("\x1b[2J{}", "A".repeat(5000));
+    let junk =
+        bully_node::wire::encode(&Value::tuple([Value::str(&name), Value::None]), bully_node::wire::Style::Compact);
+    send_raw(node_port, &junk);
+    let line = n.wait_for("the warning", |l| l.contains("unknown message"));
+    assert!(!line.contains('\x1b'), "{line:?}");
+    assert!(line.chars().count() < 500 && line.contains("more characters"), "{line}");
 }

@@ -118,7 +118,7 @@ pub struct PendingProbe {
     pub pending_at_reply: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Records {
     pub gcd: Vec<GcdRecord>,
     pub received: Vec<Received>,
@@ -137,9 +137,35 @@ pub struct Records {
     pub leader_down: Vec<(At, At)>,
     /// The first message shape that told the peer's dialect.
     pub dialect: Option<super::dialect::Spoken>,
+    /// Every message the checker sent the peer, by name: to tell what it was answering
+    /// when it died.
+    pub ours: Vec<(At, &'static str)>,
+    /// When the peer's process was found ended, and how.
+    pub peer_exit: Option<(At, String)>,
+    /// The reply form the peer itself uses, once seen: the form it expects back.
+    pub reply_form: Option<super::dialect::ReplyForm>,
+    /// `('OK', ...)` messages the peer sent a member on a new connection (the
+    /// three-tuple peers' answer to an ELECTION), by role.
+    pub oks: Vec<(At, Role)>,
 }
 
 impl Records {
+    /// The records as they stood at `at`: what came later is left out.
+    pub fn until(&self, at: At) -> Records {
+        let mut r = self.clone();
+        r.gcd.retain(|g| g.at < at);
+        r.received.retain(|x| x.at < at);
+        r.closed.retain(|(_, c)| *c < at);
+        r.pings.retain(|p| p.sent < at);
+        r.not_blocking.retain(|p| p.elect_at < at);
+        r.announced.retain(|a| *a < at);
+        r.our_elects.retain(|a| *a < at);
+        r.leader_down.retain(|(a, _)| *a < at);
+        r.ours.retain(|(a, _)| *a < at);
+        r.oks.retain(|(a, _)| *a < at);
+        r
+    }
+
     /// When the leader member first stopped answering.
     pub fn leader_failed(&self) -> Option<At> {
         self.leader_down.first().map(|(a, _)| *a)
@@ -174,6 +200,17 @@ impl Journal {
 
     pub fn now(&self) -> At {
         self.epoch.elapsed()
+    }
+
+    /// `instant` as a time of this journal.
+    pub fn at(&self, instant: Instant) -> At {
+        instant.saturating_duration_since(self.epoch)
+    }
+
+    /// Notes a message the checker sent the peer.
+    pub fn sent(&self, name: &'static str) {
+        let at = self.now();
+        self.update(|r| r.ours.push((at, name)));
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Records> {

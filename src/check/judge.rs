@@ -16,6 +16,8 @@ pub enum Verdict {
     Fail,
     /// Nothing to judge by (a precondition the peer never met, said in the evidence).
     Skip,
+    /// An extra-credit feature the peer does not attempt (it never PROBEs, never feigns).
+    NotAttempted,
 }
 
 impl Verdict {
@@ -24,6 +26,42 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
             Verdict::Skip => "skip",
+            Verdict::NotAttempted => "not_attempted",
+        }
+    }
+}
+
+/// Where a check stands in the assignment's grading: the core every peer must do, the
+/// two extra-credit features, and advice beyond the assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// The main assignment: a failure here is exit status 1.
+    Core,
+    /// Extra credit: PROBE the leader, re-register and elect when it fails.
+    Probe,
+    /// Extra credit: feign failure and recover.
+    Feign,
+    /// Beyond the assignment (a message too large for a single `recv(1024)`).
+    Advisory,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Core => "core",
+            Tier::Probe => "extra credit: PROBE",
+            Tier::Feign => "extra credit: feigning failure",
+            Tier::Advisory => "advisory",
+        }
+    }
+
+    /// The tier of each check, by name.
+    pub fn of(name: &str) -> Tier {
+        match name {
+            "answers_probe" | "probes_leader" | "probe_interval" | "reregisters_on_failed_probe" => Tier::Probe,
+            "feigns_failure" | "recovers_with_election" => Tier::Feign,
+            "large_elect" => Tier::Advisory,
+            _ => Tier::Core,
         }
     }
 }
@@ -33,8 +71,49 @@ impl Verdict {
 pub struct Check {
     pub name: &'static str,
     pub verdict: Verdict,
-    pub required: bool,
+    pub tier: Tier,
     pub evidence: String,
+}
+
+impl Check {
+    /// A core check: its failure fails the run.
+    pub fn required(&self) -> bool {
+        self.tier == Tier::Core
+    }
+}
+
+/// The most characters of evidence one check shows; past it, the rest is counted.
+pub const EVIDENCE_MAX: usize = 600;
+
+/// `text` cut at [`EVIDENCE_MAX`] characters, saying how many were left out.
+pub fn cap(text: String) -> String {
+    let count = text.chars().count();
+    if count <= EVIDENCE_MAX {
+        return text;
+    }
+    let kept: String = text.chars().take(EVIDENCE_MAX).collect();
+    format!("{kept}… ({} more characters left out)", count - EVIDENCE_MAX)
+}
+
+/// The first `n` of `items` joined with "; ", then how many more there were.
+pub fn few(items: &[String], n: usize) -> String {
+    let mut out = items.iter().take(n).cloned().collect::<Vec<_>>().join("; ");
+    if items.len() > n {
+        out.push_str(&format!("; and {} more", items.len() - n));
+    }
+    out
+}
+
+/// Equal notes said once each, with how often: "x (3 times); y".
+fn grouped(notes: &[String]) -> Vec<String> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for n in notes {
+        match out.iter_mut().find(|(t, _)| t == n) {
+            Some((_, k)) => *k += 1,
+            None => out.push((n.clone(), 1)),
+        }
+    }
+    out.into_iter().map(|(t, k)| if k > 1 { format!("{t} ({k} times)") } else { t }).collect()
 }
 
 /// A trial the driver made: when, and how each attempt ended.
@@ -43,6 +122,8 @@ pub struct Trial {
     pub attempts: Vec<(At, Outcome)>,
     /// Free text the driver adds (what was sent).
     pub note: String,
+    /// Why no attempt was made, when the driver knows (the run's time ran out).
+    pub untried: Option<&'static str>,
 }
 
 impl Trial {
@@ -51,11 +132,15 @@ impl Trial {
     }
 
     fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        for (at, o) in &self.attempts {
-            parts.push(format!("{} at {}", o.describe(), secs(*at)));
-        }
-        format!("{} attempt{}: {}", self.attempts.len(), plural(self.attempts.len()), parts.join("; "))
+        let parts: Vec<String> =
+            self.attempts.iter().map(|(at, o)| format!("{} at {}", o.describe(), secs(*at))).collect();
+        // The first few, and the one that decided (the last), whatever came between.
+        let shown = if parts.len() > 5 {
+            format!("{}; … {} more …; {}", parts[..3].join("; "), parts.len() - 4, parts[parts.len() - 1])
+        } else {
+            parts.join("; ")
+        };
+        format!("{} attempt{}: {shown}", self.attempts.len(), plural(self.attempts.len()))
     }
 }
 
@@ -85,6 +170,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context as it stood at `at`: trials' later attempts left out, observation ended.
+    pub fn until(&self, at: At) -> Context {
+        let mut c = self.clone();
+        c.end = c.end.min(at);
+        for t in [&mut c.answers_elect, &mut c.garbage, &mut c.large] {
+            t.attempts.retain(|(a, _)| *a < at);
+        }
+        c.learn.answered_at.retain(|a| *a < at);
+        c
+    }
+
     pub fn pid_of(&self, role: Role) -> ProcessId {
         self.roles.iter().find(|(r, _)| *r == role).map(|(_, p)| *p).expect("every role has an id")
     }
@@ -200,7 +296,7 @@ fn down_between(spans: &[Span], a: At, b: At) -> bool {
 }
 
 fn check(name: &'static str, verdict: Verdict, evidence: String) -> Check {
-    Check { name, verdict, required: name != "large_elect", evidence }
+    Check { name, verdict, tier: Tier::of(name), evidence: cap(evidence) }
 }
 
 /// The peer's registrations accepted by the coordinator.
@@ -311,8 +407,11 @@ fn reply_trial(name: &'static str, t: &Trial, what: &str) -> Check {
         Verdict::Skip
     };
     let head = if t.note.is_empty() { what.to_string() } else { format!("{what} ({})", t.note) };
-    let tail =
-        if t.attempts.is_empty() { "never sent: the peer was never up to receive it".into() } else { t.summary() };
+    let tail = match (t.attempts.is_empty(), t.untried) {
+        (true, Some(why)) => format!("never sent: {why}"),
+        (true, None) => "never sent: the peer was never up to receive it".into(),
+        (false, _) => t.summary(),
+    };
     check(name, verdict, format!("{head}: {tail}"))
 }
 
@@ -359,9 +458,7 @@ pub fn learns_from_elect(r: &Records, c: &Context, spans: &[Span]) -> Check {
                     ),
                 )
             }
-            Some((at, _)) if confounded(at) => {
-                notes.push(format!("at {}: it failed or re-registered before electing", secs(t)))
-            }
+            Some((at, _)) if confounded(at) => notes.push("it failed or re-registered before electing".to_string()),
             Some((at, roles)) => {
                 return check(
                     name,
@@ -374,20 +471,27 @@ pub fn learns_from_elect(r: &Records, c: &Context, spans: &[Span]) -> Check {
                     ),
                 )
             }
-            None if confounded(c.end) => notes.push(format!("at {}: it failed before electing", secs(t))),
-            None => {
-                return check(
-                    name,
-                    Verdict::Fail,
-                    format!("our ELECT at {} named X {x}; no election of its own followed", secs(t)),
-                )
-            }
+            // A failure stops the clock; it does not excuse an election that never comes.
+            None => match up_for(spans, t, ACT_WITHIN, c.end) {
+                None => notes.push("too close to the end to judge".to_string()),
+                Some(_) => {
+                    return check(
+                        name,
+                        Verdict::Fail,
+                        format!(
+                            "our ELECT at {} named X {x}; no election of its own followed within {} s while it was up",
+                            secs(t),
+                            ACT_WITHIN.as_secs()
+                        ),
+                    )
+                }
+            },
         }
     }
     let evidence = if notes.is_empty() {
         "our ELECT never got through: the peer was down each time".into()
     } else {
-        format!("{} attempt{}, none conclusive: {}", notes.len(), plural(notes.len()), notes.join("; "))
+        format!("{} attempt{}, none conclusive: {}", notes.len(), plural(notes.len()), few(&grouped(&notes), 4))
     };
     check(name, Verdict::Skip, evidence)
 }
@@ -436,8 +540,30 @@ pub fn elects_on_join(r: &Records, c: &Context, spans: &[Span]) -> Check {
         Some((at, _)) => {
             check(name, Verdict::Fail, format!("registered at {}; first ELECT only at {}", secs(joined), secs(at)))
         }
-        None => check(name, Verdict::Fail, format!("registered at {}; it never sent ELECT", secs(joined))),
+        None => check(name, Verdict::Fail, format!("registered at {}; {}", secs(joined), what_it_sent(r, joined))),
     }
+}
+
+/// What the peer sent the members after `t` when none of it was an ELECT, and why that
+/// does not count.
+fn what_it_sent(r: &Records, t: At) -> String {
+    let others: Vec<_> = r.received.iter().filter(|x| x.at > t && matches!(x.kind, Kind::Other(_))).collect();
+    let Some(first) = others.first() else {
+        return "it never sent ELECT, nor any other message to a member".into();
+    };
+    let Kind::Other(what) = &first.kind else { unreachable!("filtered on Kind::Other") };
+    let mut to: Vec<Role> = others.iter().map(|x| x.role).collect();
+    to.sort();
+    to.dedup();
+    format!(
+        "it never sent ELECT; it sent {} message{} the checker could not read as one, to {} (first at {}: {what}), \
+         which is no ELECT in any form the checker knows (the assignment's, the wrapped and sender-tuple \
+         dialects, the ELECTION / OK / COORDINATOR years' forms: docs/protocol.md)",
+        others.len(),
+        plural(others.len()),
+        labels(&to),
+        secs(first.at)
+    )
 }
 
 /// The peer's self-announcements, grouped into bursts (one per win), with who heard each.
@@ -464,7 +590,12 @@ pub fn announces_when_highest(r: &Records, c: &Context, me: ProcessId) -> Check 
     let all = [Role::Low1, Role::Low2, Role::Leader, Role::Silent];
     let wins: Vec<_> = bursts(r, me).into_iter().filter(|(at, _)| *at > failed).collect();
     if wins.is_empty() {
-        return check(name, Verdict::Skip, "it never announced itself after the leader stopped answering".into());
+        return check(
+            name,
+            Verdict::Skip,
+            "not judged: it never won an election after the leader stopped answering (see wins_when_higher_silent)"
+                .into(),
+        );
     }
     let complete = wins.iter().filter(|(_, roles)| all.iter().all(|x| roles.contains(x))).count();
     let (at, roles) = &wins[0];
@@ -483,15 +614,17 @@ pub fn announces_when_highest(r: &Records, c: &Context, me: ProcessId) -> Check 
     check(name, if complete > 0 { Verdict::Pass } else { Verdict::Fail }, ev)
 }
 
-/// How long after H1's announcement the peer has to PROBE it: the assignment's 3 s
-/// between PROBEs, and time to take the announcement in.
+/// How long after H1's announcement the peer is watched: long enough for an election
+/// of its own to show (peers wait 2 to 4 s), and for a peer that PROBEs to PROBE H1.
 pub const FOLLOW_WINDOW: Duration = Duration::from_secs(6);
 
 /// Windows during which the peer follows the leader member: from each announcement it
-/// received until it elects again, fails, the leader stops answering, or 6 s pass.
+/// received until it elects again, fails, the leader stops answering, or 6 s pass. To
+/// follow is to take H1 as leader: no I_AM_LEADER of its own. A PROBE to H1 shows it
+/// too, but PROBE is extra credit (probes_leader): a peer that stays quiet follows.
 pub fn follows_higher_leader(r: &Records, me: ProcessId, spans: &[Span], end: At) -> Check {
     let name = "follows_higher_leader";
-    let (mut followed, mut announced, mut idle, mut cut) = (0, Vec::new(), Vec::new(), 0);
+    let (mut quiet, mut probed, mut announced, mut cut) = (0, 0, Vec::new(), 0);
     let mut first = None;
     let delivered: Vec<At> = r.announced.iter().copied().filter(|a| !r.leader_down_at(*a)).collect();
     for &a in &delivered {
@@ -515,33 +648,38 @@ pub fn follows_higher_leader(r: &Records, me: ProcessId, spans: &[Span], end: At
                 secs(a)
             ));
         } else if let Some(p) = probe {
-            followed += 1;
+            probed += 1;
             first.get_or_insert(format!(
                 "H1 announced at {}; PROBE to H1 {} later",
                 secs(a),
                 ms(p.at.saturating_sub(a))
             ));
         } else if until.saturating_sub(a) >= FOLLOW_WINDOW - Duration::from_millis(500) {
-            idle.push(format!(
-                "no PROBE to H1 within {} after its I_AM_LEADER at {}",
-                ms(until.saturating_sub(a)),
-                secs(a)
+            quiet += 1;
+            first.get_or_insert(format!(
+                "H1 announced at {}; no I_AM_LEADER of its own for {}",
+                secs(a),
+                ms(until.saturating_sub(a))
             ));
         } else {
             cut += 1;
         }
     }
-    let mut ev = format!("{followed} of {} announcements followed", delivered.len());
+    let followed = quiet + probed;
+    let mut ev = format!(
+        "{followed} of {} announcements followed ({probed} with a PROBE to H1, {quiet} quietly)",
+        delivered.len()
+    );
     if let Some(f) = &first {
-        ev.push_str(&format!(" ({f})"));
+        ev.push_str(&format!("; e.g. {f}"));
     }
     if cut > 0 {
         ev.push_str(&format!("; {cut} cut short by an election or a failure"));
     }
-    for bad in announced.iter().chain(&idle).take(2) {
-        ev.push_str(&format!("; {bad}"));
+    if !announced.is_empty() {
+        ev.push_str(&format!("; {}", few(&announced, 2)));
     }
-    let verdict = if !announced.is_empty() || !idle.is_empty() {
+    let verdict = if !announced.is_empty() {
         Verdict::Fail
     } else if followed > 0 {
         Verdict::Pass
@@ -631,8 +769,43 @@ pub fn wins_when_higher_silent(r: &Records, me: ProcessId, spans: &[Span], end: 
         }
         t = e + Duration::from_millis(4600);
     }
-    let ev =
-        if notes.is_empty() { "it never elected after the leader stopped answering".into() } else { notes.join("; ") };
+    if t == failed {
+        // No election at all while H1 was down: did the peer have a cue to elect, and
+        // the up time to act on it?
+        let probe = r
+            .received
+            .iter()
+            .find(|x| x.at > failed && x.role == Role::Leader && x.kind == Kind::Probe && !x.answered)
+            .map(|x| (x.at, "its PROBE to H1 went unanswered"));
+        let ours = r
+            .our_elects
+            .iter()
+            .copied()
+            .find(|e| *e > failed && r.leader_down_at(*e))
+            .map(|e| (e, "our ELECT from L1"));
+        let cue = [probe, ours].into_iter().flatten().min_by_key(|(at, _)| *at);
+        if let Some((at, what)) = cue {
+            let back = r.leader_down.iter().find(|(a, b)| *a <= at && at < *b).map_or(at, |(_, b)| *b);
+            // Up for ACT_WITHIN after the cue, with H1 still down all that time.
+            if up_for(spans, at, ACT_WITHIN, end).is_some_and(|d| d <= back) {
+                return check(
+                    name,
+                    Verdict::Fail,
+                    format!(
+                        "H1 stopped answering at {}; {what} at {}; no ELECT within {} s while it was up",
+                        secs(failed),
+                        secs(at),
+                        ACT_WITHIN.as_secs()
+                    ),
+                );
+            }
+        }
+    }
+    let ev = if notes.is_empty() {
+        "it never elected after the leader stopped answering, and had no time up to do so".into()
+    } else {
+        few(&grouped(&notes), 4)
+    };
     check(name, Verdict::Skip, ev)
 }
 
@@ -707,6 +880,29 @@ pub fn probe_interval(r: &Records, spans: &[Span]) -> Check {
     )
 }
 
+/// How long the peer must be up (outside failure spans) after a cue to act on it (a
+/// failed PROBE, an ELECT from a lower member): the assignment's waits are a few seconds.
+pub const ACT_WITHIN: Duration = Duration::from_secs(8);
+
+/// When the peer has been up for `dur` in all after `from` (failure spans not counted),
+/// or `None` if observation ended first.
+pub fn up_for(spans: &[Span], from: At, dur: Duration, end: At) -> Option<At> {
+    let mut t = from;
+    let mut left = dur;
+    let mut ordered: Vec<&Span> = spans.iter().filter(|s| s.end > from).collect();
+    ordered.sort_by_key(|s| s.start);
+    for s in ordered {
+        let up = s.start.saturating_sub(t);
+        if up >= left {
+            break;
+        }
+        left -= up;
+        t = t.max(s.end);
+    }
+    let at = t + left;
+    (at <= end).then_some(at)
+}
+
 pub fn reregisters_on_failed_probe(r: &Records, spans: &[Span], end: At) -> Check {
     let name = "reregisters_on_failed_probe";
     if r.leader_down.is_empty() {
@@ -720,24 +916,32 @@ pub fn reregisters_on_failed_probe(r: &Records, spans: &[Span], end: At) -> Chec
         .map(|x| x.at)
         .collect();
     for p in probes {
-        let elect = r.elects().find(|e| e.at > p).map(|e| e.at);
-        let until = elect.unwrap_or(end);
-        if down_between(spans, p, until) {
-            notes.push(format!("PROBE at {}: it failed before electing", secs(p)));
+        // It has ACT_WITHIN of its own up time to elect: a failure meanwhile stops the
+        // clock, it does not excuse an election that never comes.
+        let Some(deadline) = up_for(spans, p, ACT_WITHIN, end) else {
+            notes.push(format!("PROBE at {}: too close to the end", secs(p)));
             continue;
-        }
-        let reg = registrations(r).find(|(at, _)| *at > p && *at < until);
-        return match (elect, reg) {
-            (Some(e), Some((g, (msg, ..)))) => check(
+        };
+        let reg = registrations(r).find(|(at, _)| *at > p && *at <= deadline).map(|(at, (msg, ..))| (at, msg.clone()));
+        let elect = r.elects().find(|e| e.at > p && e.at <= deadline).map(|e| e.at);
+        let reg_before = reg.as_ref().filter(|(g, _)| elect.is_none_or(|e| *g < e));
+        let recovered = spans.iter().any(|s| s.start > p && s.start < elect.unwrap_or(deadline));
+        return match (elect, reg_before) {
+            (Some(e), Some((g, msg))) => check(
                 name,
                 Verdict::Pass,
                 format!(
                     "PROBE to H1 unanswered at {}; {msg} to the GCD {} later; ELECT {} after that",
                     secs(p),
                     ms(g.saturating_sub(p)),
-                    ms(e.saturating_sub(g))
+                    ms(e.saturating_sub(*g))
                 ),
             ),
+            // A recovery re-registers and elects on its own account: not this check's proof.
+            (Some(_), None) if recovered => {
+                notes.push(format!("PROBE at {}: it failed before acting on it", secs(p)));
+                continue;
+            }
             (Some(e), None) => check(
                 name,
                 Verdict::Fail,
@@ -747,16 +951,32 @@ pub fn reregisters_on_failed_probe(r: &Records, spans: &[Span], end: At) -> Chec
                     ms(e.saturating_sub(p))
                 ),
             ),
-            (None, _) if end.saturating_sub(p) < Duration::from_secs(8) => {
-                notes.push(format!("PROBE at {}: too close to the end", secs(p)));
-                continue;
-            }
-            (None, _) => {
-                check(name, Verdict::Fail, format!("PROBE to H1 unanswered at {}; it never elected after", secs(p)))
-            }
+            (None, Some((g, msg))) => check(
+                name,
+                Verdict::Fail,
+                format!(
+                    "PROBE to H1 unanswered at {}; re-registered ({msg}) at {}; no ELECT within {} s while it was up",
+                    secs(p),
+                    secs(*g),
+                    ACT_WITHIN.as_secs()
+                ),
+            ),
+            (None, None) => check(
+                name,
+                Verdict::Fail,
+                format!(
+                    "PROBE to H1 unanswered at {}; neither a registration nor an ELECT within {} s while it was up",
+                    secs(p),
+                    ACT_WITHIN.as_secs()
+                ),
+            ),
         };
     }
-    let ev = if notes.is_empty() { "no PROBE reached H1 after it stopped answering".into() } else { notes.join("; ") };
+    let ev = if notes.is_empty() {
+        "no PROBE reached H1 after it stopped answering".into()
+    } else {
+        few(&grouped(&notes), 4)
+    };
     check(name, Verdict::Skip, ev)
 }
 
@@ -910,12 +1130,31 @@ pub fn recovers_with_election(r: &Records, me: ProcessId, spans: &[Span], end: A
     check(name, verdict, ev)
 }
 
-pub fn survives_garbage(c: &Context) -> Check {
-    reply_trial(
-        "survives_garbage",
-        &c.garbage,
-        "after non-pickle bytes, a truncated pickle, a wrong-shaped tuple and an unknown message name",
-    )
+pub fn survives_garbage(r: &Records, c: &Context) -> Check {
+    let name = "survives_garbage";
+    let what = "after non-pickle bytes, a truncated pickle, a wrong-shaped tuple and an unknown message name";
+    let judged = reply_trial(name, &c.garbage, what);
+    // A peer that never answered anything before the garbage either: its silence after
+    // says nothing about the garbage.
+    let Some(&(sent, _)) = c.garbage.attempts.first() else { return judged };
+    let answered_before = r
+        .pings
+        .iter()
+        .any(|p| p.sent < sent && matches!(p.outcome, Outcome::Ok(_) | Outcome::Late(_)))
+        || c.answers_elect.attempts.iter().any(|(at, o)| *at < sent && matches!(o, Outcome::Ok(_) | Outcome::Late(_)));
+    if judged.verdict == Verdict::Fail && !answered_before {
+        let asked = r.pings.iter().filter(|p| p.sent < sent).count() + c.answers_elect.attempts.len();
+        return check(
+            name,
+            Verdict::Skip,
+            format!(
+                "it never answered anything before the garbage either ({asked} PROBEs and ELECTs unanswered), so its \
+                 silence after says nothing; {}",
+                judged.evidence
+            ),
+        );
+    }
+    judged
 }
 
 /// Every check, judged.
@@ -923,7 +1162,7 @@ pub fn all(r: &Records, c: &Context) -> Vec<Check> {
     let spans = spans(r, c.end);
     let me = registrations(r).next().map(|(_, (_, pid, _))| *pid).unwrap_or(c.assigned);
     let answers = answers_probes(r);
-    vec![
+    let mut checks = vec![
         registers(r, c),
         answers_probe(r, &spans),
         answers_elect(c),
@@ -939,9 +1178,36 @@ pub fn all(r: &Records, c: &Context) -> Vec<Check> {
         not_blocking(r, answers),
         feigns_failure(r, &spans, c.end),
         recovers_with_election(r, me, &spans, c.end),
-        survives_garbage(c),
+        survives_garbage(r, c),
         large_elect(c),
-    ]
+    ];
+    not_attempted(r, &spans, &mut checks);
+    checks.sort_by_key(|c| c.tier);
+    checks
+}
+
+/// Extra-credit checks of a feature the peer never attempts become "not attempted": PROBE
+/// when it never sent one (nor answered one), feigning when it was never unreachable.
+fn not_attempted(r: &Records, spans: &[Span], checks: &mut [Check]) {
+    let sent_probe = r.received.iter().any(|x| x.kind == Kind::Probe);
+    // Any reply at all, even a wrong one, is an attempt to answer.
+    let answered_probe =
+        r.pings.iter().any(|p| matches!(p.outcome, Outcome::Ok(_) | Outcome::Late(_) | Outcome::Wrong(_)));
+    let feigned = !spans.is_empty();
+    for c in checks.iter_mut() {
+        let why = match c.tier {
+            Tier::Probe if !sent_probe && c.name == "answers_probe" && !answered_probe => {
+                "it never sent a PROBE, nor answered one"
+            }
+            Tier::Probe if !sent_probe && c.name != "answers_probe" => "it never sent a PROBE",
+            Tier::Feign if !feigned => "it was never unreachable while it was watched",
+            _ => continue,
+        };
+        if c.verdict != Verdict::Pass {
+            c.evidence = cap(format!("{why}; {}", c.evidence));
+            c.verdict = Verdict::NotAttempted;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1063,8 +1329,11 @@ mod tests {
 
     #[test]
     fn refusals_alone_decide_nothing_and_a_reachable_wrong_answer_fails() {
-        let refused =
-            Trial { attempts: vec![(ms(1), Outcome::Refused), (ms(2), Outcome::Refused)], note: String::new() };
+        let refused = Trial {
+            attempts: vec![(ms(1), Outcome::Refused), (ms(2), Outcome::Refused)],
+            note: String::new(),
+            untried: None,
+        };
         assert_eq!(reply_trial("t", &refused, "x").verdict, Verdict::Skip);
         let mut late = refused.clone();
         late.attempts.push((ms(3), Outcome::Late(ms(1_500))));
@@ -1087,5 +1356,141 @@ mod tests {
         assert!(c.evidence.starts_with("3 gaps"), "{}", c.evidence);
         got(&mut r, 11_100, Role::Leader, Kind::Probe, true);
         assert_eq!(probe_interval(&r, &[]).verdict, Verdict::Fail, "100 ms is too fast");
+    }
+
+    #[test]
+    fn a_peer_that_reregisters_after_a_failed_probe_and_never_elects_fails_whatever_it_feigns_later() {
+        // Found in a real run: skipped, because any later failure excused the election
+        // that never came.
+        let mut r = Records::default();
+        registered(&mut r, 0);
+        r.leader_down.push((ms(15_000), At::MAX));
+        got(&mut r, 16_000, Role::Leader, Kind::Probe, false);
+        registered(&mut r, 16_700);
+        pings(&mut r, 0, 60_000, &[(30_000, 32_000), (40_000, 43_000)]);
+        let s = spans(&r, ms(60_000));
+        let c = reregisters_on_failed_probe(&r, &s, ms(60_000));
+        assert_eq!(c.verdict, Verdict::Fail, "{}", c.evidence);
+        assert!(
+            c.evidence.contains("re-registered (HOWDY) at 16.7 s; no ELECT within 8 s while it was up"),
+            "{}",
+            c.evidence
+        );
+        let w = wins_when_higher_silent(&r, me(), &s, ms(60_000));
+        assert_eq!(w.verdict, Verdict::Fail, "{}", w.evidence);
+        assert!(
+            w.evidence.contains("its PROBE to H1 went unanswered at 16.0 s; no ELECT within 8 s"),
+            "{}",
+            w.evidence
+        );
+        // Down for all but 3 s after the PROBE until the end: too little time to judge.
+        let mut r2 = r.clone();
+        r2.pings.clear();
+        pings(&mut r2, 0, 25_000, &[(19_000, 25_000)]);
+        let s2 = spans(&r2, ms(25_000));
+        assert_eq!(reregisters_on_failed_probe(&r2, &s2, ms(25_000)).verdict, Verdict::Skip);
+    }
+
+    #[test]
+    fn up_time_skips_failure_spans() {
+        let s = [Span { start: ms(2_000), end: ms(5_000), closed: true }];
+        assert_eq!(up_for(&s, ms(1_000), Duration::from_secs(2), ms(60_000)), Some(ms(6_000)));
+        assert_eq!(up_for(&s, ms(6_000), Duration::from_secs(2), ms(60_000)), Some(ms(8_000)));
+        assert_eq!(up_for(&s, ms(1_000), Duration::from_secs(2), ms(5_500)), None);
+    }
+
+    #[test]
+    fn a_quiet_follower_follows_and_a_peer_without_extras_is_not_attempted() {
+        let mut r = Records::default();
+        registered(&mut r, 0);
+        got(&mut r, 1_000, Role::Leader, Kind::Elect, true);
+        r.announced.push(ms(2_500));
+        let c = follows_higher_leader(&r, me(), &[], ms(20_000));
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.evidence);
+        assert!(c.evidence.contains("1 quietly"), "{}", c.evidence);
+        // It never PROBEs nor feigns: those checks are not attempted, not failed.
+        let ctx = Context {
+            assigned: me(),
+            spawned: ms(0),
+            end: ms(20_000),
+            roles: [Role::Low1, Role::Low2, Role::Leader, Role::Silent, Role::Dead, Role::Unknown]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (*r, ProcessId::new(150 + i as u32, 3_000_000 + i as u32)))
+                .collect(),
+            answers_elect: Trial::default(),
+            learn: LearnTrial::default(),
+            garbage: Trial::default(),
+            large: Trial::default(),
+        };
+        let all = all(&r, &ctx);
+        for name in ["answers_probe", "probes_leader", "feigns_failure", "recovers_with_election"] {
+            let c = all.iter().find(|c| c.name == name).unwrap();
+            assert_eq!(c.verdict, Verdict::NotAttempted, "{name}: {}", c.evidence);
+        }
+        let tiers: Vec<Tier> = all.iter().map(|c| c.tier).collect();
+        assert!(tiers.windows(2).all(|w| w[0] <= w[1]), "core first, then extra credit, then advice");
+    }
+
+    #[test]
+    fn garbage_after_silence_says_nothing() {
+        let mut r = Records::default();
+        r.pings.push(Ping { sent: ms(1_000), outcome: Outcome::Dropped });
+        let mut ctx_garbage = Trial::default();
+        ctx_garbage.attempts.push((ms(40_000), Outcome::NoReply));
+        let ctx = Context {
+            assigned: me(),
+            spawned: ms(0),
+            end: ms(50_000),
+            roles: vec![],
+            answers_elect: Trial { attempts: vec![(ms(5_000), Outcome::NoReply)], note: String::new(), untried: None },
+            learn: LearnTrial::default(),
+            garbage: ctx_garbage,
+            large: Trial::default(),
+        };
+        let c = survives_garbage(&r, &ctx);
+        assert_eq!(c.verdict, Verdict::Skip, "{}", c.evidence);
+        assert!(c.evidence.starts_with("it never answered anything before the garbage either"), "{}", c.evidence);
+        r.pings.push(Ping { sent: ms(2_000), outcome: Outcome::Ok(ms(2)) });
+        assert_eq!(survives_garbage(&r, &ctx).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn evidence_is_capped_and_says_how_much_was_left_out() {
+        let c = check("registers", Verdict::Fail, "x".repeat(7_600_000));
+        assert!(c.evidence.chars().count() < EVIDENCE_MAX + 60, "{}", c.evidence.len());
+        assert!(c.evidence.ends_with("(7599400 more characters left out)"), "{}", &c.evidence[EVIDENCE_MAX..]);
+        let attempts = (0..390).map(|i| (ms(i), Outcome::Refused)).collect();
+        let t = Trial { attempts, note: String::new(), untried: None };
+        let s = t.summary();
+        assert!(s.starts_with("390 attempts: refused at 0.0 s;") && s.contains("386 more"), "{s}");
+        let notes = vec!["it failed before electing".to_string(); 23];
+        assert_eq!(few(&grouped(&notes), 4), "it failed before electing (23 times)");
+    }
+
+    #[test]
+    fn an_election_in_a_shape_no_dialect_uses_is_described() {
+        let mut r = Records::default();
+        registered(&mut r, 0);
+        got(&mut r, 300, Role::Leader, Kind::Other("('VOTE', dict of 3)".into()), false);
+        let ctx = Context {
+            assigned: me(),
+            spawned: ms(0),
+            end: ms(20_000),
+            roles: vec![(Role::Dead, ProcessId::new(190, 3_000_001))],
+            answers_elect: Trial::default(),
+            learn: LearnTrial::default(),
+            garbage: Trial::default(),
+            large: Trial::default(),
+        };
+        let c = elects_on_join(&r, &ctx, &[]);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(
+            c.evidence.contains(
+                "it sent 1 message the checker could not read as one, to H1 (first at 0.3 s: ('VOTE', dict of 3))"
+            ),
+            "{}",
+            c.evidence
+        );
     }
 }

@@ -5,12 +5,12 @@
 //! Each member answers from the connection's own thread at once, so nothing the peer
 //! does can hold up the driver; [`Scripted`] closes its socket when dropped.
 
-use super::dialect::{classify, Spoken};
+use super::dialect::{classify, read, Read as Heard, ReplyForm, Spoken};
 use super::journal::{At, Journal, Kind, Outcome, PendingProbe, Received, Role};
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net;
-use crate::protocol::{Message, Reply};
+use crate::protocol::Reply;
 use crate::wire::{self, decode, read_pickle, Style, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -33,6 +33,10 @@ pub const REPLY_LIMIT: Duration = Duration::from_secs(1);
 
 /// How long the checker waits for any reply at all, to tell late from missing.
 pub const REPLY_WAIT: Duration = Duration::from_secs(4);
+
+/// How long a member waits to learn which form of OK a members-dict peer reads (from its
+/// own replies to the monitor) before answering it.
+const LEARN_FORM_WITHIN: Duration = Duration::from_millis(600);
 
 /// How long a silent member holds a connection the peer leaves open.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
@@ -57,6 +61,8 @@ pub struct Shared {
     pub peer: Mutex<Option<(ProcessId, Addr)>>,
     pub group: Mutex<Members>,
     pub stopping: AtomicBool,
+    /// The dialect spoken before the peer shows its own: from its GCD's era.
+    pub default: Mutex<Spoken>,
     conns: AtomicU64,
 }
 
@@ -67,6 +73,7 @@ impl Shared {
             peer: Mutex::new(None),
             group: Mutex::new(Members::default()),
             stopping: AtomicBool::new(false),
+            default: Mutex::new(Spoken::STANDARD),
             conns: AtomicU64::new(0),
         })
     }
@@ -79,24 +86,55 @@ impl Shared {
         self.group.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The dialect to speak to the peer: its own once known, the standard before.
+    /// The dialect to speak to the peer: its own once known, its era's before.
     pub fn spoken(&self) -> Spoken {
-        self.journal.lock().dialect.unwrap_or(Spoken::STANDARD)
+        let default = *self.default.lock().unwrap_or_else(|e| e.into_inner());
+        self.journal.lock().dialect.unwrap_or(default)
     }
 
-    /// Sends the peer `value` and waits for its reply (one connection).
-    pub fn ask_peer(&self, value: &Value, style: Style) -> Outcome {
-        match self.peer() {
-            Some((_, addr)) => exchange(&addr, &wire::encode(value, style)),
-            None => Outcome::Refused,
+    /// Sends the peer `value` (named `name` in the journal) and waits for its reply.
+    pub fn ask_peer(&self, name: &'static str, value: &Value, style: Style) -> Outcome {
+        self.send_raw(name, &wire::encode(value, style))
+    }
+
+    /// Sends the peer raw bytes and says how the connection ended; notes the form of an
+    /// OK it replies with (the form it expects back).
+    pub fn send_raw(&self, name: &'static str, bytes: &[u8]) -> Outcome {
+        let Some((_, addr)) = self.peer() else { return Outcome::Refused };
+        self.journal.sent(name);
+        let (outcome, reply) = exchange_reply(&addr, bytes);
+        if let Some(form) = reply.as_ref().and_then(ReplyForm::of) {
+            self.journal.update(|r| {
+                r.reply_form.get_or_insert(form);
+            });
         }
+        outcome
     }
 
-    /// Sends the peer raw bytes and says how the connection ended.
-    pub fn send_raw(&self, bytes: &[u8]) -> Outcome {
-        match self.peer() {
-            Some((_, addr)) => exchange(&addr, bytes),
-            None => Outcome::Refused,
+    /// An ELECT (as bytes) to a peer that answers it on a new connection: sent, then
+    /// the OK awaited at `member`, the sender it names.
+    pub fn elect_apart(&self, name: &'static str, bytes: &[u8], member: Role) -> Outcome {
+        let Some((_, addr)) = self.peer() else { return Outcome::Refused };
+        self.journal.sent(name);
+        let sent = self.journal.now();
+        let Ok(mut stream) = net::connect(&addr, Duration::from_millis(500)) else { return Outcome::Refused };
+        if stream.write_all(bytes).is_err() {
+            return Outcome::Refused;
+        }
+        // Its reply on this connection, if any, is not the answer; leave it open a moment.
+        let _ = stream.shutdown(Shutdown::Write);
+        let got = self
+            .journal
+            .wait_until(sent + REPLY_WAIT, |r| r.oks.iter().any(|(at, role)| *at >= sent && *role == member));
+        if !got {
+            return Outcome::NoReply;
+        }
+        let at = self.journal.lock().oks.iter().find(|(at, role)| *at >= sent && *role == member).map(|(at, _)| *at);
+        let took = at.unwrap_or(sent).saturating_sub(sent);
+        if took <= REPLY_LIMIT {
+            Outcome::Ok(took)
+        } else {
+            Outcome::Late(took)
         }
     }
 
@@ -104,48 +142,46 @@ impl Shared {
     pub fn probe_peer(&self, sender: ProcessId) -> Outcome {
         let Some((peer, _)) = self.peer() else { return Outcome::Refused };
         let msg = self.spoken().probe(&self.group(), sender, peer);
-        self.ask_peer(&msg, Style::Compact)
+        self.ask_peer("PROBE", &msg, Style::Compact)
     }
 }
 
 /// One exchange with the peer: connect (refused within half a second or not at all),
-/// one write, then wait up to [`REPLY_WAIT`] for one pickled reply.
-pub fn exchange(addr: &Addr, bytes: &[u8]) -> Outcome {
+/// one write, then wait up to [`REPLY_WAIT`] for one pickled reply; with the reply's
+/// value when it was a pickle.
+fn exchange_reply(addr: &Addr, bytes: &[u8]) -> (Outcome, Option<Value>) {
     let mut stream = match net::connect(addr, Duration::from_millis(500)) {
         Ok(s) => s,
-        Err(_) => return Outcome::Refused,
+        Err(_) => return (Outcome::Refused, None),
     };
     let sent = std::time::Instant::now();
     if stream.write_all(bytes).is_err() {
-        return Outcome::Refused;
+        return (Outcome::Refused, None);
     }
     let _ = stream.set_read_timeout(Some(REPLY_WAIT));
     match read_pickle(&mut stream, wire::MAX_PICKLE_BYTES) {
         Ok(reply) => {
             let took = sent.elapsed();
-            match decode(&reply).map(Reply::from_value) {
+            let value = decode(&reply).ok();
+            let outcome = match decode(&reply).map(Reply::from_value) {
                 Ok(Reply::GotIt) if took <= REPLY_LIMIT => Outcome::Ok(took),
                 Ok(Reply::GotIt) => Outcome::Late(took),
                 Ok(other) => Outcome::Wrong(short(&format!("{other:?}"))),
                 Err(e) => Outcome::Wrong(format!("an unreadable pickle ({e})")),
-            }
+            };
+            (outcome, value)
         }
-        Err(wire::FrameError::Incomplete { received: 0 }) => Outcome::Dropped,
-        Err(wire::FrameError::Io(e)) if wire::is_timeout(&e) => Outcome::NoReply,
+        Err(wire::FrameError::Incomplete { received: 0 }) => (Outcome::Dropped, None),
+        Err(wire::FrameError::Io(e)) if wire::is_timeout(&e) => (Outcome::NoReply, None),
         // A listener closed with our connection still in its backlog resets it.
-        Err(wire::FrameError::Io(e)) if e.kind() == ErrorKind::ConnectionReset => Outcome::Refused,
-        Err(e) => Outcome::Wrong(short(&e.to_string())),
+        Err(wire::FrameError::Io(e)) if e.kind() == ErrorKind::ConnectionReset => (Outcome::Refused, None),
+        Err(e) => (Outcome::Wrong(short(&e.to_string())), None),
     }
 }
 
+/// At most 60 characters of what the peer said, escaped for a terminal.
 fn short(s: &str) -> String {
-    let mut s = s.to_string();
-    if s.len() > 60 {
-        let cut = (0..=60).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
+    crate::report::printable(s.as_bytes(), 60)
 }
 
 /// Sends I_AM_LEADER without waiting for anything back; true if it was delivered.
@@ -236,16 +272,13 @@ impl Member {
         let at = journal.now();
         let Ok(value) = decode(&bytes) else { return };
         let spoken = classify(&value);
-        let kind = match super::dialect::announced_leader(&value) {
-            Some(leader) => Ok(Message::IAmLeader { leader, addr: None }),
-            None => Message::from_value(&value),
-        };
-        let kind = match kind {
-            Ok(Message::Elect { .. }) => Kind::Elect,
-            Ok(Message::IAmLeader { leader, .. }) => Kind::Leader(leader),
-            Ok(Message::Probe) => Kind::Probe,
-            Ok(other) => Kind::Other(other.name().to_string()),
-            Err(e) => Kind::Other(short(&e.to_string())),
+        let heard = read(&value);
+        let kind = match &heard {
+            Heard::Elect { .. } => Kind::Elect,
+            Heard::Leader(leader) => Kind::Leader(*leader),
+            Heard::Probe => Kind::Probe,
+            Heard::Ok => Kind::Other("OK".into()),
+            Heard::Other(what) => Kind::Other(what.clone()),
         };
         let mode = self.mode();
         let answers = matches!(mode, Mode::Answer | Mode::Lead) && matches!(kind, Kind::Elect | Kind::Probe);
@@ -254,11 +287,37 @@ impl Member {
             if r.dialect.is_none() {
                 r.dialect = spoken;
             }
-            r.received.push(Received { at, role: self.role, kind: kind.clone(), answered: answers });
+            if heard == Heard::Ok {
+                r.oks.push((at, self.role));
+            } else {
+                r.received.push(Received { at, role: self.role, kind: kind.clone(), answered: answers });
+            }
         });
         if answers {
-            let reply = spoken.unwrap_or_else(|| self.shared.spoken()).got_it(self.pid);
-            let _ = stream.write_all(&wire::encode(&reply, Style::Compact));
+            let speak = spoken.unwrap_or_else(|| self.shared.spoken());
+            if speak == Spoken::OLD_MEMBERS {
+                // Its peers answer 'OK' or ('OK', ...), and each reads only one of them:
+                // the monitor's PROBEs show which it writes (and so reads) within moments.
+                // It waits 1 to 2 s for an answer; a little of that goes to learning.
+                let until = journal.now() + LEARN_FORM_WITHIN;
+                journal.wait_until(until, |r| r.reply_form.is_some());
+            }
+            let form = journal.lock().reply_form;
+            let reply = wire::encode(&speak.got_it(self.pid, form), Style::Compact);
+            if speak.answers_apart() && kind == Kind::Elect {
+                // ('OK', None) on a new connection to the sender's listen address.
+                let to = match &heard {
+                    Heard::Elect { sender: Some(s), members } => members.get(*s).cloned(),
+                    _ => None,
+                }
+                .or_else(|| self.shared.peer().map(|(_, a)| a));
+                if let Some(to) = to {
+                    let ok = wire::encode(&Value::tuple([Value::str("OK"), Value::None]), Style::Compact);
+                    let _ = net::connect(&to, Duration::from_millis(500)).and_then(|mut s| s.write_all(&ok));
+                }
+            } else {
+                let _ = stream.write_all(&reply);
+            }
         }
         match mode {
             Mode::Lead if kind == Kind::Elect => self.announce_later(),
@@ -328,7 +387,9 @@ impl Member {
             if !still_leading || shared.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let msg = shared.spoken().leader(pid, &addr, &shared.group(), peer);
+            let spoken = shared.spoken();
+            let msg = spoken.leader(pid, &addr, &shared.group(), peer);
+            shared.journal.sent(spoken.name("I_AM_LEADER"));
             if announce(&peer_addr, &msg) {
                 let at = shared.journal.now();
                 shared.journal.update(|r| r.announced.push(at));

@@ -72,6 +72,12 @@ pub enum CheckError {
         last_lines: Vec<String>,
     },
     Interrupted,
+    /// The command names a placeholder the checker does not know.
+    Placeholder {
+        unknown: Vec<String>,
+    },
+    /// The peer ended during the scenarios: they stop, and it is judged on what it did.
+    PeerGone,
 }
 
 impl std::fmt::Display for CheckError {
@@ -87,6 +93,13 @@ impl std::fmt::Display for CheckError {
                 }
             }
             CheckError::Interrupted => write!(f, "interrupted; the peer was stopped"),
+            CheckError::Placeholder { unknown } => write!(
+                f,
+                "the command names {} no placeholder the checker fills in; the known ones are {}",
+                unknown.join(", "),
+                peer::PLACEHOLDERS.join(" ")
+            ),
+            CheckError::PeerGone => write!(f, "the peer ended during the check"),
         }
     }
 }
@@ -98,6 +111,18 @@ const MONITOR_EVERY: Duration = Duration::from_millis(250);
 const MIN_WATCH: Duration = Duration::from_secs(30);
 /// How long after joining the checker waits for enough PROBEs to judge their interval.
 const GAPS_BY: Duration = Duration::from_secs(70);
+/// The large ELECT's name in the journal: a death right after it is large_elect's failure.
+const LARGE_ELECT: &str = "60-member ELECT";
+/// Garbage's name in the journal: a death right after it is survives_garbage's failure.
+const GARBAGE: &str = "garbage";
+
+/// Why a trial was not made when the run's time ran out before it.
+const OUT_OF_TIME: &str = "the run's time (--time) ran out before this trial";
+
+/// The most attempts of one trial (garbage, the large ELECT), each at least 400 ms apart.
+const TRIAL_ATTEMPTS: usize = 20;
+/// The most ELECTs the learn scenario sends.
+const LEARN_ATTEMPTS: usize = 12;
 /// The least time between two ELECTs that make a peer leading itself follow H1 again.
 const NUDGE_EVERY: Duration = Duration::from_secs(3);
 
@@ -143,6 +168,10 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Runs the check and returns the rubric.
 pub fn run(config: &CheckConfig) -> Result<Report, CheckError> {
+    let unknown = peer::unknown_placeholders(&config.command);
+    if !unknown.is_empty() {
+        return Err(CheckError::Placeholder { unknown });
+    }
     Driver::new(config)?.run()
 }
 
@@ -167,6 +196,11 @@ impl<'a> Driver<'a> {
         let epoch = Instant::now();
         let journal = Arc::new(Journal::new(epoch));
         let shared = Shared::new(Arc::clone(&journal));
+        if matches!(config.gcd_message, RegisterName::Join | RegisterName::Begin) {
+            // The ELECTION / OK / COORDINATOR years: until the peer shows its own dialect,
+            // speak the most common one of its GCD's era.
+            *shared.default.lock().unwrap_or_else(|e| e.into_inner()) = dialect::Spoken::OLD_MEMBERS;
+        }
         let (assigned, roles) = identities();
         let coordinator =
             Arc::new(Coordinator::new(CoordinatorConfig { accept: config.gcd_message, allow_remote: false }));
@@ -258,19 +292,31 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Waits for `cond` until `until` (capped by the run's deadline), or an interrupt.
+    /// Waits for `cond` until `until` (capped by the run's deadline), an interrupt, or
+    /// the peer's end.
     fn wait(&self, until: At, cond: impl FnMut(&journal::Records) -> bool) -> Result<bool, CheckError> {
         let until = until.min(self.deadline);
         let interrupted = Arc::clone(&self.config.interrupted);
         let mut cond = cond;
-        let held = self.journal.wait_until(until, |r| interrupted.load(Ordering::SeqCst) || cond(r));
+        let held =
+            self.journal.wait_until(until, |r| interrupted.load(Ordering::SeqCst) || r.peer_exit.is_some() || cond(r));
         self.interrupted()?;
+        if self.journal.lock().peer_exit.is_some() {
+            return Err(CheckError::PeerGone);
+        }
         Ok(held)
     }
 
+    /// Waits `d`, whatever the deadline (so that no loop spins once it has passed).
     fn sleep(&self, d: Duration) -> Result<(), CheckError> {
         let until = self.now() + d;
-        self.wait(until, |_| false).map(|_| ())
+        let interrupted = Arc::clone(&self.config.interrupted);
+        self.journal.wait_until(until, |r| interrupted.load(Ordering::SeqCst) || r.peer_exit.is_some());
+        self.interrupted()?;
+        if self.journal.lock().peer_exit.is_some() {
+            return Err(CheckError::PeerGone);
+        }
+        Ok(())
     }
 
     /// Waits for the next PROBE the leader member answers: the peer is up and follows it.
@@ -288,10 +334,22 @@ impl<'a> Driver<'a> {
         for (pid, addr) in extra {
             members.insert(*pid, addr.clone());
         }
-        let msg = self.shared.spoken().elect(&members, self.pid(Role::Low1), peer);
+        let spoken = self.shared.spoken();
+        let msg = spoken.elect(&members, self.pid(Role::Low1), peer);
+        self.send_elect(spoken.name("ELECT"), &wire::encode(&msg, style))
+    }
+
+    /// Sends the peer an ELECT (as bytes) from L1 and says how it was answered: on the
+    /// same connection, or (three-tuple peers) by an OK to L1 on a new one.
+    fn send_elect(&self, name: &'static str, bytes: &[u8]) -> Outcome {
+        let spoken = self.shared.spoken();
         let at = self.now();
         self.journal.update(|r| r.our_elects.push(at));
-        self.shared.ask_peer(&msg, style)
+        if spoken.answers_apart() {
+            self.shared.elect_apart(name, bytes, Role::Low1)
+        } else {
+            self.shared.send_raw(name, bytes)
+        }
     }
 
     fn run(mut self) -> Result<Report, CheckError> {
@@ -306,10 +364,10 @@ impl<'a> Driver<'a> {
         self.peer_started.store(true, Ordering::SeqCst);
         let spawned = self.now();
         self.deadline = spawned + self.config.limit.saturating_sub(Duration::from_secs(3));
-        let process = PeerProcess::spawn(&command).map_err(|e| CheckError::PeerStart {
+        let process = Arc::new(PeerProcess::spawn(&command).map_err(|e| CheckError::PeerStart {
             why: format!("cannot start {:?}: {e}", command[0]),
             last_lines: Vec::new(),
-        })?;
+        })?);
         let registered = self.wait_registration(&process, spawned)?;
         let mut ctx = Context {
             assigned: self.assigned,
@@ -321,31 +379,73 @@ impl<'a> Driver<'a> {
             garbage: Trial::default(),
             large: Trial::default(),
         };
-        let mut exit_note = None;
+        let mut notes = Vec::new();
         if let Some(joined) = registered {
             *self.shared.group.lock().unwrap_or_else(|e| e.into_inner()) = self.coordinator.members();
             let monitor = self.start_monitor();
+            let watcher = self.watch_exit(&process);
             let result = self.scenarios(joined, &mut ctx);
             monitor.store(true, Ordering::SeqCst);
-            result?;
+            watcher.store(true, Ordering::SeqCst);
+            match result {
+                Ok(()) | Err(CheckError::PeerGone) => {}
+                Err(e) => return Err(e),
+            }
             if let Some(status) = process.exited() {
-                exit_note = Some(format!("the peer exited during the check ({status})"));
+                let at = self.journal.lock().peer_exit.as_ref().map(|(at, _)| *at).unwrap_or(self.now());
+                self.journal.update(|r| {
+                    r.peer_exit.get_or_insert((at, status.to_string()));
+                });
             }
         }
-        ctx.end = self.now();
+        ctx.end = self.journal.lock().peer_exit.as_ref().map_or(self.now(), |(at, _)| *at);
         self.shared.stopping.store(true, Ordering::SeqCst);
+        let tracebacks: Vec<At> = process.tracebacks().into_iter().map(|i| self.journal.at(i)).collect();
         process.stop();
-        let records = self.journal.lock();
+        let records = self.journal.lock().clone();
         let mut checks = judge::all(&records, &ctx);
+        if let Some(death) = death(&records, &tracebacks) {
+            notes.push(death.note.clone());
+            // What failed on the record before it died stands; what failed after is the
+            // death's doing, not the peer's logic: not judged.
+            let before = judge::all(&records.until(death.at), &ctx.until(death.at));
+            // Dying on garbage or on a large ELECT is the failure those checks look for.
+            let owner = match death.cause {
+                GARBAGE => Some("survives_garbage"),
+                LARGE_ELECT => Some("large_elect"),
+                _ => None,
+            };
+            for c in checks.iter_mut() {
+                if owner == Some(c.name) {
+                    // Refused connections after it would read as feigning: it died.
+                    c.verdict = Verdict::Fail;
+                    c.evidence = judge::cap(format!("{}; {}", death.short, c.evidence));
+                    continue;
+                }
+                let failed_before = before.iter().any(|b| b.name == c.name && b.verdict == Verdict::Fail);
+                let before_verdict = before.iter().find(|b| b.name == c.name).map(|b| b.verdict);
+                if c.verdict == Verdict::Fail && before_verdict == Some(Verdict::NotAttempted) {
+                    c.verdict = Verdict::NotAttempted;
+                    c.evidence = judge::cap(format!("not attempted before it died; {}", c.evidence));
+                } else if c.verdict == Verdict::Fail && !failed_before {
+                    c.verdict = Verdict::Skip;
+                    c.evidence = judge::cap(format!("not judged: {}; {}", death.short, c.evidence));
+                }
+            }
+        } else if let Some((at, status)) = &records.peer_exit {
+            notes.push(format!("the peer exited during the check, at {} ({status})", judge::secs(*at)));
+        }
         if registered.is_none() {
-            for c in checks.iter_mut().skip(1) {
+            for c in checks.iter_mut().filter(|c| c.name != "registers") {
                 c.verdict = Verdict::Skip;
                 c.evidence = "the peer never registered".into();
             }
         }
         let dialect = records.dialect;
-        drop(records);
-        let last_lines = if checks.iter().any(|c| c.verdict == Verdict::Fail && c.required) {
+        let last_lines = if registered.is_none()
+            || checks.iter().any(|c| c.verdict == Verdict::Fail && c.required())
+            || !notes.is_empty()
+        {
             process.last_lines(8)
         } else {
             Vec::new()
@@ -358,9 +458,30 @@ impl<'a> Driver<'a> {
             dialect,
             checks,
             seconds: self.now().saturating_sub(spawned).as_secs_f64(),
-            exit_note,
+            notes,
             last_lines,
+            registered: registered.is_some(),
         })
+    }
+
+    /// Notes in the journal when the peer's process ends (polled every 50 ms); returns the
+    /// flag that stops the watch.
+    fn watch_exit(&self, process: &Arc<PeerProcess>) -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (journal, process, stopping) = (Arc::clone(&self.journal), Arc::clone(process), Arc::clone(&stop));
+        let _ = std::thread::Builder::new().name("check-exit".into()).spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                if let Some(status) = process.exited() {
+                    let at = journal.now();
+                    journal.update(|r| {
+                        r.peer_exit.get_or_insert((at, status.to_string()));
+                    });
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        stop
     }
 
     /// Waits up to 10 s for the peer's registration; an early exit is a start failure.
@@ -458,14 +579,21 @@ impl<'a> Driver<'a> {
         let extra = [(x.pid, x.addr.clone())];
         let until = self.now() + Duration::from_secs(45);
         let mut reachable_misses = 0;
-        while self.now() < until.min(self.deadline) {
+        for _ in 0..LEARN_ATTEMPTS {
+            if self.now() >= until.min(self.deadline) {
+                break;
+            }
             self.next_leader_probe(Duration::from_secs(6))?;
             let at = self.now();
             let outcome = self.elect_from_low(&extra, Style::Compact);
             ctx.answers_elect.attempts.push((at, outcome.clone()));
             match outcome {
                 Outcome::Ok(_) => {}
-                Outcome::Refused => continue,
+                Outcome::Refused => {
+                    // Down (feigning): give it a moment rather than knock again at once.
+                    self.sleep(Duration::from_millis(500))?;
+                    continue;
+                }
                 _ => {
                     reachable_misses += 1;
                     if reachable_misses >= 2 {
@@ -520,9 +648,11 @@ impl<'a> Driver<'a> {
                     .find(|x| x.at > since && x.role == Role::Leader && x.kind == Kind::Probe && x.answered)
                     .map(|x| x.at)
             };
+            // A peer that never PROBEs (extra credit) and follows H1: it stays quiet after
+            // H1's latest announcement, which may be from an earlier attempt.
             let never_probes = |r: &journal::Records| {
                 !r.received.iter().any(|x| x.role == Role::Leader && x.kind == Kind::Probe)
-                    && r.announced.iter().any(|a| *a > since)
+                    && r.announced.last().is_some_and(|a| !r.self_announcements(me).any(|x| x.at > *a))
             };
             // Until a clean interval between two PROBEs was seen (probe_interval needs one),
             // the first attempts wait for two answered PROBEs in a row: H1's failure would
@@ -658,12 +788,18 @@ impl<'a> Driver<'a> {
             Style::Compact,
         );
         for junk in garbage_messages(&elect) {
-            let _ = self.shared.send_raw(&junk);
+            let _ = self.shared.send_raw(GARBAGE, &junk);
         }
         let answers = judge::answers_probes(&self.journal.lock());
         ctx.garbage.note = if answers { "then PROBE".into() } else { "then ELECT, as it never answers PROBE".into() };
-        let until = self.now() + Duration::from_secs(10);
-        while self.now() < until {
+        let until = (self.now() + Duration::from_secs(10)).min(self.deadline);
+        if self.now() >= until {
+            ctx.garbage.untried = Some(OUT_OF_TIME);
+        }
+        for _ in 0..TRIAL_ATTEMPTS {
+            if self.now() >= until {
+                break;
+            }
             let at = self.now();
             let outcome = if answers {
                 self.shared.probe_peer(self.pid(Role::Low2))
@@ -698,12 +834,17 @@ impl<'a> Driver<'a> {
         let value: Value = self.shared.spoken().elect(&members, self.pid(Role::Low1), peer);
         let bytes = wire::encode(&value, Style::CPython);
         ctx.large.note = format!("{} members, {} bytes", members.len(), bytes.len());
-        let until = self.now() + Duration::from_secs(10);
+        let until = (self.now() + Duration::from_secs(10)).min(self.deadline);
+        if self.now() >= until {
+            ctx.large.untried = Some(OUT_OF_TIME);
+        }
         let mut misses = 0;
-        while self.now() < until && misses < 3 {
+        for _ in 0..TRIAL_ATTEMPTS {
+            if self.now() >= until || misses >= 3 {
+                break;
+            }
             let at = self.now();
-            self.journal.update(|r| r.our_elects.push(at));
-            let outcome = self.shared.send_raw(&bytes);
+            let outcome = self.send_elect(LARGE_ELECT, &bytes);
             let (ok, refused) = (matches!(outcome, Outcome::Ok(_)), outcome.refused());
             ctx.large.attempts.push((at, outcome));
             if ok {
@@ -722,6 +863,63 @@ impl<'a> Driver<'a> {
     fn group(&self) -> Members {
         self.coordinator.members()
     }
+}
+
+/// The peer died (exited, or printed a traceback) right after one of our messages.
+#[derive(Debug)]
+struct Death {
+    at: At,
+    /// The message of ours it died after, as the journal names it.
+    cause: &'static str,
+    /// "the peer exited 0.2 s after our COORDINATOR (sent at 12.3 s)"
+    short: String,
+    note: String,
+}
+
+/// How soon after one of our messages a death counts as that message's doing.
+const DEATH_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether the peer died right after a message of ours: the message, and when. A
+/// traceback is a death when the peer never answered again after it (its listener
+/// thread died with it); one it went on answering after (socketserver prints one for
+/// every exception in a handler) is not.
+fn death(r: &journal::Records, tracebacks: &[At]) -> Option<Death> {
+    let exit = r.peer_exit.as_ref().map(|(at, status)| (*at, format!("exited ({status})")));
+    let answered_after =
+        |t: At| r.pings.iter().any(|p| p.sent > t && matches!(p.outcome, Outcome::Ok(_) | Outcome::Late(_)));
+    let asked_after = |t: At| r.pings.iter().any(|p| p.sent > t + Duration::from_millis(500));
+    let trace = tracebacks
+        .iter()
+        .copied()
+        .find(|t| !answered_after(*t) && (exit.is_some() || asked_after(*t)))
+        .map(|at| (at, "printed a traceback".to_string()));
+    let (at, what) = [trace, exit].into_iter().flatten().min_by_key(|(at, _)| *at)?;
+    // Our latest message before it; a monitor PROBE only if nothing else was sent then
+    // (one goes out every 250 ms, so it is always close to anything).
+    let recent: Vec<&(At, &str)> = r.ours.iter().filter(|(t, _)| *t <= at && at - *t <= DEATH_AFTER).collect();
+    let &&(sent, name) = recent
+        .iter()
+        .rev()
+        .find(|(_, n)| *n != "PROBE")
+        .or_else(|| recent.iter().rev().find(|(t, _)| at - *t <= Duration::from_millis(300)))?;
+    let short = format!(
+        "the peer {what} {:.1} s after our {name} (sent at {})",
+        at.saturating_sub(sent).as_secs_f64(),
+        judge::secs(sent)
+    );
+    let note = match (name, r.dialect) {
+        (GARBAGE, _) => format!("{short}: a peer must survive bad input (survives_garbage fails)"),
+        (LARGE_ELECT, _) => format!("{short}: a peer must survive an ELECT over 1024 bytes (large_elect fails)"),
+        (_, Some(spoken)) => format!(
+            "{short}, in the dialect it had shown ({spoken}): a message its peers may send killed it; checks \
+             that would have failed only after that are marked skipped"
+        ),
+        (_, None) => format!(
+            "{short}, before it had shown its dialect (the checker spoke the one its GCD's era suggests): checks \
+             that would have failed only after that are marked skipped"
+        ),
+    };
+    Some(Death { at, cause: name, short, note })
 }
 
 /// Junk of the four kinds the issue names, from the peer's own kind of ELECT: bytes that
@@ -767,6 +965,37 @@ mod tests {
             // Free: the peer can bind it (the kernel would not hand it to port 0 meanwhile).
             drop(TcpListener::bind(("127.0.0.1", port)).unwrap());
         }
+    }
+
+    #[test]
+    fn a_death_right_after_our_message_is_named_and_a_traceback_it_survived_is_none() {
+        let ms = Duration::from_millis;
+        let mut r = journal::Records::default();
+        for t in (0..10_000).step_by(250) {
+            let outcome = if t < 5_000 { Outcome::Ok(ms(1)) } else { Outcome::Refused };
+            r.pings.push(Ping { sent: ms(t), outcome });
+            r.ours.push((ms(t), "PROBE"));
+        }
+        r.ours.push((ms(4_800), "COORDINATOR"));
+        // It printed a traceback at 4.9 s and never answered again: that is its death,
+        // after our COORDINATOR, not after the monitor's PROBE at 4.75 s.
+        let d = death(&r, &[ms(4_900)]).unwrap();
+        assert_eq!((d.at, d.cause), (ms(4_900), "COORDINATOR"));
+        assert!(
+            d.short.starts_with("the peer printed a traceback 0.1 s after our COORDINATOR (sent at 4.8 s)"),
+            "{}",
+            d.short
+        );
+        // A traceback it went on answering after is no death.
+        assert!(death(&r, &[ms(2_000)]).is_none());
+        // An exit long after any message of ours is said, but blames none.
+        r.peer_exit = Some((ms(9_000), "exit status: 1".into()));
+        r.ours.retain(|(t, _)| *t < ms(5_000));
+        assert!(death(&r, &[]).is_none());
+        r.ours.push((ms(8_900), GARBAGE));
+        let d = death(&r, &[]).unwrap();
+        assert_eq!(d.cause, GARBAGE);
+        assert!(d.note.contains("survives_garbage fails"), "{}", d.note);
     }
 
     #[test]

@@ -25,6 +25,33 @@ pub struct Placeholders {
     pub birthday: String,
 }
 
+/// Every placeholder [`Placeholders::fill`] knows, as written in a command.
+pub const PLACEHOLDERS: [&str; 8] =
+    ["{gcd}", "{gcd_host}", "{gcd_port}", "{port}", "{listen}", "{su_id}", "{days}", "{birthday}"];
+
+/// The `{name}`s in `args` that look like placeholders (lower-case letters, digits and
+/// `_`) but are none the checker knows: a typo such as `{gcdport}` would reach the peer
+/// as it is written.
+pub fn unknown_placeholders(args: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for arg in args {
+        let mut rest = arg.as_str();
+        while let Some(open) = rest.find('{') {
+            rest = &rest[open + 1..];
+            let Some(close) = rest.find('}') else { break };
+            let name = &rest[..close];
+            let looks = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && name.starts_with(|c: char| c.is_ascii_lowercase());
+            let written = format!("{{{name}}}");
+            if looks && !PLACEHOLDERS.contains(&written.as_str()) && !out.contains(&written) {
+                out.push(written);
+            }
+        }
+    }
+    out
+}
+
 impl Placeholders {
     /// Replaces every `{name}` the issue defines in `arg`; other braces stay as written.
     pub fn fill(&self, arg: &str) -> String {
@@ -47,12 +74,19 @@ pub fn birthday_in(today: NaiveDate, days: u32) -> String {
 
 /// Lines of output kept to show when the peer misbehaves.
 const KEEP_LINES: usize = 30;
+/// Tracebacks whose times are kept: a peer that prints one per message need not be
+/// followed further.
+const TRACEBACKS_KEPT: usize = 50;
+/// The most characters of one of its lines that are shown.
+const LINE_MAX: usize = 300;
 
 /// A running peer; stopped (with its whole process group) when dropped.
 pub struct PeerProcess {
     child: Mutex<Option<Child>>,
     pub os_pid: u32,
     output: Arc<Mutex<VecDeque<String>>>,
+    /// When the peer printed a Python traceback (the first [`TRACEBACKS_KEPT`]).
+    traceback: Arc<Mutex<Vec<Instant>>>,
     exit: Mutex<Option<ExitStatus>>,
 }
 
@@ -71,10 +105,19 @@ impl PeerProcess {
             child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
             child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
         ];
+        let traceback = Arc::new(Mutex::new(Vec::new()));
         for stream in streams.into_iter().flatten() {
             let output = Arc::clone(&output);
+            let traceback = Arc::clone(&traceback);
             let _ = std::thread::Builder::new().name("peer-output".into()).spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.starts_with("Traceback (most recent call last)") {
+                        let mut seen = traceback.lock().unwrap_or_else(|e| e.into_inner());
+                        if seen.len() < TRACEBACKS_KEPT {
+                            seen.push(Instant::now());
+                        }
+                    }
+                    let line = crate::report::printable(line.as_bytes(), LINE_MAX);
                     let mut kept = output.lock().unwrap_or_else(|e| e.into_inner());
                     if kept.len() == KEEP_LINES {
                         kept.pop_front();
@@ -83,7 +126,18 @@ impl PeerProcess {
                 }
             });
         }
-        Ok(PeerProcess { os_pid: child.id(), child: Mutex::new(Some(child)), output, exit: Mutex::new(None) })
+        Ok(PeerProcess {
+            os_pid: child.id(),
+            child: Mutex::new(Some(child)),
+            output,
+            traceback,
+            exit: Mutex::new(None),
+        })
+    }
+
+    /// When the peer printed Python tracebacks, in order.
+    pub fn tracebacks(&self) -> Vec<Instant> {
+        self.traceback.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The exit status if the peer has ended.
@@ -166,6 +220,18 @@ mod tests {
         assert_eq!(p.fill("--gcd={gcd}"), "--gcd=127.0.0.1:23600");
         assert_eq!(p.fill("{gcd_host} {gcd_port} {port} {listen}"), "127.0.0.1 23600 40001 127.0.0.1:40001");
         assert_eq!(p.fill("{su_id}/{days}/{birthday}/{other}"), "4123456/42/01-06/{other}");
+    }
+
+    #[test]
+    fn a_mistyped_placeholder_is_found_and_known_ones_and_other_braces_are_not() {
+        let args: Vec<String> =
+            ["--gcd={gcd}", "{gcdport}", "{port}{Port}", "${HOME}", "{\"a\": 1}", "{su-id}", "{gcdport}", "{}"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        assert_eq!(unknown_placeholders(&args), vec!["{gcdport}".to_string()]);
+        let known: Vec<String> = PLACEHOLDERS.iter().map(|s| s.to_string()).collect();
+        assert!(unknown_placeholders(&known).is_empty());
     }
 
     #[test]

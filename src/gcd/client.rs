@@ -4,11 +4,82 @@ use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{exchange, ExchangeError};
 use crate::protocol::{encode_message, Message, RegisterName, Reply};
+use crate::report::printable;
 use crate::wire::{decode, is_timeout, FrameError};
 use log::debug;
 use std::fmt;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a node keeps trying a GCD that is not up yet (nothing listens, or the
+/// connection broke), unless told otherwise (`--gcd-wait`): long enough to start the
+/// GCD in another terminal after the node.
+pub const GCD_WAIT: Duration = Duration::from_secs(30);
+
+/// The waits between attempts while the GCD is not up: 0.25, 0.5, then every second,
+/// so a GCD that comes up is found within a second and one that does not costs one
+/// connection a second.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the wait is reported after its first line.
+const SAY_EVERY: Duration = Duration::from_secs(5);
+
+/// Why [`register_waiting`] gave up: the last error, after how many attempts and how long.
+#[derive(Debug)]
+pub struct GaveUp {
+    pub error: GcdError,
+    pub attempts: u32,
+    pub waited: Duration,
+}
+
+/// [`register`], trying again for up to `wait` while the GCD is not up yet (an error that
+/// [`GcdError::is_transient`]), and saying so: once at once, then every few seconds
+/// ("waiting for the GCD at HOST:PORT … 12 s"). Any other error ends it at once.
+pub fn register_waiting(
+    gcd: &Addr,
+    choice: NameChoice,
+    pid: ProcessId,
+    listen: &Addr,
+    timeout: Duration,
+    wait: Duration,
+) -> Result<Registration, GaveUp> {
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0;
+    let mut said: Option<Instant> = None;
+    loop {
+        attempts += 1;
+        match register(gcd, choice, pid, listen, timeout) {
+            Ok(registration) => {
+                if said.is_some() {
+                    log::info!("the GCD at {gcd} answered after {:.1} s", started.elapsed().as_secs_f64());
+                }
+                return Ok(registration);
+            }
+            Err(error) if error.is_transient() && started.elapsed() + backoff <= wait => {
+                match said {
+                    None => log::warn!(
+                        "{error}; waiting for the GCD at {gcd} for up to {} s (Ctrl-C stops)",
+                        wait.as_secs()
+                    ),
+                    Some(at) if at.elapsed() >= SAY_EVERY => {
+                        log::warn!("waiting for the GCD at {gcd} … {} s", started.elapsed().as_secs())
+                    }
+                    Some(_) => {
+                        debug!("{error}; trying again in {} ms", backoff.as_millis());
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+                said = Some(Instant::now());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(error) => return Err(GaveUp { error, attempts, waited: started.elapsed() }),
+        }
+    }
+}
 
 /// Which registration name to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,13 +155,20 @@ pub enum Advice {
     SeeMessage,
     /// It accepts none of the names: check that it is the course's GCD.
     CheckIsCourseGcd,
+    /// Its reply is not a pickle, nor gcd2.py's text: something else listens there.
+    NotAGcd,
 }
 
 impl GcdError {
-    /// Whether trying again soon may help: the GCD is not up yet, or the connection
-    /// broke. A refusal, garbage, a dropped request or a GCD that hangs will not change.
+    /// Whether trying again soon may help: the GCD is not up yet (refused, unreachable),
+    /// or the connection broke. A refusal, garbage, a dropped request or a GCD that hangs will not change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, GcdError::Unreachable { .. } | GcdError::Broken { .. })
+        match self {
+            // A name that does not resolve will not resolve in a second either.
+            GcdError::Unreachable { cause, .. } => cause.raw_os_error().is_some(),
+            GcdError::Broken { .. } => true,
+            _ => false,
+        }
     }
 
     /// The GCD's address, as it was given.
@@ -118,6 +196,7 @@ impl GcdError {
             GcdError::NoReply { .. } => Advice::CheckIsGcd,
             GcdError::Refused { reason, .. } => GcdError::refusal_advice(reason),
             GcdError::NoNameAccepted { .. } => Advice::CheckIsCourseGcd,
+            GcdError::NotAPickle { text, .. } if !text.starts_with("Expected a pickled message") => Advice::NotAGcd,
             GcdError::NotAPickle { .. } | GcdError::BadReply { .. } => return None,
         })
     }
@@ -150,8 +229,11 @@ impl fmt::Display for GcdError {
             GcdError::Timeout { gcd } => write!(f, "the GCD at {gcd} did not answer in time"),
             GcdError::Broken { gcd, cause } => write!(f, "the connection to the GCD at {gcd} failed: {cause}"),
             GcdError::NoReply { gcd } => write!(f, "the GCD at {gcd} closed the connection without answering"),
-            GcdError::NotAPickle { gcd, text } => {
+            GcdError::NotAPickle { gcd, text } if text.starts_with("Expected a pickled message") => {
                 write!(f, "the GCD at {gcd} could not read our request and said: {text}")
+            }
+            GcdError::NotAPickle { gcd, text } => {
+                write!(f, "the reply from {gcd} is not a pickle, so it is no GCD's; it said: '{text}'")
             }
             GcdError::Refused { gcd, reason } => write!(f, "the GCD at {gcd} refused us: '{reason}'"),
             GcdError::NoNameAccepted { gcd, last } => {
@@ -185,23 +267,27 @@ pub fn register(
                 debug!("GCD at {gcd} does not take {name}: {reason:?}");
                 last = reason;
             }
-            Reply::Text(reason) => return Err(GcdError::Refused { gcd: gcd.clone(), reason }),
+            Reply::Text(reason) => {
+                return Err(GcdError::Refused { gcd: gcd.clone(), reason: printable(reason.as_bytes(), SHOWN_MAX) })
+            }
             Reply::Raw(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+                let text = printable(bytes.trim_ascii_end(), SHOWN_MAX);
                 return Err(GcdError::NotAPickle { gcd: gcd.clone(), text });
             }
             Reply::GotIt => {
                 return Err(GcdError::BadReply { gcd: gcd.clone(), what: "GOT_IT: it is a peer, not a GCD".into() })
             }
             Reply::Other(v) => {
-                let mut shown = v.to_string();
-                shown.truncate(80);
+                let shown = printable(v.to_string().as_bytes(), 80);
                 return Err(GcdError::BadReply { gcd: gcd.clone(), what: format!("{shown}, not a members dict") });
             }
         }
     }
     Err(GcdError::NoNameAccepted { gcd: gcd.clone(), last })
 }
+
+/// The most characters of a GCD's answer shown: gcd2.py's longest is under 140.
+const SHOWN_MAX: usize = 200;
 
 /// Most of a raw (unpickled) answer we read to show it: gcd2.py's is under 140 bytes.
 const RAW_REPLY_MAX: usize = 4096;
@@ -249,6 +335,39 @@ mod tests {
         ] {
             assert_eq!(refused(reason).advice(), Some(advice), "{reason}");
         }
+    }
+
+    #[test]
+    fn what_is_shown_from_the_network_is_escaped_and_capped() {
+        assert_eq!(printable(b"\x1b[31mred\x00\x07 ok\n", 100), "\\x1b[31mred\\0\\x07 ok\\n");
+        assert_eq!(printable(b"caf\xc3\xa9 \xff", 100), "caf\u{e9} \u{fffd}");
+        let long = printable(&[b'a'; 5000], 200);
+        assert!(long.starts_with(&"a".repeat(200)) && long.ends_with("… (4800 more characters)"), "{long}");
+        let err = GcdError::NotAPickle { gcd: Addr::new("127.0.0.1", 1), text: printable(b"\x1b[2JHI", 200) };
+        assert!(!err.to_string().contains('\x1b'), "{err}");
+        assert_eq!(err.advice(), Some(Advice::NotAGcd));
+        let gcd2 = GcdError::NotAPickle { gcd: Addr::new("127.0.0.1", 1), text: "Expected a pickled message".into() };
+        assert_eq!(gcd2.advice(), None, "gcd2.py's own words need no advice");
+    }
+
+    #[test]
+    fn only_a_gcd_not_up_yet_is_worth_waiting_for() {
+        let gcd = Addr::new("127.0.0.1", 1);
+        assert!(
+            GcdError::Unreachable { gcd: gcd.clone(), cause: std::io::Error::from_raw_os_error(111) }.is_transient()
+        );
+        assert!(
+            !GcdError::Unreachable { gcd: gcd.clone(), cause: std::io::Error::other("no such name") }.is_transient()
+        );
+        assert!(!refused("Malformed process id").is_transient());
+        // Waiting ends at the limit: nothing listens on port 1.
+        let started = Instant::now();
+        let me = ProcessId::new(5, 1_234_567);
+        let gave_up =
+            register_waiting(&gcd, NameChoice::Auto, me, &gcd, Duration::from_secs(1), Duration::from_millis(1_600))
+                .unwrap_err();
+        assert!(gave_up.attempts >= 3 && gave_up.attempts <= 5, "{gave_up:?}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     }
 
     #[test]

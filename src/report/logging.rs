@@ -49,11 +49,17 @@ pub fn init(who: String, verbose: u8, quiet: bool, to_stderr: bool, color: bool)
         .init();
 }
 
+/// The most characters of a warning about what the network sent.
+const NETWORK_LINE_MAX: usize = 300;
+
 /// A warning about what the network sent, at most once a second across the process (a
 /// flood of junk must not flood the terminal too), saying how many like it were held
 /// back meanwhile; the held-back ones go to the debug level.
+/// What the network sent reaches the terminal escaped and capped (`report::printable`).
 pub fn throttled_warn(line: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
+    let line = super::printable(line.as_bytes(), NETWORK_LINE_MAX);
+    let line = line.as_str();
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
     static HELD_BACK: AtomicU64 = AtomicU64::new(0);
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

@@ -67,6 +67,8 @@ pub struct NodeFigures {
     pub messages_sent: usize,
     pub probes_ok: usize,
     pub probes_failed: usize,
+    /// PROBEs from others that we answered (logged only at -v: a leader answers many).
+    pub probes_received: usize,
     pub failures: usize,
     /// Time spent in each activity.
     pub time: BTreeMap<&'static str, Duration>,
@@ -85,6 +87,7 @@ impl NodeFigures {
             messages_sent: 0,
             probes_ok: 0,
             probes_failed: 0,
+            probes_received: 0,
             failures: 0,
             time: BTreeMap::new(),
             activity: Activity::NotRunning,
@@ -135,6 +138,7 @@ impl NodeFigures {
         let _ = writeln!(s, "  leader changes seen: {}", self.leader_changes);
         let _ = writeln!(s, "  messages sent (ELECT, I_AM_LEADER, PROBE): {}", self.messages_sent);
         let _ = writeln!(s, "  probes answered: {}, failed: {}", self.probes_ok, self.probes_failed);
+        let _ = writeln!(s, "  PROBEs from others, answered: {}", self.probes_received);
         let _ = writeln!(s, "  feigned failures: {}", self.failures);
         for (name, d) in &self.time {
             let share = if at.is_zero() { 0.0 } else { 100.0 * d.as_secs_f64() / at.as_secs_f64() };

@@ -56,6 +56,8 @@ pub struct Config {
     pub log_events: bool,
     /// Print the node's figures when it stops.
     pub summary_on_stop: bool,
+    /// How long to keep trying a GCD that is not up yet at start-up (0: once).
+    pub gcd_wait: Duration,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
             observer: None,
             log_events: true,
             summary_on_stop: false,
+            gcd_wait: crate::gcd::client::GCD_WAIT,
         }
     }
 }
