@@ -33,9 +33,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Stack of each connection thread. What runs there is iterative (framing, decoding,
-/// encoding: a hostile pickle's nesting lives on the heap), so its stack holds a few
-/// frames and a log line; 64 KiB is several times what the hostile inputs of
-/// `tests/hostile_decode.rs` take (see the listener's tests, which throw them at it).
+/// encoding: a hostile pickle's nesting lives on the heap, and a value nests at most
+/// `wire::MAX_DEPTH`), so its stack holds a few frames and a log line. Measured: the
+/// listener's and this server's tests, the hostile inputs of `tests/hostile_decode.rs`
+/// (thrown at connection threads in the listener's tests) and `tests/hostile.rs` all
+/// pass in a debug build with 16 KiB, glibc's least; 64 KiB leaves four times that.
 pub const CONNECTION_STACK: usize = 64 * 1024;
 
 /// Stack of the accept thread, which only accepts, evicts and spawns.
@@ -147,8 +149,9 @@ struct Conn {
     id: u64,
     from: SocketAddr,
     accepted: Instant,
-    /// A clone of the connection's socket, to shut it down from outside its thread.
-    stream: TcpStream,
+    /// The connection's socket, shared with its thread, to shut it down from outside
+    /// (one descriptor: a `try_clone` would take a second).
+    stream: Arc<TcpStream>,
     /// It has sent at least one byte (read, or seen waiting): it is never evicted.
     sent: bool,
     /// Shut down to make room: its thread ends without answering.
@@ -391,24 +394,18 @@ impl<S: Service> Accepting<S> {
         let accepted = Instant::now();
         let id = table.next_id;
         table.next_id += 1;
-        let clone = match stream.try_clone() {
-            Ok(clone) => clone,
-            Err(e) => {
-                self.shared.warn(&format!("{}: cannot keep the connection from {from}: {e}; closed", self.name));
-                return true;
-            }
-        };
+        let stream = Arc::new(stream);
+        let theirs = Arc::clone(&stream);
         let (shared, service, limits) = (Arc::clone(&self.shared), Arc::clone(&self.service), self.limits);
         let deadline = accepted + limits.deadline;
         // Spawned while the table is locked: the thread finds its entry when it ends.
         let spawned = std::thread::Builder::new()
             .name(self.conn_name.clone())
             .stack_size(CONNECTION_STACK)
-            .spawn(move || serve_connection(stream, from, id, deadline, limits, &*service, &shared));
+            .spawn(move || serve_connection(&theirs, from, id, deadline, limits, &*service, &shared));
         match spawned {
             Ok(thread) => {
-                let conn =
-                    Conn { id, from, accepted, stream: clone, sent: false, evicted: false, thread: Some(thread) };
+                let conn = Conn { id, from, accepted, stream, sent: false, evicted: false, thread: Some(thread) };
                 table.live.push_back(conn);
                 table.peak = table.peak.max(table.live.len());
             }
@@ -479,7 +476,7 @@ fn oldest_silent(table: &mut Table, now: Instant) -> Silent {
 
 /// One connection's thread: read its request, answer, hand on, end.
 fn serve_connection<S: Service>(
-    mut stream: TcpStream,
+    stream: &TcpStream,
     from: SocketAddr,
     id: u64,
     deadline: Instant,
@@ -492,13 +489,13 @@ fn serve_connection<S: Service>(
     let mut buf = Vec::new();
     let mut first = true;
     let outcome = read_request(
-        &mut &stream,
+        &mut &*stream,
         &mut buf,
         limits.max_request,
         limits.oversize,
         || {
             let left = deadline.saturating_duration_since(Instant::now());
-            !left.is_zero() && stream_timeout(&stream, left)
+            !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
         },
         |_| {
             if std::mem::take(&mut first) {
@@ -524,7 +521,7 @@ fn serve_connection<S: Service>(
             let written = if left.is_zero() {
                 Err(io::ErrorKind::TimedOut.into())
             } else {
-                stream.set_write_timeout(Some(left)).and_then(|()| stream.write_all(&reply))
+                stream.set_write_timeout(Some(left)).and_then(|()| (&mut &*stream).write_all(&reply))
             };
             if let Err(e) = written {
                 debug!("the reply to {from} failed: {e}");
@@ -532,8 +529,8 @@ fn serve_connection<S: Service>(
         }
         response.then
     };
+    // The peer sees the end now; the descriptor closes as the permit is given back.
     let _ = stream.shutdown(Shutdown::Both);
-    drop(stream);
     if let Some(then) = then {
         service.after(then);
     }
@@ -556,10 +553,6 @@ impl Drop for Permit<'_> {
         drop(table);
         self.shared.changed.notify_all();
     }
-}
-
-fn stream_timeout(stream: &TcpStream, left: Duration) -> bool {
-    stream.set_read_timeout(Some(left)).is_ok()
 }
 
 fn mark_sent(shared: &Shared, id: u64) {

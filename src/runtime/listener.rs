@@ -315,6 +315,60 @@ mod tests {
         assert!(r.heard.try_recv().is_err(), "junk was handed on");
     }
 
+    /// The decoder's hostile inputs (tests/hostile_decode.rs), and the deepest message a
+    /// pickle may nest, each on a connection thread of its own with its small stack.
+    fn hostile_inputs() -> Vec<Vec<u8>> {
+        let mut deep = b"\x80\x02".to_vec();
+        deep.extend(std::iter::repeat_n(b']', 10_000));
+        deep.extend(std::iter::repeat_n(b'a', 9_999));
+        deep.push(b'.');
+        let mut marks = vec![b'('; 10_000];
+        marks.extend(std::iter::repeat_n(b'l', 10_000));
+        marks.push(b'.');
+        let mut dup = b"\x80\x02]".to_vec();
+        for _ in 0..40 {
+            dup.extend_from_slice(b"2\x86");
+        }
+        dup.push(b'.');
+        let mut memo = b"\x80\x02N".to_vec();
+        for _ in 0..20 {
+            memo.extend_from_slice(b"q\x00h\x00h\x00\x87");
+        }
+        memo.push(b'.');
+        // ('ELECT', [[...[None]...]]): as deep as a pickle may nest, so it decodes (and
+        // is dropped, recursively): an ELECT none of whose members is valid.
+        let mut nested = Value::None;
+        for _ in 0..wire::MAX_DEPTH - 2 {
+            nested = Value::List(vec![nested]);
+        }
+        let deepest = wire::encode(&Value::tuple([Value::str("ELECT"), nested]), Style::Compact);
+        assert!(decode(&deepest).is_ok(), "not the deepest that decodes");
+        vec![deep, marks, dup, memo, deepest]
+    }
+
+    const DEEPEST: usize = 4;
+
+    #[test]
+    fn hostile_pickles_end_their_connection_threads_without_a_crash() {
+        let r = start(MAX_CONNECTIONS);
+        let addr = r.listener.local_addr();
+        for (i, bytes) in hostile_inputs().into_iter().enumerate() {
+            let reply = ask(addr, &bytes);
+            if i == DEEPEST {
+                assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
+                assert!(matches!(next(&r.heard).message, Message::Elect { rejected: 1, .. }));
+            } else {
+                assert_eq!(reply, b"", "input {i} was answered");
+            }
+        }
+        poll("their threads ended", || r.listener.open_connections() == 0);
+        // A crashed connection thread would have taken the process with it; the node
+        // still answers.
+        assert_eq!(decode(&ask(addr, &probe_value())).unwrap(), Value::str("GOT_IT"));
+        assert_eq!(next(&r.heard).message, Message::Probe);
+        assert!(r.heard.try_recv().is_err(), "a hostile input was handed on");
+    }
+
     #[test]
     fn past_the_cap_the_oldest_silent_connections_make_room_and_a_probe_is_answered() {
         // A small cap: the test process holds both ends of every connection.
