@@ -43,6 +43,12 @@ pub const CONNECTION_STACK: usize = 64 * 1024;
 /// Stack of the accept thread, which only accepts, evicts and spawns.
 const ACCEPT_STACK: usize = 64 * 1024;
 
+/// Bytes read from a socket by the first call: a PROBE, a GOT_IT or an ELECT of a small
+/// group fits (Python peers send at most what one `recv(1024)` takes), so a crowd of
+/// connection threads holds little heap. Each further read takes as much again as came,
+/// up to [`READ_CHUNK`].
+const FIRST_READ: usize = 1024;
+
 /// Bytes read from a socket per call, at most.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -604,7 +610,7 @@ fn read_request(
         }
         // At least one byte of room: the buffer is short of the limit.
         let start = buf.len();
-        buf.resize(start + (limit - start).min(READ_CHUNK), 0);
+        buf.resize(start + (limit - start).min(start.clamp(FIRST_READ, READ_CHUNK)), 0);
         let read = stream.read(&mut buf[start..]);
         buf.truncate(start + *read.as_ref().unwrap_or(&0));
         match read {
