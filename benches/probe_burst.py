@@ -5,8 +5,10 @@ Starts `bully-node gcd` and one bully-node (alone, so it leads; probing, feignin
 the leader's check off), then, ROUNDS times, opens CLIENTS connections at once from one
 non-blocking loop, sends each a PROBE as soon as it connects, and waits for every
 GOT_IT (or for the node to close the connection unanswered). Per round: the time from
-the first connect to the last reply, how many were answered, and the node's peak
-thread count during the burst (/proc, polled every millisecond from another thread).
+the first connect to the last reply, how many were answered, the node's peak thread
+count during the burst (/proc, polled every millisecond from another thread; each
+connection has a thread of its own while it is served), and how long after the last
+reply its thread count was back to idle.
 After the last round: the node's resident memory (VmRSS, VmHWM, anonymous). Every
 process started here is stopped here.
 
@@ -105,6 +107,7 @@ def main():
             sys.exit("the node did not start")
         time.sleep(0.5)  # let it win its election and settle
         idle = status(node.pid) or {}
+        idle_threads = threads_of(node.pid)
         times, peaks, missed = [], [], 0
         for r in range(args.rounds):
             peak = [threads_of(node.pid)]
@@ -118,14 +121,19 @@ def main():
             watcher = threading.Thread(target=watch)
             watcher.start()
             took, answered, unanswered = burst(node_port, args.clients, time.perf_counter() + 30)
-            time.sleep(0.2)  # threads still ending after their reply count too
+            # Threads still ending after their reply count too: wait for idle (10 s at most).
+            ended = time.perf_counter()
+            while threads_of(node.pid) > idle_threads and time.perf_counter() < ended + 10:
+                time.sleep(0.001)
+            settled = time.perf_counter() - ended
             stop.set()
             watcher.join()
             times.append(took)
             missed += unanswered
             peaks.append(peak[0])
             print(f"round {r + 1}: {args.clients} PROBEs, answered {answered}, unanswered {unanswered}, "
-                  f"all replies in {1000 * took:.1f} ms, peak threads {peak[0]}")
+                  f"all replies in {1000 * took:.1f} ms, peak threads {peak[0]}, "
+                  f"back to {threads_of(node.pid)} threads (idle {idle_threads}) {1000 * settled:.0f} ms later")
         mem = status(node.pid) or {}
         print(f"bin={args.bin} clients={args.clients} rounds={args.rounds} "
               f"unanswered={missed} median_ms={1000 * statistics.median(times):.1f} max_ms={1000 * max(times):.1f} "

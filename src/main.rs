@@ -158,7 +158,7 @@ fn restore_sigpipe() {
 /// arena of its own (up to 8 per core), and a node runs a thread per message it sends or
 /// receives: a burst of them left arenas with memory that is never given back, most of
 /// a node's resident memory in a large group (issue 13). Two keep the main loop and
-/// the senders from contending on one lock.
+/// the connection and send threads from contending on one lock.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

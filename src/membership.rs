@@ -20,7 +20,8 @@ pub struct Addr {
 }
 
 /// The most members a node takes in from peers' messages (the GCD's list is taken
-/// whole). Course groups have tens; each member costs a thread per election.
+/// whole). Course groups have tens; each member costs an exchange per election, on a
+/// thread of its own (the runtime caps how many run at once).
 pub const MAX_LEARNED_MEMBERS: usize = 500;
 
 impl Addr {

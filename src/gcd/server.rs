@@ -1,5 +1,6 @@
 //! The coordinator's sockets: one request per connection, like gcd2.py, served by the
-//! coordinator's `Service` on the crate's one polling server (`crate::net::server`):
+//! coordinator's `Service` on the crate's one server (`crate::net::server`: an accept
+//! thread and a thread per connection, as gcd2.py's socketserver would with threads):
 //! concurrent and capped by default, so one slow client can't hold up everyone's HOWDY,
 //! or one at a time in arrival order as gcd2.py's single-threaded socketserver serves.
 //!
@@ -23,9 +24,10 @@ use std::time::Duration;
 /// (or, serving one at a time, everyone behind it) for good.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections the coordinator serves at once. A group registers a handful at a time;
-/// this bounds what a crowd of clients that connect and never send can cost (each holds
-/// a descriptor for at most [`REQUEST_TIMEOUT`], and the oldest silent one makes room).
+/// Connections the coordinator serves at once, each on a thread of its own. A group
+/// registers a handful at a time; this bounds what a crowd of clients that connect and
+/// never send can cost (each holds a thread and a descriptor for at most
+/// [`REQUEST_TIMEOUT`], and the oldest silent one makes room).
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// Something told of every answer the coordinator gives (the checker records its peer's
@@ -82,7 +84,7 @@ impl Service for Gcd {
     /// Nothing follows an answer.
     type Then = Infallible;
 
-    fn respond(&mut self, request: Request<'_>) -> Response<Infallible> {
+    fn respond(&self, request: Request<'_>) -> Response<Infallible> {
         let Request { bytes: raw, from: peer, end } = request;
         if let End::Failed(FrameError::Io(e)) = end {
             warn!("reading from {peer} failed: {e}");
@@ -111,7 +113,7 @@ impl Service for Gcd {
         Response { reply: answer.reply_bytes().map(<[u8]>::to_vec), then: None }
     }
 
-    fn after(&mut self, never: Infallible) {
+    fn after(&self, never: Infallible) {
         match never {}
     }
 }

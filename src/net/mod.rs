@@ -1,7 +1,8 @@
 //! Connections: resolve a member's address, connect with a deadline, send one message
-//! in one write, and read one pickled reply; and the one polling [`server`] on which the
-//! node's listener (`runtime::listener`) and the coordinator (`gcd::server`) take their
-//! connections. Knows sockets and framing, not the election rules.
+//! in one write, and read one pickled reply; and the one [`server`] (an accept thread
+//! and a thread per connection) on which the node's listener (`runtime::listener`) and
+//! the coordinator (`gcd::server`) take their connections. Knows sockets and framing,
+//! not the election rules.
 
 pub mod server;
 

@@ -1,62 +1,69 @@
 //! One server for every listening socket of the crate, the node's and the coordinator's:
-//! ONE thread serves every connection by readiness polling (edge-triggered epoll through
-//! `mio`), so what a crowd of connections costs is file descriptors and a few hundred
-//! bytes each, never threads. Every connection carries one request: the server reads it
-//! (one pickle, framed incrementally), asks its [`Service`] what to do, writes the reply
-//! without blocking, shuts the connection down, and then runs the service's after-step
-//! (the node hands its message on there, once the peer has its GOT_IT).
+//! a `std::net` listener whose accept thread starts ONE THREAD PER CONNECTION (named,
+//! with a small stack). That thread reads the connection's one request (one pickle,
+//! framed as it comes in), asks the [`Service`] what to do, writes the reply, shuts the
+//! connection down, runs the service's after-step (the node hands its message on there,
+//! once the peer has its GOT_IT), and ends.
 //!
 //! Anything can connect, so what a connection may cost is bounded by [`Limits`]: it has
 //! [`Limits::deadline`] in all, from being accepted, to deliver its request and take the
-//! reply (a peer trickling a byte at a time gets no longer than a silent one), at most
-//! [`Limits::max_connections`] are open at once, and a request may be at most
-//! [`Limits::max_request`] bytes. What happens when every slot is taken is
-//! [`Limits::when_full`]: close the oldest connection that has not yet delivered its
-//! request (so a crowd of connections that hang can't keep a real request out), or stop
-//! accepting, leaving newcomers in the kernel's backlog until a slot frees (with a cap of
-//! one: one request at a time in arrival order, as gcd2.py's single-threaded
-//! socketserver serves).
-//!
-//! No peer can hold up the loop: sockets are non-blocking; bytes are read until the
-//! socket has no more and fed to the incremental [`Framer`] (nothing past STOP is kept);
-//! a reply the socket can't take at once waits for it to become writable, within the
-//! same deadline. Connections are kept in the order they were accepted, which is also
-//! the order of their deadlines, so the next deadline is the oldest connection's and
-//! each event costs O(1).
+//! reply (a peer trickling a byte at a time gets no longer than a silent one), a request
+//! may be at most [`Limits::max_request`] bytes, and at most [`Limits::max_connections`]
+//! connection threads live at once: a permit, as mini-redis's listener takes one from its
+//! semaphore. What happens when every permit is taken is [`Limits::when_full`]: close the
+//! oldest connection that has sent nothing (so a crowd of connections that hang can't
+//! keep a real request out; one whose bytes wait unread has sent something, so a burst of
+//! real requests waits for permits and is never dropped unread), or take no permit
+//! before one frees, leaving newcomers in the kernel's backlog (with a cap of one: one
+//! request at a time in arrival order, as gcd2.py's single-threaded socketserver serves).
 //!
 //! [`Server::stop`] (or dropping the [`Server`]) closes the listening socket and every
-//! open connection and joins the thread; the address can be listened on again at once.
+//! open connection and joins the accept thread, which joins every connection thread it
+//! started; the address can be listened on again at once.
 
 use crate::wire::{FrameError, Framer, Progress};
-use log::{debug, error, warn};
-use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use log::{debug, warn};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Stack of the server thread: decoding and encoding are iterative, so 256 KiB is ample.
-const SERVER_STACK: usize = 256 * 1024;
+/// Stack of each connection thread. What runs there is iterative (framing, decoding,
+/// encoding: a hostile pickle's nesting lives on the heap, and a value nests at most
+/// `wire::MAX_DEPTH`), so its stack holds a few frames and a log line. Measured: the
+/// listener's and this server's tests, the hostile inputs of `tests/hostile_decode.rs`
+/// (thrown at connection threads in the listener's tests) and `tests/hostile.rs` all
+/// pass in a debug build with 16 KiB, glibc's least; 64 KiB leaves four times that.
+pub const CONNECTION_STACK: usize = 64 * 1024;
 
-/// Readiness events taken per poll.
-const EVENTS: usize = 256;
+/// Stack of the accept thread, which only accepts, evicts and spawns.
+const ACCEPT_STACK: usize = 64 * 1024;
 
-/// Bytes read from a socket per call (one buffer for the whole loop).
+/// Bytes read from a socket by the first call: a PROBE, a GOT_IT or an ELECT of a small
+/// group fits (Python peers send at most what one `recv(1024)` takes), so a crowd of
+/// connection threads holds little heap. Each further read takes as much again as came,
+/// up to [`READ_CHUNK`].
+const FIRST_READ: usize = 1024;
+
+/// Bytes read from a socket per call, at most.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a connection may say nothing and still not count as silent: a peer sends
+/// its message as it connects, but on a loaded machine its bytes can reach the socket
+/// a moment after the connection is accepted.
+pub const SILENT_AFTER: Duration = Duration::from_millis(100);
 
 /// How long to wait before accepting again after accept failed (out of descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-const LISTENER: Token = Token(usize::MAX);
-const WAKER: Token = Token(usize::MAX - 1);
-
 /// What a server's connections may cost, and what it does when they are all taken.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Connections open at once (at least one).
+    /// Connection threads alive at once (at least one).
     pub max_connections: usize,
     /// How long a connection may take, in all from being accepted, to send its request
     /// and take the reply.
@@ -82,11 +89,12 @@ pub enum Oversize {
     Cut,
 }
 
-/// What a new connection gets while every slot is taken.
+/// What a new connection gets while every permit is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenFull {
-    /// The oldest connection that has not delivered its request is closed to make room
-    /// (when every one has, the newcomer is closed at once).
+    /// The oldest connection that has sent nothing is closed to make room; when every
+    /// one has sent something, the newcomer waits for the first of them to end (each
+    /// ends by its deadline).
     EvictOldestSilent,
     /// Nothing is accepted until a connection is done (answered, or past its deadline):
     /// newcomers wait in the kernel's backlog, and are served in the order they came.
@@ -130,32 +138,74 @@ impl<T> Response<T> {
     }
 }
 
-/// What a server does with its requests. Runs on the server's thread: it must not block.
-pub trait Service: Send + 'static {
+/// What a server does with its requests. Each connection's thread calls it.
+pub trait Service: Send + Sync + 'static {
     /// The step that follows a reply (the node delivers its message then).
-    type Then: Send;
+    type Then;
 
     /// What to answer to `request`.
-    fn respond(&mut self, request: Request<'_>) -> Response<Self::Then>;
+    fn respond(&self, request: Request<'_>) -> Response<Self::Then>;
 
     /// Runs `then` once its connection's reply is out, or could not be sent.
-    fn after(&mut self, then: Self::Then);
+    fn after(&self, then: Self::Then);
 }
 
-/// What the server thread shares with its handle.
+/// One live connection thread, in the order they were accepted.
+struct Conn {
+    id: u64,
+    from: SocketAddr,
+    accepted: Instant,
+    /// The connection's socket, shared with its thread, to shut it down from outside
+    /// (one descriptor: a `try_clone` would take a second).
+    stream: Arc<TcpStream>,
+    /// It has sent at least one byte (read, or seen waiting): it is never evicted.
+    sent: bool,
+    /// Shut down to make room: its thread ends without answering.
+    evicted: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the accept thread, the connection threads and the handle share.
+#[derive(Default)]
+struct Table {
+    /// Live connections, oldest first: their threads hold the permits.
+    live: VecDeque<Conn>,
+    /// Threads of connections that ended, for the accept thread to join.
+    ended: Vec<JoinHandle<()>>,
+    stopping: bool,
+    next_id: u64,
+    /// The most connection threads alive at once.
+    peak: usize,
+}
+
 #[derive(Default)]
 struct Shared {
-    stopping: AtomicBool,
-    open: AtomicUsize,
+    table: Mutex<Table>,
+    /// A permit came free, a connection sent its first byte, or the server is stopping.
+    changed: Condvar,
     evicted: AtomicU64,
+    warned: Mutex<Throttle>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Nothing panics while holding it; a poisoned table is still whole.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn warn(&self, line: &str) {
+        self.warned.lock().unwrap_or_else(|e| e.into_inner()).warn(line);
+    }
 }
 
 /// A running server. [`Server::stop`] (or dropping it) closes the listening socket (new
-/// connections are refused) and every connection still open, and waits for the thread
-/// to end; the address can be listened on again at once.
+/// connections are refused) and every connection still open, and joins the accept
+/// thread and through it every connection thread; the address can be listened on again
+/// at once.
 pub struct Server {
     local: SocketAddr,
-    waker: Waker,
+    /// A clone of the listening socket, shut down to wake the accept thread.
+    socket: Option<TcpListener>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -166,9 +216,14 @@ impl Server {
         self.local
     }
 
-    /// Connections open now (accepted, not yet answered or closed).
+    /// Connection threads alive now (accepted, not yet answered or closed).
     pub fn open_connections(&self) -> usize {
-        self.shared.open.load(Ordering::SeqCst)
+        self.shared.lock().live.len()
+    }
+
+    /// The most connection threads that were alive at once.
+    pub fn peak_connections(&self) -> usize {
+        self.shared.lock().peak
     }
 
     /// Connections closed so far to make room for newer ones.
@@ -176,7 +231,8 @@ impl Server {
         self.shared.evicted.load(Ordering::SeqCst)
     }
 
-    /// Closes the listening socket and every open connection, and waits for the thread.
+    /// Closes the listening socket and every open connection, and joins the accept
+    /// thread, which joins every connection thread.
     pub fn stop(mut self) {
         self.stop_now();
     }
@@ -185,11 +241,17 @@ impl Server {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        if let Err(e) = self.waker.wake() {
-            // Can't happen with a live eventfd; the thread would then block in poll.
-            error!("cannot wake the server to stop it: {e}");
-            return;
+        {
+            let mut table = self.shared.lock();
+            table.stopping = true;
+            for conn in &table.live {
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
+        }
+        self.shared.changed.notify_all();
+        // Shutting a listening socket down wakes a blocked `accept` (it fails).
+        if let Some(socket) = self.socket.take() {
+            let _ = socket2::SockRef::from(&socket).shutdown(Shutdown::Both);
         }
         let _ = thread.join();
     }
@@ -202,37 +264,27 @@ impl Drop for Server {
 }
 
 /// Serves connections on `listener` with `service` until the returned handle is stopped
-/// or dropped. `name` names the thread and starts the server's own log lines.
+/// or dropped. `name` names the accept thread; connection threads are `{name}-conn`.
 pub fn serve<S: Service>(listener: TcpListener, name: &str, limits: Limits, service: S) -> io::Result<Server> {
     let local = listener.local_addr()?;
     if let Some(backlog) = limits.backlog {
         // Listening again on a listening socket only changes its backlog.
         socket2::SockRef::from(&listener).listen(backlog)?;
     }
-    listener.set_nonblocking(true)?;
-    let mut socket = MioListener::from_std(listener);
-    let poll = Poll::new()?;
-    poll.registry().register(&mut socket, LISTENER, Interest::READABLE)?;
-    let waker = Waker::new(poll.registry(), WAKER)?;
+    let waker = listener.try_clone()?;
     let shared = Arc::new(Shared::default());
-    let mut serving = Serving {
-        poll,
-        socket,
+    let accepting = Accepting {
+        listener,
         name: name.to_string(),
-        conns: Table::default(),
-        max: limits.max_connections.clamp(1, Table::<S::Then>::MAX_SLOTS),
+        conn_name: format!("{name}-conn"),
+        max: limits.max_connections.max(1),
         limits,
-        service,
+        service: Arc::new(service),
         shared: Arc::clone(&shared),
-        scratch: vec![0; READ_CHUNK],
-        accept_again: None,
-        waiting: false,
-        turned_away: 0,
-        warned: Throttle::default(),
     };
     let thread =
-        std::thread::Builder::new().name(name.to_string()).stack_size(SERVER_STACK).spawn(move || serving.run())?;
-    Ok(Server { local, waker, shared, thread: Some(thread) })
+        std::thread::Builder::new().name(name.to_string()).stack_size(ACCEPT_STACK).spawn(move || accepting.run())?;
+    Ok(Server { local, socket: Some(waker), shared, thread: Some(thread) })
 }
 
 /// Rate-limits the server's own warnings to one a second, counting what it holds back.
@@ -257,43 +309,287 @@ impl Throttle {
     }
 }
 
-/// One accepted connection.
-struct Conn<T> {
-    stream: MioStream,
+/// The accept thread's state.
+struct Accepting<S: Service> {
+    listener: TcpListener,
+    name: String,
+    conn_name: String,
+    max: usize,
+    limits: Limits,
+    service: Arc<S>,
+    shared: Arc<Shared>,
+}
+
+impl<S: Service> Accepting<S> {
+    fn run(self) {
+        loop {
+            if self.limits.when_full == WhenFull::Wait && !self.wait_for_room() {
+                break;
+            }
+            let (stream, from) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(_) if self.shared.lock().stopping => break,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => continue,
+                Err(e) => {
+                    // Out of descriptors, most likely: the connection waits in the backlog.
+                    self.shared.warn(&format!("{}: accept failed: {e}; trying again shortly", self.name));
+                    std::thread::sleep(ACCEPT_RETRY);
+                    continue;
+                }
+            };
+            if !self.admit(stream, from) {
+                break;
+            }
+        }
+        self.close_all();
+    }
+
+    /// Waits until a permit is free; false once the server is stopping.
+    fn wait_for_room(&self) -> bool {
+        let mut table = self.shared.lock();
+        loop {
+            join_ended(&mut table);
+            if table.stopping {
+                return false;
+            }
+            if table.live.len() < self.max {
+                return true;
+            }
+            table = self.shared.changed.wait(table).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Takes a permit for the connection (making room as [`Limits::when_full`] says) and
+    /// starts its thread; false once the server is stopping.
+    fn admit(&self, stream: TcpStream, from: SocketAddr) -> bool {
+        let mut table = self.shared.lock();
+        loop {
+            join_ended(&mut table);
+            if table.stopping {
+                return false;
+            }
+            if table.live.len() < self.max {
+                break;
+            }
+            // One eviction at a time: the evicted thread ends at once and frees its permit.
+            let evicting = table.live.iter().any(|c| c.evicted);
+            let silent = if evicting { Silent::None } else { oldest_silent(&mut table, Instant::now()) };
+            if let Silent::Later(at) = silent {
+                // Only connections too young to count as silent: look again then (or
+                // when a permit frees).
+                let wait = at.saturating_duration_since(Instant::now());
+                table = self.shared.changed.wait_timeout(table, wait).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
+            }
+            if let Silent::Now(victim) = silent {
+                let old = &mut table.live[victim];
+                old.evicted = true;
+                let _ = old.stream.shutdown(Shutdown::Both);
+                let n = self.shared.evicted.fetch_add(1, Ordering::SeqCst) + 1;
+                let line = format!(
+                    "{}: {} connections open: closed the oldest that had sent nothing ({}) to serve {from}; {n} so far",
+                    self.name, self.max, old.from
+                );
+                self.shared.warn(&line);
+            }
+            // The evicted thread, or the first of the busy ones, ends and frees a permit.
+            table = self.shared.changed.wait(table).unwrap_or_else(|e| e.into_inner());
+        }
+        // The deadline runs from here: a connection that waited for a permit (its
+        // message waiting unread) gets its whole time.
+        let accepted = Instant::now();
+        let id = table.next_id;
+        table.next_id += 1;
+        let stream = Arc::new(stream);
+        let theirs = Arc::clone(&stream);
+        let (shared, service, limits) = (Arc::clone(&self.shared), Arc::clone(&self.service), self.limits);
+        let deadline = accepted + limits.deadline;
+        // Spawned while the table is locked: the thread finds its entry when it ends.
+        let spawned = std::thread::Builder::new()
+            .name(self.conn_name.clone())
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || serve_connection(&theirs, from, id, deadline, limits, &*service, &shared));
+        match spawned {
+            Ok(thread) => {
+                let conn = Conn { id, from, accepted, stream, sent: false, evicted: false, thread: Some(thread) };
+                table.live.push_back(conn);
+                table.peak = table.peak.max(table.live.len());
+            }
+            Err(e) => {
+                drop(table);
+                self.shared.warn(&format!("{}: no thread for the connection from {from}: {e}; closed", self.name));
+            }
+        }
+        true
+    }
+
+    /// Stopping: closes every connection still open and joins every thread.
+    fn close_all(self) {
+        let threads: Vec<JoinHandle<()>> = {
+            let mut table = self.shared.lock();
+            table.stopping = true;
+            for conn in &table.live {
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
+            let mut threads = std::mem::take(&mut table.ended);
+            threads.extend(table.live.iter_mut().filter_map(|c| c.thread.take()));
+            threads
+        };
+        for thread in threads {
+            let _ = thread.join();
+        }
+        // `self.listener` closes here: new connections are refused.
+    }
+}
+
+/// Joins the threads of connections that ended (each has done all its work).
+fn join_ended(table: &mut Table) {
+    for thread in table.ended.drain(..) {
+        let _ = thread.join();
+    }
+}
+
+/// Which live connection can be closed to make room.
+enum Silent {
+    /// This one, the oldest that has sent nothing for [`SILENT_AFTER`].
+    Now(usize),
+    /// None yet; the oldest that has sent nothing so far counts as silent at this time.
+    Later(Instant),
+    /// Every one has sent something (or is being closed already).
+    None,
+}
+
+/// The oldest live connection that has sent nothing, not counting bytes that wait in
+/// its socket unread (those mark it as having sent).
+fn oldest_silent(table: &mut Table, now: Instant) -> Silent {
+    let mut peek = [MaybeUninit::<u8>::uninit(); 1];
+    for (i, conn) in table.live.iter_mut().enumerate() {
+        if conn.sent || conn.evicted {
+            continue;
+        }
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        match socket2::SockRef::from(&conn.stream).recv_with_flags(&mut peek, flags) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let silent_at = conn.accepted + SILENT_AFTER;
+                return if silent_at <= now { Silent::Now(i) } else { Silent::Later(silent_at) };
+            }
+            // Bytes are waiting, or the peer closed (its thread is ending anyway).
+            _ => conn.sent = true,
+        }
+    }
+    Silent::None
+}
+
+/// One connection's thread: read its request, answer, hand on, end.
+fn serve_connection<S: Service>(
+    stream: &TcpStream,
     from: SocketAddr,
-    /// Accepted + [`Limits::deadline`]: done then, whatever state it is in.
+    id: u64,
     deadline: Instant,
-    state: State<T>,
+    limits: Limits,
+    service: &S,
+    shared: &Shared,
+) {
+    // The permit is given back however the thread ends, a panic included.
+    let _permit = Permit { shared, id };
+    let mut buf = Vec::new();
+    let mut first = true;
+    let outcome = read_request(
+        &mut &*stream,
+        &mut buf,
+        limits.max_request,
+        limits.oversize,
+        || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
+        },
+        |_| {
+            if std::mem::take(&mut first) {
+                mark_sent(shared, id);
+            }
+        },
+    );
+    let end = match outcome {
+        ReadOutcome::Message => End::Complete,
+        ReadOutcome::Failed(e) => End::Failed(e),
+        ReadOutcome::TimedOut => End::TimedOut,
+    };
+    let closed_from_outside = {
+        let table = shared.lock();
+        table.stopping || table.live.iter().any(|c| c.id == id && c.evicted)
+    };
+    let then = if closed_from_outside {
+        None
+    } else {
+        let response = service.respond(Request { bytes: &buf, from, end });
+        if let Some(reply) = response.reply {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let written = if left.is_zero() {
+                Err(io::ErrorKind::TimedOut.into())
+            } else {
+                stream.set_write_timeout(Some(left)).and_then(|()| (&mut &*stream).write_all(&reply))
+            };
+            if let Err(e) = written {
+                debug!("the reply to {from} failed: {e}");
+            }
+        }
+        response.then
+    };
+    // The peer sees the end now; the descriptor closes as the permit is given back.
+    let _ = stream.shutdown(Shutdown::Both);
+    if let Some(then) = then {
+        service.after(then);
+    }
 }
 
-enum State<T> {
-    /// Its request is coming in: the bytes so far and how far the framer got.
-    Reading { buf: Vec<u8>, framer: Framer },
-    /// The request is answered; the rest of the reply waits for the socket to take it,
-    /// and the after-step runs once it has (or at the deadline).
-    Replying { rest: Vec<u8>, then: Option<T> },
+/// A connection thread's permit: dropped as the thread ends, it takes the connection
+/// out of the live ones and hands the thread to the accept thread to join.
+struct Permit<'a> {
+    shared: &'a Shared,
+    id: u64,
 }
 
-/// How reading a connection's bytes ended (for now).
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut table = self.shared.lock();
+        if let Some(at) = table.live.iter().position(|c| c.id == self.id) {
+            let conn = table.live.remove(at).expect("a live connection");
+            table.ended.extend(conn.thread);
+        }
+        drop(table);
+        self.shared.changed.notify_all();
+    }
+}
+
+fn mark_sent(shared: &Shared, id: u64) {
+    let mut table = shared.lock();
+    if let Some(conn) = table.live.iter_mut().find(|c| c.id == id) {
+        conn.sent = true;
+    }
+}
+
+/// How reading a request ended.
 #[derive(Debug)]
 enum ReadOutcome {
     /// One whole pickle is in the buffer (anything after its STOP dropped).
     Message,
-    /// The socket has nothing more for now.
-    Pending,
+    /// Nothing more came before the deadline.
+    TimedOut,
     Failed(FrameError),
 }
 
-/// Reads from `stream` until it would block, the pickle is complete, or it fails:
-/// never more than `limit` bytes, and nothing of what follows STOP is kept.
-fn read_message(
+/// Reads one pickle from `stream` into `buf`: never more than `limit` bytes, and nothing
+/// of what follows STOP is kept. Before each read, `before_read` sets the time left (false:
+/// none is); after each, `got` is told how many bytes came.
+fn read_request(
     stream: &mut impl Read,
     buf: &mut Vec<u8>,
-    framer: &mut Framer,
-    scratch: &mut [u8],
     limit: usize,
     oversize: Oversize,
+    mut before_read: impl FnMut() -> bool,
+    mut got: impl FnMut(usize),
 ) -> ReadOutcome {
+    let mut framer = Framer::new();
     loop {
         match framer.advance(buf) {
             Ok(Progress::Complete { len }) => {
@@ -309,366 +605,24 @@ fn read_message(
             Ok(Progress::NeedMore(_)) => {}
             Err(e) => return ReadOutcome::Failed(e),
         }
+        if !before_read() {
+            return ReadOutcome::TimedOut;
+        }
         // At least one byte of room: the buffer is short of the limit.
-        let room = (limit - buf.len()).min(scratch.len());
-        match stream.read(&mut scratch[..room]) {
-            Ok(0) => return ReadOutcome::Failed(FrameError::Incomplete { received: buf.len() }),
-            Ok(n) => buf.extend_from_slice(&scratch[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Pending,
+        let start = buf.len();
+        buf.resize(start + (limit - start).min(start.clamp(FIRST_READ, READ_CHUNK)), 0);
+        let read = stream.read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => return ReadOutcome::Failed(FrameError::Incomplete { received: start }),
+            Ok(n) => got(n),
+            // A read timeout: EAGAIN on Linux, ETIMEDOUT elsewhere.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return ReadOutcome::TimedOut
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return ReadOutcome::Failed(FrameError::Io(e)),
         }
-    }
-}
-
-/// Writes what `stream` takes of `rest` without blocking, dropping what was written:
-/// `Ok(true)` once all of it is out, `Ok(false)` when the socket is full for now.
-fn write_some(stream: &mut impl Write, rest: &mut Vec<u8>) -> io::Result<bool> {
-    while !rest.is_empty() {
-        match stream.write(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                rest.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
-/// The server thread's state.
-struct Serving<S: Service> {
-    poll: Poll,
-    socket: MioListener,
-    name: String,
-    conns: Table<S::Then>,
-    max: usize,
-    limits: Limits,
-    service: S,
-    shared: Arc<Shared>,
-    scratch: Vec<u8>,
-    /// When accepting failed (no descriptors): when to try again.
-    accept_again: Option<Instant>,
-    /// Accepting stopped with every slot taken ([`WhenFull::Wait`]): resume when one frees.
-    waiting: bool,
-    turned_away: u64,
-    warned: Throttle,
-}
-
-impl<S: Service> Serving<S> {
-    fn run(&mut self) {
-        let mut events = Events::with_capacity(EVENTS);
-        loop {
-            let timeout = self.next_wake().map(|at| at.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // epoll_wait fails only on a broken epoll descriptor: nothing to retry.
-                error!("{}: cannot poll its sockets: {e}; no longer listening", self.name);
-                return;
-            }
-            if self.shared.stopping.load(Ordering::SeqCst) {
-                return; // drops the listening socket and every connection: all closed
-            }
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    LISTENER => self.accept_all(),
-                    token => self.on_ready(token),
-                }
-            }
-            if self.accept_again.is_some_and(|at| at <= Instant::now()) {
-                self.accept_again = None;
-                self.accept_all();
-            }
-            self.expire(Instant::now());
-            // Edge-triggered: connections left in the backlog raise no new event.
-            if self.waiting && self.conns.len() < self.max {
-                self.waiting = false;
-                self.accept_all();
-            }
-            self.shared.open.store(self.conns.len(), Ordering::SeqCst);
-        }
-    }
-
-    /// The earliest of the oldest connection's deadline and a pending accept retry.
-    fn next_wake(&self) -> Option<Instant> {
-        let deadline = self.conns.oldest().map(|i| self.conns.get(i).deadline);
-        match (deadline, self.accept_again) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Accepts until the backlog is empty (the listening socket is edge-triggered), or,
-    /// when full connections wait, until every slot is taken.
-    fn accept_all(&mut self) {
-        loop {
-            if self.limits.when_full == WhenFull::Wait && self.conns.len() >= self.max {
-                self.waiting = true;
-                return;
-            }
-            match self.socket.accept() {
-                Ok((stream, from)) => self.admit(stream, from),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
-                Err(e) => {
-                    // Out of descriptors, most likely: the connection waits in the backlog.
-                    self.warned.warn(&format!("{}: accept failed: {e}; trying again shortly", self.name));
-                    self.accept_again = Some(Instant::now() + ACCEPT_RETRY);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn admit(&mut self, mut stream: MioStream, from: SocketAddr) {
-        if self.conns.len() >= self.max {
-            let Some(victim) = self.conns.oldest_reading() else {
-                // Every slot holds a request being answered: nothing may be closed.
-                drop(stream);
-                self.turned_away += 1;
-                let line = format!(
-                    "{}: {} connections open, all answering: turned away {} so far (latest {from})",
-                    self.name, self.max, self.turned_away
-                );
-                self.warned.warn(&line);
-                return;
-            };
-            let old = self.conns.remove(victim);
-            let _ = old.stream.shutdown(Shutdown::Both);
-            let n = self.shared.evicted.fetch_add(1, Ordering::SeqCst) + 1;
-            let line = format!(
-                "{}: {} connections open: closed the oldest that had sent nothing ({}) to serve {from}; {n} so far",
-                self.name, self.max, old.from
-            );
-            self.warned.warn(&line);
-        }
-        let token = self.conns.next_token();
-        if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
-            self.warned.warn(&format!("{}: cannot watch the connection from {from}: {e}; closed", self.name));
-            return;
-        }
-        let deadline = Instant::now() + self.limits.deadline;
-        let state = State::Reading { buf: Vec::new(), framer: Framer::new() };
-        let index = self.conns.insert(Conn { stream, from, deadline, state });
-        // A peer usually sends its request right after connecting: read it now rather
-        // than after another poll.
-        self.serve(index);
-    }
-
-    fn on_ready(&mut self, token: Token) {
-        if let Some(index) = self.conns.find(token) {
-            self.serve(index);
-        }
-    }
-
-    /// Moves a connection on as far as its socket allows: reads its request, answers,
-    /// runs the after-step; or waits for the next readiness event.
-    fn serve(&mut self, index: usize) {
-        let conn = self.conns.get_mut(index);
-        let from = conn.from;
-        let (limit, oversize) = (self.limits.max_request, self.limits.oversize);
-        let end = match &mut conn.state {
-            State::Reading { buf, framer } => {
-                match read_message(&mut conn.stream, buf, framer, &mut self.scratch, limit, oversize) {
-                    ReadOutcome::Pending => return,
-                    ReadOutcome::Failed(e) => End::Failed(e),
-                    ReadOutcome::Message => End::Complete,
-                }
-            }
-            State::Replying { rest, .. } => match write_some(&mut conn.stream, rest) {
-                Ok(false) => return,
-                Ok(true) => return self.finish(index),
-                Err(e) => {
-                    debug!("{}: the reply to {from} failed: {e}", self.name);
-                    return self.finish(index);
-                }
-            },
-        };
-        self.respond(index, end);
-    }
-
-    /// Asks the service what `end` of the connection's request calls for, and starts
-    /// replying (or closes the connection).
-    fn respond(&mut self, index: usize, end: End) {
-        let conn = self.conns.get_mut(index);
-        let from = conn.from;
-        let State::Reading { buf, .. } = &conn.state else {
-            return;
-        };
-        let response = self.service.respond(Request { bytes: buf, from, end });
-        let Some(mut rest) = response.reply else {
-            conn.state = State::Replying { rest: Vec::new(), then: response.then };
-            return self.finish(index);
-        };
-        let then = response.then;
-        match write_some(&mut conn.stream, &mut rest) {
-            Ok(false) if conn.deadline > Instant::now() => {
-                let token = self.conns.token(index);
-                let conn = self.conns.get_mut(index);
-                if let Err(e) = self.poll.registry().reregister(&mut conn.stream, token, Interest::WRITABLE) {
-                    debug!("{}: the reply to {from} failed: {e}", self.name);
-                    conn.state = State::Replying { rest: Vec::new(), then };
-                    return self.finish(index);
-                }
-                conn.state = State::Replying { rest, then };
-            }
-            result => {
-                match result {
-                    Err(e) => debug!("{}: the reply to {from} failed: {e}", self.name),
-                    Ok(false) => debug!("{}: the reply to {from} not taken before the deadline", self.name),
-                    Ok(true) => {}
-                }
-                self.conns.get_mut(index).state = State::Replying { rest: Vec::new(), then };
-                self.finish(index);
-            }
-        }
-    }
-
-    /// The reply is out (or can't be sent): shut the connection down, run the after-step.
-    fn finish(&mut self, index: usize) {
-        let conn = self.conns.remove(index);
-        let _ = conn.stream.shutdown(Shutdown::Both);
-        if let State::Replying { then: Some(then), .. } = conn.state {
-            self.service.after(then);
-        }
-    }
-
-    /// Ends every connection whose deadline has passed (the oldest come first): one
-    /// still reading is answered as its service says, one replying is closed.
-    fn expire(&mut self, now: Instant) {
-        while let Some(index) = self.conns.oldest() {
-            if self.conns.get(index).deadline > now {
-                return;
-            }
-            match &self.conns.get(index).state {
-                State::Reading { .. } => self.respond(index, End::TimedOut),
-                State::Replying { .. } => {
-                    debug!("{}: the reply to {} not taken before the deadline", self.name, self.conns.get(index).from);
-                    self.finish(index);
-                }
-            }
-        }
-    }
-}
-
-/// The open connections in the order they were accepted (a doubly linked list threaded
-/// through a slab): inserting, finding by token and removing are O(1), and the oldest
-/// comes first. A slot's generation is part of its token, so an event still queued for
-/// a connection that was closed never reaches the one that took its slot.
-struct Table<T> {
-    slots: Vec<Slot<T>>,
-    free: Vec<usize>,
-    head: Option<usize>,
-    tail: Option<usize>,
-    len: usize,
-}
-
-struct Slot<T> {
-    generation: u16,
-    conn: Option<Conn<T>>,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
-
-impl<T> Default for Table<T> {
-    fn default() -> Self {
-        Table { slots: Vec::new(), free: Vec::new(), head: None, tail: None, len: 0 }
-    }
-}
-
-impl<T> Table<T> {
-    /// Slot indices fit in a token's low 16 bits, and no token reaches [`LISTENER`] or
-    /// [`WAKER`] even where `usize` has 32 bits.
-    const MAX_SLOTS: usize = 1 << 15;
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn token(&self, index: usize) -> Token {
-        Token(usize::from(self.slots[index].generation) << 16 | index)
-    }
-
-    /// The token the next inserted connection will have.
-    fn next_token(&self) -> Token {
-        match self.free.last() {
-            Some(&index) => self.token(index),
-            None => Token(self.slots.len()),
-        }
-    }
-
-    fn find(&self, token: Token) -> Option<usize> {
-        let (index, generation) = (token.0 & 0xffff, token.0 >> 16);
-        let slot = self.slots.get(index)?;
-        (usize::from(slot.generation) == generation && slot.conn.is_some()).then_some(index)
-    }
-
-    fn get(&self, index: usize) -> &Conn<T> {
-        self.slots[index].conn.as_ref().expect("a live slot")
-    }
-
-    fn get_mut(&mut self, index: usize) -> &mut Conn<T> {
-        self.slots[index].conn.as_mut().expect("a live slot")
-    }
-
-    fn oldest(&self) -> Option<usize> {
-        self.head
-    }
-
-    /// The oldest connection whose request has not come in yet. Connections answering
-    /// are skipped; there are hardly ever any (a short reply fits any empty socket buffer).
-    fn oldest_reading(&self) -> Option<usize> {
-        let mut at = self.head;
-        while let Some(index) = at {
-            if matches!(self.get(index).state, State::Reading { .. }) {
-                return Some(index);
-            }
-            at = self.slots[index].next;
-        }
-        None
-    }
-
-    /// Adds `conn` as the newest, at the slot [`Table::next_token`] named.
-    fn insert(&mut self, conn: Conn<T>) -> usize {
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(Slot { generation: 0, conn: None, prev: None, next: None });
-            self.slots.len() - 1
-        });
-        let slot = &mut self.slots[index];
-        slot.conn = Some(conn);
-        slot.prev = self.tail;
-        slot.next = None;
-        match self.tail {
-            Some(tail) => self.slots[tail].next = Some(index),
-            None => self.head = Some(index),
-        }
-        self.tail = Some(index);
-        self.len += 1;
-        index
-    }
-
-    /// Takes a connection out (dropping what it returns closes the socket).
-    fn remove(&mut self, index: usize) -> Conn<T> {
-        let slot = &mut self.slots[index];
-        let conn = slot.conn.take().expect("a live slot");
-        let (prev, next) = (slot.prev.take(), slot.next.take());
-        slot.generation = slot.generation.wrapping_add(1);
-        match prev {
-            Some(p) => self.slots[p].next = next,
-            None => self.head = next,
-        }
-        match next {
-            Some(n) => self.slots[n].prev = prev,
-            None => self.tail = prev,
-        }
-        self.free.push(index);
-        self.len -= 1;
-        conn
     }
 }
 
@@ -676,7 +630,6 @@ impl<T> Table<T> {
 pub(crate) mod tests {
     use super::*;
     use crate::wire::{self, Style, Value};
-    use std::net::TcpStream;
     use std::sync::mpsc::{channel, Receiver, Sender};
 
     const MAX: usize = 64 * 1024;
@@ -689,25 +642,31 @@ pub(crate) mod tests {
     /// anything else is closed unanswered and reported as how it ended.
     struct Echo(Sender<Result<SocketAddr, String>>);
 
+    impl Echo {
+        fn report(&self, what: Result<SocketAddr, String>) {
+            let _ = self.0.send(what);
+        }
+    }
+
     impl Service for Echo {
         type Then = SocketAddr;
 
-        fn respond(&mut self, request: Request<'_>) -> Response<SocketAddr> {
+        fn respond(&self, request: Request<'_>) -> Response<SocketAddr> {
             match request.end {
                 End::Complete => Response { reply: Some(request.bytes.to_vec()), then: Some(request.from) },
                 End::Failed(e) => {
-                    let _ = self.0.send(Err(format!("{e} after {} bytes", request.bytes.len())));
+                    self.report(Err(format!("{e} after {} bytes", request.bytes.len())));
                     Response::close()
                 }
                 End::TimedOut => {
-                    let _ = self.0.send(Err(format!("timed out after {} bytes", request.bytes.len())));
+                    self.report(Err(format!("timed out after {} bytes", request.bytes.len())));
                     Response::close()
                 }
             }
         }
 
-        fn after(&mut self, from: SocketAddr) {
-            let _ = self.0.send(Ok(from));
+        fn after(&self, from: SocketAddr) {
+            self.report(Ok(from));
         }
     }
 
@@ -715,10 +674,14 @@ pub(crate) mod tests {
         Limits { max_connections, deadline, max_request: MAX, oversize: Oversize::Refuse, when_full, backlog: None }
     }
 
-    fn start(limits: Limits) -> (Server, Receiver<Result<SocketAddr, String>>) {
+    fn start_named(name: &str, limits: Limits) -> (Server, Receiver<Result<SocketAddr, String>>) {
         let (tx, heard) = channel();
         let socket = TcpListener::bind("127.0.0.1:0").unwrap();
-        (serve(socket, "t", limits, Echo(tx)).unwrap(), heard)
+        (serve(socket, name, limits, Echo(tx)).unwrap(), heard)
+    }
+
+    fn start(limits: Limits) -> (Server, Receiver<Result<SocketAddr, String>>) {
+        start_named("t", limits)
     }
 
     fn connect(addr: SocketAddr) -> TcpStream {
@@ -735,13 +698,23 @@ pub(crate) mod tests {
     }
 
     /// Waits (20 s at most, then fails the test) until `ok`: for the state of a server's
-    /// thread, which a test can only watch. Also the node listener's tests use it.
+    /// threads, which a test can only watch. Also the node listener's tests use it.
     pub(crate) fn poll(what: &str, mut ok: impl FnMut() -> bool) {
         let until = Instant::now() + Duration::from_secs(20);
         while !ok() {
             assert!(Instant::now() < until, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Threads of this process named `name` now, from /proc (names are cut at 15 bytes).
+    /// Tests run side by side in one process: each names its server's threads apart.
+    pub(crate) fn threads_named(name: &str) -> usize {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+        tasks
+            .flatten()
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name))
+            .count()
     }
 
     fn next(heard: &Receiver<Result<SocketAddr, String>>) -> Result<SocketAddr, String> {
@@ -765,6 +738,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_burst_of_connections_raises_the_thread_count_and_it_returns_to_idle() {
+        let (server, heard) = start_named("burst", limits(64, WhenFull::EvictOldestSilent, Duration::from_secs(20)));
+        let addr = server.local_addr();
+        assert_eq!(threads_named("burst-conn"), 0, "threads before any connection");
+        // Held open and silent: each is a live thread until it sends.
+        let mut held: Vec<TcpStream> = (0..40).map(|_| connect(addr)).collect();
+        poll("a thread per connection", || threads_named("burst-conn") == 40);
+        assert_eq!(server.open_connections(), 40);
+        for (i, s) in held.iter_mut().enumerate() {
+            s.write_all(&pickle(&format!("m{i}"))).unwrap();
+            assert_eq!(reply(s), pickle(&format!("m{i}")));
+        }
+        for _ in 0..40 {
+            assert!(next(&heard).is_ok());
+        }
+        poll("back to idle", || threads_named("burst-conn") == 0 && server.open_connections() == 0);
+        assert_eq!(server.peak_connections(), 40);
+        assert_eq!(threads_named("burst"), 1, "the accept thread alone");
+    }
+
+    #[test]
     fn when_full_and_evicting_the_oldest_silent_connection_makes_room() {
         let (server, heard) = start(limits(3, WhenFull::EvictOldestSilent, Duration::from_secs(20)));
         let addr = server.local_addr();
@@ -778,8 +772,38 @@ pub(crate) mod tests {
         // The others are still open and still served.
         silent[2].write_all(&pickle("late")).unwrap();
         assert_eq!(reply(&mut silent[2]), pickle("late"));
-        assert_eq!(next(&heard), Ok(newcomer.local_addr().unwrap()));
-        assert_eq!(next(&heard), Ok(silent[2].local_addr().unwrap()));
+        // Each on its own thread: handed on in either order.
+        let mut served = vec![next(&heard).unwrap(), next(&heard).unwrap()];
+        served.sort();
+        let mut expected = vec![newcomer.local_addr().unwrap(), silent[2].local_addr().unwrap()];
+        expected.sort();
+        assert_eq!(served, expected);
+        assert!(heard.try_recv().is_err(), "the evicted connection was handed to the service");
+        assert!(server.peak_connections() <= 3, "peak {}", server.peak_connections());
+    }
+
+    #[test]
+    fn when_full_a_burst_of_real_requests_waits_for_permits_and_none_is_dropped() {
+        let cap = 4;
+        let (server, heard) = start(limits(cap, WhenFull::EvictOldestSilent, Duration::from_secs(20)));
+        let addr = server.local_addr();
+        // Every request is sent before the server takes a single one: each newcomer past
+        // the cap finds the older ones' bytes waiting unread, not silence.
+        let mut burst: Vec<TcpStream> = (0..30)
+            .map(|i| {
+                let mut s = connect(addr);
+                s.write_all(&pickle(&format!("b{i}"))).unwrap();
+                s
+            })
+            .collect();
+        for (i, s) in burst.iter_mut().enumerate() {
+            assert_eq!(reply(s), pickle(&format!("b{i}")), "request {i} dropped");
+        }
+        for _ in 0..30 {
+            assert!(next(&heard).is_ok());
+        }
+        assert_eq!(server.evicted(), 0);
+        assert!(server.peak_connections() <= cap, "peak {}", server.peak_connections());
     }
 
     #[test]
@@ -806,6 +830,7 @@ pub(crate) mod tests {
             assert_eq!(reply(s), pickle(&format!("r{i}")));
             assert_eq!(next(&heard), Ok(s.local_addr().unwrap()), "out of order");
         }
+        assert_eq!(server.peak_connections(), 1);
     }
 
     #[test]
@@ -825,6 +850,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn stop_joins_every_thread_it_started_and_closes_everything() {
+        let (server, _heard) = start_named("stopper", limits(64, WhenFull::EvictOldestSilent, Duration::from_secs(30)));
+        let addr = server.local_addr();
+        // Silent ones, and ones halfway through a request: all in their threads' reads.
+        let mut held: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+        for s in &mut held[10..] {
+            s.write_all(&pickle("half")[..3]).unwrap();
+        }
+        poll("every connection on its thread", || threads_named("stopper-conn") == 20);
+        assert_eq!(threads_named("stopper"), 1);
+        server.stop();
+        // Joined, not merely told to end: none is left the moment stop returns.
+        assert_eq!(threads_named("stopper-conn"), 0, "connection threads outlived stop");
+        assert_eq!(threads_named("stopper"), 0, "the accept thread outlived stop");
+        for s in &mut held {
+            assert_eq!(reply(s), b"", "an open connection survived stop");
+        }
+        assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err(), "still accepting after stop");
+    }
+
+    #[test]
     fn stop_and_drop_close_everything_and_the_address_can_be_listened_on_again() {
         let (server, _heard) = start(limits(8, WhenFull::EvictOldestSilent, Duration::from_secs(20)));
         let addr = server.local_addr();
@@ -840,11 +886,15 @@ pub(crate) mod tests {
         let mut s = connect(addr);
         s.write_all(&pickle("again")).unwrap();
         assert_eq!(reply(&mut s), pickle("again"));
+        // A server waiting for room (serial) stops too.
+        let mut waiting = connect(addr);
+        poll("the connection held", || again.open_connections() == 1);
         drop(again);
+        assert_eq!(reply(&mut waiting), b"");
         assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err(), "still accepting after drop");
     }
 
-    /// A reader that hands out its chunks one per call, then would block.
+    /// A reader that hands out its chunks one per call, then times out.
     struct Chunks(Vec<Vec<u8>>);
 
     impl Read for Chunks {
@@ -863,99 +913,43 @@ pub(crate) mod tests {
         }
     }
 
+    fn read_all(chunks: Vec<Vec<u8>>, limit: usize, oversize: Oversize) -> (ReadOutcome, Vec<u8>, Vec<usize>) {
+        let (mut buf, mut reads) = (Vec::new(), Vec::new());
+        let outcome = read_request(&mut Chunks(chunks), &mut buf, limit, oversize, || true, |n| reads.push(n));
+        (outcome, buf, reads)
+    }
+
     #[test]
-    fn reading_resumes_across_readiness_and_stops_at_stop() {
+    fn reading_goes_on_across_segments_stops_at_stop_and_keeps_to_the_limit() {
         let probe = pickle("PROBE");
         let (head, tail) = probe.split_at(3);
         let mut after = tail.to_vec();
         after.extend_from_slice(b"\x00junk after STOP");
-        let mut stream = Chunks(vec![head.to_vec()]);
-        let (mut buf, mut framer, mut scratch) = (Vec::new(), Framer::new(), vec![0; 8]);
-        let first = read_message(&mut stream, &mut buf, &mut framer, &mut scratch, MAX, Oversize::Refuse);
-        assert!(matches!(first, ReadOutcome::Pending), "{first:?}");
-        stream.0.push(after);
-        let second = read_message(&mut stream, &mut buf, &mut framer, &mut scratch, MAX, Oversize::Refuse);
-        assert!(matches!(second, ReadOutcome::Message), "{second:?}");
+        let (outcome, buf, reads) = read_all(vec![head.to_vec(), after.clone()], MAX, Oversize::Refuse);
+        assert!(matches!(outcome, ReadOutcome::Message), "{outcome:?}");
         assert_eq!(buf, probe, "bytes after STOP were kept");
-        // A pickle longer than the limit is refused once the limit is reached.
+        assert_eq!(reads, vec![3, after.len()]);
+        // Only part of it, then nothing more: timed out with what came.
+        let (outcome, buf, _) = read_all(vec![head.to_vec()], MAX, Oversize::Refuse);
+        assert!(matches!(outcome, ReadOutcome::TimedOut), "{outcome:?}");
+        assert_eq!(buf, head);
+        // No time left at all: no read is made.
+        let mut buf = Vec::new();
+        let none = read_request(&mut Chunks(vec![probe.clone()]), &mut buf, MAX, Oversize::Refuse, || false, |_| {});
+        assert!(matches!(none, ReadOutcome::TimedOut) && buf.is_empty(), "{none:?}");
+        // A pickle longer than the limit is refused once the frame says it won't fit.
         let mut long = b"\x80\x02X\x00\x01\x00\x00".to_vec();
         long.extend(std::iter::repeat_n(b'a', 256));
         long.push(b'.');
-        let (mut buf, mut framer) = (Vec::new(), Framer::new());
-        let refused =
-            read_message(&mut Chunks(vec![long.clone()]), &mut buf, &mut framer, &mut scratch, 100, Oversize::Refuse);
+        let (refused, buf, _) = read_all(vec![long.clone()], 100, Oversize::Refuse);
         assert!(matches!(refused, ReadOutcome::Failed(FrameError::TooLarge { limit: 100 })), "{refused:?}");
-        assert!(buf.len() < 100, "read on after the frame said it would not fit: {}", buf.len());
+        assert!(buf.len() <= 100, "read on past the limit: {}", buf.len());
         // Cut: read to the limit, as one recv(100) would see it.
-        let (mut buf, mut framer) = (Vec::new(), Framer::new());
-        let cut =
-            read_message(&mut Chunks(vec![long.clone()]), &mut buf, &mut framer, &mut scratch, 100, Oversize::Cut);
+        let (cut, buf, _) = read_all(vec![long.clone()], 100, Oversize::Cut);
         assert!(matches!(cut, ReadOutcome::Failed(FrameError::TooLarge { limit: 100 })), "{cut:?}");
         assert_eq!(buf, long[..100]);
-    }
-
-    /// A writer that takes `room` bytes, then would block until given more room.
-    struct Tight {
-        taken: Vec<u8>,
-        room: usize,
-    }
-
-    impl Write for Tight {
-        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-            if self.room == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = data.len().min(self.room);
-            self.taken.extend_from_slice(&data[..n]);
-            self.room -= n;
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_reply_the_socket_cannot_take_at_once_is_kept_until_it_can() {
-        let got_it = pickle("GOT_IT");
-        let mut rest = got_it.clone();
-        let mut socket = Tight { taken: Vec::new(), room: 5 };
-        assert!(!write_some(&mut socket, &mut rest).unwrap());
-        assert_eq!(rest, got_it[5..]);
-        socket.room = 100;
-        assert!(write_some(&mut socket, &mut rest).unwrap());
-        assert_eq!(socket.taken, got_it);
-    }
-
-    #[test]
-    fn tokens_of_closed_connections_never_reach_the_connection_in_their_slot() {
-        let mut t: Table<()> = Table::default();
-        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = socket.local_addr().unwrap();
-        let conn = || Conn {
-            stream: MioStream::from_std(TcpStream::connect(addr).unwrap()),
-            from: addr,
-            deadline: Instant::now(),
-            state: State::Reading { buf: Vec::new(), framer: Framer::new() },
-        };
-        let (ta, tb) = (t.next_token(), {
-            t.insert(conn());
-            t.next_token()
-        });
-        let b = t.insert(conn());
-        assert_eq!(t.find(tb), Some(b));
-        let a = t.find(ta).unwrap();
-        t.remove(a);
-        assert_eq!(t.find(ta), None);
-        assert_eq!(t.oldest(), Some(b));
-        let tc = t.next_token();
-        let c = t.insert(conn());
-        assert_eq!(c, a, "the free slot is reused");
-        assert_eq!(t.find(ta), None, "a stale token found the new connection");
-        assert_eq!(t.find(tc), Some(c));
-        assert_eq!((t.oldest(), t.len()), (Some(b), 2));
-        t.remove(b);
-        assert_eq!(t.oldest(), Some(c));
+        // The peer closing mid-pickle.
+        let (cut_short, _, _) = read_all(vec![head.to_vec(), Vec::new()], MAX, Oversize::Refuse);
+        assert!(matches!(cut_short, ReadOutcome::Failed(FrameError::Incomplete { received: 3 })), "{cut_short:?}");
     }
 }

@@ -38,7 +38,8 @@ pub enum Failure {
     Unreadable(String),
     /// The reply broke off or was too large (the framing error's words).
     Frame(String),
-    /// The runtime could not run the exchange at all (no thread, a full queue).
+    /// The runtime could not run the exchange at all (no thread could be started: too
+    /// many sends in flight and waiting, or the node is stopping).
     NotRun(String),
 }
 

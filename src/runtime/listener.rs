@@ -1,17 +1,17 @@
-//! The node's listening side: the node's [`Service`] on the crate's one polling server
-//! ([`crate::net::server`]: one thread serves every connection). Each connection carries
-//! one message; ELECT and PROBE are answered GOT_IT from the server thread as soon as the
-//! message is in, so a reply never waits for the main loop. The connection is then shut
-//! down and the message handed on.
+//! The node's listening side: the node's [`Service`] on the crate's one server
+//! ([`crate::net::server`]: an accept thread, and a thread per connection). Each
+//! connection carries one message; its thread reads it, answers ELECT and PROBE with
+//! GOT_IT at once (a reply never waits for the main loop), shuts the connection down,
+//! pushes the message into the node's mailbox, and ends.
 //!
 //! What a connection may cost: it has [`READ_DEADLINE`] in all, from being accepted, to
-//! deliver its message and take the reply, at most [`MAX_CONNECTIONS`] are open at once,
-//! and a message may be at most [`wire::MAX_PICKLE_BYTES`] (refused as soon as its
-//! framing says it is longer). When every slot is taken, the oldest connection that has
-//! not yet delivered a message is closed to make room for the newest, so a crowd of
-//! connections that hang can't keep a real member's PROBE out. Bytes that are not a
-//! protocol message, cut short or too late are logged (throttled) and the connection
-//! closed; the node keeps serving.
+//! deliver its message and take the reply, at most [`MAX_CONNECTIONS`] connection threads
+//! live at once, and a message may be at most [`wire::MAX_PICKLE_BYTES`] (refused as soon
+//! as its framing says it is longer). When every permit is taken, the oldest connection
+//! that has sent nothing is closed to make room for the newest, so a crowd of connections
+//! that hang can't keep a real member's PROBE out, and a burst of real messages waits for
+//! permits rather than being dropped. Bytes that are not a protocol message, cut short or
+//! too late are logged (throttled) and the connection closed; the node keeps serving.
 //!
 //! Replies go in the shape of the message's dialect (see PROTOCOL.md): `'GOT_IT'`,
 //! `('GOT_IT', our_pid)` to the sender-tuple dialect, `'OK'` to the old names.
@@ -33,19 +33,20 @@ use std::time::Duration;
 /// a silent or trickling connection can cost.
 pub const READ_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Connections open at once. Each costs a file descriptor (and a few hundred bytes while
-/// its message is short), not a thread. The usual soft limit is 1,024 descriptors per
-/// process; the rest of a node holds about 45 (its 32 senders' sockets, GCD requests,
-/// stdio, the events file, epoll), so 512 leaves half the table free, and is more than
-/// a fan-out of the largest group a node takes in (500 members) delivers at once: each
-/// of those connections is served in microseconds.
-pub const MAX_CONNECTIONS: usize = 512;
+/// Connection threads alive at once: the permits of mini-redis's listener (250 there).
+/// Each thread costs a descriptor and, while it lives, some 10-20 KiB resident of its
+/// small stack ([`server::CONNECTION_STACK`]); glibc keeps freed stacks, so a node's
+/// resident memory follows its peak of live threads, and this cap bounds it. A message
+/// is served in well under a millisecond, so even a group's whole fan-out to one member
+/// (every member's ELECT or I_AM_LEADER at once) holds far fewer at a time; past the
+/// cap, silent connections make room and real messages wait for a permit.
+pub const MAX_CONNECTIONS: usize = 256;
 
-/// Connections the kernel queues for the listener to accept. std and mio listen with
-/// 128; a node of a large group receives a burst of connections at once (every member's
-/// ELECT or I_AM_LEADER), and a connection that finds the queue full has its handshake
-/// dropped and retried a second later, most of a peer's 1.5 s reply timeout. Linux caps
-/// it at `net.core.somaxconn` (4,096 by default).
+/// Connections the kernel queues for the listener to accept. std listens with 128; a
+/// node of a large group receives a burst of connections at once (every member's ELECT
+/// or I_AM_LEADER), and a connection that finds the queue full has its handshake dropped
+/// and retried a second later, most of a peer's 1.5 s reply timeout. Linux caps it at
+/// `net.core.somaxconn` (4,096 by default).
 pub const BACKLOG: i32 = 1024;
 
 /// A message that arrived, and from where: its dialect, and its sender when the
@@ -62,7 +63,7 @@ pub struct Incoming {
 pub type Listener = server::Server;
 
 /// Serves connections on `listener` until stopped, calling `deliver` with each protocol
-/// message, from the listener thread. While `ignoring` is set, messages are read and
+/// message, from that message's connection thread. While `ignoring` is set, messages are read and
 /// dropped without a reply (a feigned failure that keeps the port open). `me` is our id,
 /// for the dialect whose GOT_IT names the replier.
 pub fn spawn(
@@ -102,7 +103,7 @@ struct Node {
 impl Service for Node {
     type Then = Incoming;
 
-    fn respond(&mut self, request: Request<'_>) -> Response<Incoming> {
+    fn respond(&self, request: Request<'_>) -> Response<Incoming> {
         let Request { bytes, from, end } = request;
         let verdict = match end {
             End::Complete => judge(bytes, from, self.me, self.ignoring.load(Ordering::SeqCst)),
@@ -124,7 +125,7 @@ impl Service for Node {
     }
 
     /// The GOT_IT is out (or could not be sent) and the connection shut: hand it on.
-    fn after(&mut self, incoming: Incoming) {
+    fn after(&self, incoming: Incoming) {
         (self.deliver)(incoming);
     }
 }
@@ -278,6 +279,8 @@ mod tests {
         let addr = r.listener.local_addr();
         r.ignoring.store(true, Ordering::SeqCst);
         assert_eq!(ask(addr, &probe_value()), b"", "answered while feigning");
+        // Its thread is done (a message is handed on before the thread ends).
+        poll("the ignored connection's thread ended", || r.listener.open_connections() == 0);
         r.ignoring.store(false, Ordering::SeqCst);
         let mut s = connect(addr);
         let mine = s.local_addr().unwrap();
@@ -285,9 +288,9 @@ mod tests {
         let mut reply = Vec::new();
         s.read_to_end(&mut reply).unwrap();
         assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
-        // One thread serves both in order: had the ignored PROBE been handed on, it
-        // would come first.
+        // Had the ignored PROBE been handed on, it would have come first.
         assert_eq!(next(&r.heard).from, mine);
+        assert!(r.heard.try_recv().is_err());
     }
 
     #[test]
@@ -312,6 +315,60 @@ mod tests {
         assert!(r.heard.try_recv().is_err(), "junk was handed on");
     }
 
+    /// The decoder's hostile inputs (tests/hostile_decode.rs), and the deepest message a
+    /// pickle may nest, each on a connection thread of its own with its small stack.
+    fn hostile_inputs() -> Vec<Vec<u8>> {
+        let mut deep = b"\x80\x02".to_vec();
+        deep.extend(std::iter::repeat_n(b']', 10_000));
+        deep.extend(std::iter::repeat_n(b'a', 9_999));
+        deep.push(b'.');
+        let mut marks = vec![b'('; 10_000];
+        marks.extend(std::iter::repeat_n(b'l', 10_000));
+        marks.push(b'.');
+        let mut dup = b"\x80\x02]".to_vec();
+        for _ in 0..40 {
+            dup.extend_from_slice(b"2\x86");
+        }
+        dup.push(b'.');
+        let mut memo = b"\x80\x02N".to_vec();
+        for _ in 0..20 {
+            memo.extend_from_slice(b"q\x00h\x00h\x00\x87");
+        }
+        memo.push(b'.');
+        // ('ELECT', [[...[None]...]]): as deep as a pickle may nest, so it decodes (and
+        // is dropped, recursively): an ELECT none of whose members is valid.
+        let mut nested = Value::None;
+        for _ in 0..wire::MAX_DEPTH - 2 {
+            nested = Value::List(vec![nested]);
+        }
+        let deepest = wire::encode(&Value::tuple([Value::str("ELECT"), nested]), Style::Compact);
+        assert!(decode(&deepest).is_ok(), "not the deepest that decodes");
+        vec![deep, marks, dup, memo, deepest]
+    }
+
+    const DEEPEST: usize = 4;
+
+    #[test]
+    fn hostile_pickles_end_their_connection_threads_without_a_crash() {
+        let r = start(MAX_CONNECTIONS);
+        let addr = r.listener.local_addr();
+        for (i, bytes) in hostile_inputs().into_iter().enumerate() {
+            let reply = ask(addr, &bytes);
+            if i == DEEPEST {
+                assert_eq!(decode(&reply).unwrap(), Value::str("GOT_IT"));
+                assert!(matches!(next(&r.heard).message, Message::Elect { rejected: 1, .. }));
+            } else {
+                assert_eq!(reply, b"", "input {i} was answered");
+            }
+        }
+        poll("their threads ended", || r.listener.open_connections() == 0);
+        // A crashed connection thread would have taken the process with it; the node
+        // still answers.
+        assert_eq!(decode(&ask(addr, &probe_value())).unwrap(), Value::str("GOT_IT"));
+        assert_eq!(next(&r.heard).message, Message::Probe);
+        assert!(r.heard.try_recv().is_err(), "a hostile input was handed on");
+    }
+
     #[test]
     fn past_the_cap_the_oldest_silent_connections_make_room_and_a_probe_is_answered() {
         // A small cap: the test process holds both ends of every connection.
@@ -319,8 +376,7 @@ mod tests {
         let r = start(cap);
         let addr = r.listener.local_addr();
         let mut silent: Vec<TcpStream> = (0..cap + 25).map(|_| connect(addr)).collect();
-        poll("25 evicted", || r.listener.evicted() == 25);
-        assert_eq!(r.listener.open_connections(), cap);
+        poll("25 evicted, the cap's worth held", || r.listener.evicted() == 25 && r.listener.open_connections() == cap);
         for s in &mut silent[..25] {
             assert!(closed(s), "an old silent connection was not closed");
         }

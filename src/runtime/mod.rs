@@ -1,14 +1,21 @@
-//! The runtime around the pure [`Node`]: sockets, threads, clocks.
+//! The runtime around the pure [`Node`]: sockets, threads, clocks. The four parts of the
+//! shape:
 //!
-//! The listener (one thread serving every connection by readiness polling, see
-//! [`listener`]) and the sender pool push into one monitor queue ([`Mailbox`]); one
-//! main loop takes from it, fires due timers, feeds the node, and carries out the
-//! node's actions. Every outgoing message (ELECT, PROBE, I_AM_LEADER) and
-//! re-registration is a job for a bounded pool of sender threads ([`Senders`]), so no
-//! reply is ever awaited on the main loop and a fan-out to any group costs at most
-//! [`SENDERS`] threads. A node's thread count does not grow with its group or with the
-//! connections open to it. Start-up order: bind the listener (so the address we
-//! register is real), register with the GCD, then start the node.
+//! 1. the listener ([`listener`], on `net::server`): an accept thread, and a thread per
+//!    connection that reads one message, answers GOT_IT, and pushes it into
+//! 2. one monitor queue ([`Mailbox`]: a Mutex + Condvar), which
+//! 3. one main loop ([`Runtime::main_loop`]) drains: it fires due timers, feeds the
+//!    node (the pure state machine), and carries out the node's actions;
+//! 4. every outgoing message (ELECT, PROBE, I_AM_LEADER) and re-registration runs on a
+//!    thread spawned for it ([`Senders::spawn`], through [`Runtime::spawn_reporting`]),
+//!    which reports how it ended into the mailbox, so no reply is ever awaited on the
+//!    main loop.
+//!
+//! Threads come and go with the traffic; caps on live connection threads
+//! ([`listener::MAX_CONNECTIONS`]) and live send threads ([`SEND_THREADS`]) bound them.
+//! Start-up order: bind the listener (so the address we register is real), register with
+//! the GCD, then start the node. Stopping closes the listener and joins its threads and
+//! the send threads.
 
 mod config;
 pub mod listener;
@@ -248,7 +255,7 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         want_open: true,
         relistening: false,
         announced_port: addr.port,
-        senders: Senders::new("sender", SENDERS, SEND_QUEUE, SENDER_STACK),
+        senders: Senders::new(SEND_THREADS, SEND_QUEUE, SENDER_STACK),
         refused_sends: 0,
         latest_election: Arc::new(AtomicU64::new(0)),
     };
@@ -292,27 +299,26 @@ struct Runtime {
     relistening: bool,
     /// The port the node (and through it the GCD) knows we listen on.
     announced_port: u16,
-    /// The threads every exchange with a member or the GCD runs on.
+    /// Starts the thread each exchange with a member or the GCD runs on.
     senders: Senders,
-    /// Sends the pool could not take (queue full, no thread), counted for the log.
+    /// Sends that got no thread (too many in flight and waiting), counted for the log.
     refused_sends: u64,
     /// The newest election an ELECT was sent for: queued ELECTs of older ones are skipped.
     latest_election: Arc<AtomicU64>,
 }
 
-/// Sender threads per node. A job is one exchange with one member, bounded by the
-/// socket timeout; a member that is stopped (silent) holds one worker for that long, so
-/// up to `SENDERS - 1` silent members do not hold up the rest of a fan-out, and an
-/// election needs only one GOT_IT. I_AM_LEADER waits for no reply, so a stopped member
-/// (whose kernel still accepts) holds a worker only for the connect. Loopback exchanges
-/// take well under a millisecond: 32 workers carry a 200-member fan-out in tens of
-/// milliseconds, with 20 (but not 40) of them silent (benches/fanout.py).
-pub const SENDERS: usize = 32;
+/// Send threads alive at once per node. A thread is one exchange with one member,
+/// bounded by the socket timeouts; a member that is stopped (silent) holds its thread
+/// that long, so up to this many silent members do not hold up the rest of a fan-out
+/// (an election needs only one GOT_IT). I_AM_LEADER waits for no reply, so a stopped
+/// member (whose kernel still accepts) holds a thread only for the connect. Loopback
+/// exchanges take well under a millisecond, so a fan-out to a large group holds few at
+/// a time; past the cap, sends wait for a thread in a bounded list.
+pub const SEND_THREADS: usize = 64;
 
-/// Sends that may wait for a sender thread. A fan-out is one job per member (both
-/// forms of an I_AM_LEADER share a job), so this holds several fan-outs to the
-/// largest group a node takes in; past it, sends are dropped and counted, never waited
-/// for.
+/// Sends that may wait for a send thread. A fan-out is one send per member (both forms
+/// of an I_AM_LEADER share one), so this holds several fan-outs to the largest group a
+/// node takes in; past it, sends are dropped and counted, never waited for.
 pub const SEND_QUEUE: usize = 4 * crate::membership::MAX_LEARNED_MEMBERS;
 
 /// The most members whose dialect a node remembers (past it, new ones are sent the
@@ -323,9 +329,10 @@ pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
 /// before it takes another one (a port just closed can take a moment to be free).
 pub const RELISTEN_SAME_PORT: Duration = Duration::from_secs(1);
 
-/// Stack of each sender thread (ELECT, I_AM_LEADER, PROBE, GCD requests) and of the
-/// re-listening thread: encoding and decoding are iterative, so 256 KiB is ample.
-const SENDER_STACK: usize = 256 * 1024;
+/// Stack of each send thread (ELECT, I_AM_LEADER, PROBE, GCD requests) and of the
+/// re-listening thread: encoding and decoding are iterative, and the connection threads
+/// do the same work on the same stack (`net::server::CONNECTION_STACK`).
+const SENDER_STACK: usize = crate::net::server::CONNECTION_STACK;
 
 /// Rounds of trying (same port, then any port) before a node gives up listening.
 const RELISTEN_ROUNDS: u32 = 30;
@@ -360,6 +367,8 @@ impl Runtime {
         if let Some(listener) = self.listener.take() {
             listener.stop();
         }
+        // Each ends within its socket timeouts; what they report is dropped.
+        self.senders.close_and_join();
         self.emit(&Event::Stopped);
         self.sink.close(); // every event is out before the summary and the exit
         if self.config.summary_on_stop {
@@ -442,9 +451,10 @@ impl Runtime {
         self.sink.write(&events::json(event, me));
     }
 
-    /// Runs `work` off the main loop (on the sender pool, or on a thread of its own for
-    /// long work) and posts what it returns to the mailbox; when it cannot be run, posts
-    /// what `refused` makes of the reason, so the node always hears how it ended.
+    /// Runs `work` off the main loop, on a thread spawned for it (named `name`; capped:
+    /// see [`Senders`]) or, for long work, on a thread of its own, and posts what it
+    /// returns to the mailbox; when it cannot be run, posts what `refused` makes of the
+    /// reason, so the node always hears how it ended.
     fn spawn_reporting(
         &mut self,
         on: Runner,
@@ -457,7 +467,7 @@ impl Runtime {
             mailbox.push(report);
         };
         let why = match on {
-            Runner::Pool => match self.senders.submit(Box::new(job)) {
+            Runner::Send(name) => match self.senders.spawn(name, Box::new(job)) {
                 Ok(()) => return,
                 Err((why, _)) => {
                     self.count_refused(&why);
@@ -474,9 +484,9 @@ impl Runtime {
         self.mailbox.push(refused(why));
     }
 
-    /// Runs `job` on the sender pool, and nothing is told if it couldn't (counted).
-    fn send_detached(&mut self, job: senders::Job) {
-        if let Err((why, _)) = self.senders.submit(job) {
+    /// Runs `job` on a send thread named `name`; nothing is told if it couldn't (counted).
+    fn send_detached(&mut self, name: &'static str, job: senders::Job) {
+        if let Err((why, _)) = self.senders.spawn(name, job) {
             self.count_refused(&why);
         }
     }
@@ -484,9 +494,9 @@ impl Runtime {
     fn count_refused(&mut self, why: &senders::Refused) {
         self.refused_sends += 1;
         crate::report::logging::throttled_warn(&format!(
-            "a send was dropped: {why} ({} dropped so far, {} sender threads)",
+            "a send was dropped: {why} ({} dropped so far, {} send threads running)",
             self.refused_sends,
-            self.senders.workers()
+            self.senders.running()
         ));
     }
 
@@ -555,7 +565,7 @@ impl Runtime {
         self.latest_election.fetch_max(election, Ordering::SeqCst);
         let latest = Arc::clone(&self.latest_election);
         self.spawn_reporting(
-            Runner::Pool,
+            Runner::Send("elect"),
             move |mailbox| {
                 if latest.load(Ordering::SeqCst) > election {
                     return Envelope::Superseded;
@@ -574,22 +584,25 @@ impl Runtime {
         // peer that believes the last announcement it heard reads last.
         let forms: Vec<Vec<u8>> = self.wrapped_if_unknown(to, &announcement).into_iter().chain([bytes]).collect();
         let timeout = self.config.socket_timeout;
-        self.send_detached(Box::new(move || {
-            for bytes in forms {
-                let sent = net::connect(&addr, timeout).and_then(|mut s| {
-                    s.write_all(&bytes)?;
-                    let _ = s.shutdown(Shutdown::Write);
-                    Ok(())
-                });
-                match sent {
-                    Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
-                    Err(e) => {
-                        debug!("I_AM_LEADER to {to} at {addr} failed: {e}");
-                        break;
+        self.send_detached(
+            "leader",
+            Box::new(move || {
+                for bytes in forms {
+                    let sent = net::connect(&addr, timeout).and_then(|mut s| {
+                        s.write_all(&bytes)?;
+                        let _ = s.shutdown(Shutdown::Write);
+                        Ok(())
+                    });
+                    match sent {
+                        Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
+                        Err(e) => {
+                            debug!("I_AM_LEADER to {to} at {addr} failed: {e}");
+                            break;
+                        }
                     }
                 }
-            }
-        }));
+            }),
+        );
     }
 
     fn send_probe(&mut self, probe: u64, to: ProcessId, addr: Addr) {
@@ -598,7 +611,7 @@ impl Runtime {
         let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
         self.spawn_reporting(
-            Runner::Pool,
+            Runner::Send("probe"),
             move |mailbox| {
                 let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
                 Envelope::Input(Input::ProbeReply { probe, outcome })
@@ -645,7 +658,7 @@ impl Runtime {
     fn relisten_in_background(&mut self) {
         let bound = self.bound;
         self.relistening = true;
-        // Up to RELISTEN_ROUNDS seconds of retrying: a thread of its own, not a sender's.
+        // Up to RELISTEN_ROUNDS seconds of retrying: a thread of its own, outside the cap.
         self.spawn_reporting(
             Runner::Thread("relisten"),
             move |_| Envelope::Relistened(relisten(bound)),
@@ -692,7 +705,7 @@ impl Runtime {
         info!("registering with the GCD again: {reason}");
         let (gcd, name, me, addr) = (self.config.gcd.clone(), self.register_as, self.node.id(), self.addr.clone());
         self.spawn_reporting(
-            Runner::Pool,
+            Runner::Send("register"),
             move |_| {
                 Envelope::Input(match gcd::register(&gcd, NameChoice::Fixed(name), me, &addr, GCD_TIMEOUT) {
                     Ok(r) => Input::Registered { members: r.members },
@@ -706,8 +719,8 @@ impl Runtime {
 
 /// Where [`Runtime::spawn_reporting`] runs its work.
 enum Runner {
-    /// The sender pool: one exchange, bounded by the socket timeout.
-    Pool,
+    /// A send thread of this name: one exchange, bounded by the socket timeout.
+    Send(&'static str),
     /// A thread of its own, so long work doesn't hold a sender.
     Thread(&'static str),
 }
