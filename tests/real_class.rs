@@ -286,7 +286,7 @@ fn a_crowd_of_hanging_connections_cannot_keep_a_probe_out() {
     let mut n = Node::start(&dir, gcd, (5, 6060601), &["--no-probe"]);
     let port = node_port(&mut n);
     n.proc.wait_for("joined", |l| l.contains("joined a group of"));
-    // More connections than the node holds open (512) that send one byte (a pickle's
+    // More connections than the node holds open (256) that send one byte (a pickle's
     // PROTO opcode) and hang.
     let crowd: Vec<TcpStream> = (0..600)
         .map(|_| {

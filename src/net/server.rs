@@ -11,9 +11,10 @@
 //! may be at most [`Limits::max_request`] bytes, and at most [`Limits::max_connections`]
 //! connection threads live at once: a permit, as mini-redis's listener takes one from its
 //! semaphore. What happens when every permit is taken is [`Limits::when_full`]: close the
-//! oldest connection that has sent nothing (so a crowd of connections that hang can't
-//! keep a real request out; one whose bytes wait unread has sent something, so a burst of
-//! real requests waits for permits and is never dropped unread), or take no permit
+//! oldest connection that has not delivered a whole request for [`SILENT_AFTER`] (so a
+//! crowd of connections that hang, silent or after a byte, can't keep a real request out;
+//! one whose bytes wait unread is spared, so a burst of real requests waits for permits
+//! and is never dropped unread), or take no permit
 //! before one frees, leaving newcomers in the kernel's backlog (with a cap of one: one
 //! request at a time in arrival order, as gcd2.py's single-threaded socketserver serves).
 //!
@@ -92,9 +93,9 @@ pub enum Oversize {
 /// What a new connection gets while every permit is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenFull {
-    /// The oldest connection that has sent nothing is closed to make room; when every
-    /// one has sent something, the newcomer waits for the first of them to end (each
-    /// ends by its deadline).
+    /// The oldest connection that has not delivered a whole request is closed to make
+    /// room; when every one has (or has bytes waiting unread), the newcomer waits for
+    /// the first of them to end (each ends by its deadline).
     EvictOldestSilent,
     /// Nothing is accepted until a connection is done (answered, or past its deadline):
     /// newcomers wait in the kernel's backlog, and are served in the order they came.
@@ -158,8 +159,10 @@ struct Conn {
     /// The connection's socket, shared with its thread, to shut it down from outside
     /// (one descriptor: a `try_clone` would take a second).
     stream: Arc<TcpStream>,
-    /// It has sent at least one byte (read, or seen waiting): it is never evicted.
-    sent: bool,
+    /// It has delivered a whole message and is being answered: it is never evicted.
+    /// (One that has sent only part of one is: a real peer sends its pickle in one
+    /// write, and a crowd that sends a byte and hangs must not keep a PROBE out.)
+    delivered: bool,
     /// Shut down to make room: its thread ends without answering.
     evicted: bool,
     thread: Option<JoinHandle<()>>,
@@ -387,7 +390,7 @@ impl<S: Service> Accepting<S> {
                 let _ = old.stream.shutdown(Shutdown::Both);
                 let n = self.shared.evicted.fetch_add(1, Ordering::SeqCst) + 1;
                 let line = format!(
-                    "{}: {} connections open: closed the oldest that had sent nothing ({}) to serve {from}; {n} so far",
+                    "{}: {} connections open: closed the oldest that had not sent a whole message ({}) to serve {from}; {n} so far",
                     self.name, self.max, old.from
                 );
                 self.shared.warn(&line);
@@ -411,7 +414,7 @@ impl<S: Service> Accepting<S> {
             .spawn(move || serve_connection(&theirs, from, id, deadline, limits, &*service, &shared));
         match spawned {
             Ok(thread) => {
-                let conn = Conn { id, from, accepted, stream, sent: false, evicted: false, thread: Some(thread) };
+                let conn = Conn { id, from, accepted, stream, delivered: false, evicted: false, thread: Some(thread) };
                 table.live.push_back(conn);
                 table.peak = table.peak.max(table.live.len());
             }
@@ -451,20 +454,21 @@ fn join_ended(table: &mut Table) {
 
 /// Which live connection can be closed to make room.
 enum Silent {
-    /// This one, the oldest that has sent nothing for [`SILENT_AFTER`].
+    /// This one, the oldest without a whole request after [`SILENT_AFTER`].
     Now(usize),
-    /// None yet; the oldest that has sent nothing so far counts as silent at this time.
+    /// None yet; the oldest without a whole request so far counts as silent at this time.
     Later(Instant),
-    /// Every one has sent something (or is being closed already).
+    /// Every one has delivered a request, has bytes waiting, or is being closed already.
     None,
 }
 
-/// The oldest live connection that has sent nothing, not counting bytes that wait in
-/// its socket unread (those mark it as having sent).
+/// The oldest live connection that has not delivered a whole request and has no bytes
+/// waiting unread in its socket (those may complete one: a burst of real requests
+/// waiting for their threads is never cut).
 fn oldest_silent(table: &mut Table, now: Instant) -> Silent {
     let mut peek = [MaybeUninit::<u8>::uninit(); 1];
     for (i, conn) in table.live.iter_mut().enumerate() {
-        if conn.sent || conn.evicted {
+        if conn.delivered || conn.evicted {
             continue;
         }
         let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
@@ -473,8 +477,9 @@ fn oldest_silent(table: &mut Table, now: Instant) -> Silent {
                 let silent_at = conn.accepted + SILENT_AFTER;
                 return if silent_at <= now { Silent::Now(i) } else { Silent::Later(silent_at) };
             }
-            // Bytes are waiting, or the peer closed (its thread is ending anyway).
-            _ => conn.sent = true,
+            // Bytes are waiting for its thread to read them (they may complete a
+            // message), or the peer closed (its thread is ending anyway): not now.
+            _ => {}
         }
     }
     Silent::None
@@ -493,7 +498,6 @@ fn serve_connection<S: Service>(
     // The permit is given back however the thread ends, a panic included.
     let _permit = Permit { shared, id };
     let mut buf = Vec::new();
-    let mut first = true;
     let outcome = read_request(
         &mut &*stream,
         &mut buf,
@@ -503,12 +507,11 @@ fn serve_connection<S: Service>(
             let left = deadline.saturating_duration_since(Instant::now());
             !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
         },
-        |_| {
-            if std::mem::take(&mut first) {
-                mark_sent(shared, id);
-            }
-        },
+        |_| {},
     );
+    if matches!(outcome, ReadOutcome::Message) {
+        mark_delivered(shared, id);
+    }
     let end = match outcome {
         ReadOutcome::Message => End::Complete,
         ReadOutcome::Failed(e) => End::Failed(e),
@@ -561,10 +564,10 @@ impl Drop for Permit<'_> {
     }
 }
 
-fn mark_sent(shared: &Shared, id: u64) {
+fn mark_delivered(shared: &Shared, id: u64) {
     let mut table = shared.lock();
     if let Some(conn) = table.live.iter_mut().find(|c| c.id == id) {
-        conn.sent = true;
+        conn.delivered = true;
     }
 }
 

@@ -8,7 +8,7 @@
 //! deliver its message and take the reply, at most [`MAX_CONNECTIONS`] connection threads
 //! live at once, and a message may be at most [`wire::MAX_PICKLE_BYTES`] (refused as soon
 //! as its framing says it is longer). When every permit is taken, the oldest connection
-//! that has sent nothing is closed to make room for the newest, so a crowd of connections
+//! that has not sent a whole message is closed to make room for the newest, so a crowd of connections
 //! that hang can't keep a real member's PROBE out, and a burst of real messages waits for
 //! permits rather than being dropped. Bytes that are not a protocol message, cut short or
 //! too late are logged (throttled) and the connection closed; the node keeps serving.
