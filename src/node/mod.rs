@@ -9,13 +9,16 @@
 //!
 //! The rules, from the assignment and the textbook's bully algorithm:
 //! - An election asks every higher member with ELECT. With none higher, we win at once.
-//!   An election started by a failed PROBE (every follower detects a dead leader, and
-//!   the textbook's cascade then costs about n^2/2 ELECTs) asks them highest first in
-//!   doubling rounds [`ELECT_PACE`] apart, the next at once when one fails; the sending
-//!   stops when the election ends, or when a member with nobody above it unanswered
-//!   (the highest live one we know) answers GOT_IT: it elects in turn. All other elections ask everyone at once:
-//!   their ELECTs spread members (see `Node::start_election`). An election while we
-//!   follow a higher leader whose address we never asked the GCD for asks it first.
+//!   The elections that come in crowds are paced [`ELECT_PACE`]: those started by a
+//!   failed PROBE (every follower detects a dead leader) and by an ELECT (every member
+//!   an election asks elects in turn). They ask the higher members highest first in
+//!   doubling rounds, the next at once when one fails; the sending stops when the
+//!   election ends, or when a member with nobody above it unanswered (the highest live
+//!   one we know) answers GOT_IT: it elects in turn. The others (a join, a recovery,
+//!   the healing ones) ask everyone at once: they spread membership, and each is one
+//!   member's, so the group's cost stays O(n) (see `Node::start_election`). An
+//!   election while we follow a higher leader whose address we never asked the GCD
+//!   for asks it first.
 //! - We decide as soon as every higher member has answered or failed: if all failed
 //!   (refused connections are known in milliseconds), we win without waiting.
 //! - With no GOT_IT by the election timeout, we win. With one, we wait for
@@ -148,8 +151,9 @@ pub const SETTLE_WINDOW: Duration = Duration::from_millis(300);
 /// usual failover the dead leader refuses and the next highest answers: two ELECTs per
 /// detector, O(n) messages per failover. An election with every higher
 /// member silent has asked them all within log2(n) gaps, and waits the election timeout
-/// from its last ELECT. All other elections (a join, an ELECT, a recovery, the healing
-/// ones) ask everyone at once: they spread membership (see `start_election`).
+/// from its last ELECT. Elections started by an ELECT are paced the same way; the
+/// others (a join, a recovery, the healing ones) ask everyone at once: they spread
+/// membership (see `start_election`).
 pub const ELECT_PACE: Duration = Duration::from_millis(50);
 
 impl Node {
@@ -623,16 +627,24 @@ impl Node {
         }
     }
 
-    /// An election that sends every higher member our ELECT, and with it our members,
-    /// at once: every election but a failed PROBE's (see [`ELECT_PACE`]). These spread
-    /// membership, and some come after a GCD restart split the group's knowledge: were
-    /// they paced, the election would usually end before the members between us and the
-    /// leader heard of ours, and one that never learned where the leader listens went
-    /// on winning the elections of those below it (simulator seeds 34, 3005, 3596,
-    /// 5410, 5976, 8957, 12718: a lower member and the leader took turns announcing).
-    /// They are few: the crowds of a failover are the detectors' paced elections.
+    /// Starts an election. One started by an ELECT (or by ELECTs merged while settling)
+    /// is paced like a failed PROBE's (see [`ELECT_PACE`]): every member an election
+    /// asks elects in turn, and asking everyone above at once made each ELECT cost the
+    /// members above it an election each (n^2/2 ELECTs per disturbance, and under load
+    /// the storm of issue 20). Paced, it asks the highest member first, whose GOT_IT
+    /// ends the sending: one ELECT per asked member, O(n) per disturbance.
+    ///
+    /// The others send every higher member our ELECT, and with it our members, at once.
+    /// These spread membership, and some come after a GCD restart split the group's
+    /// knowledge: were they paced, the election would usually end before the members
+    /// between us and the leader heard of ours, and one that never learned where the
+    /// leader listens went on winning the elections of those below it (simulator seeds
+    /// 34, 3005, 3596, 5410, 5976, 8957, 12718: a lower member and the leader took turns
+    /// announcing; pacing them too failed 9 of 20,000 seeds, 1109 among them). Each is
+    /// one member's reaction to its own change, so their fan-out is O(n) per disturbance.
     fn start_election(&mut self, now: Time, reason: Why, out: &mut Vec<Action>) {
-        self.elect(now, reason, false, out);
+        let paced = matches!(reason, Why::ElectFrom { .. } | Why::WhileSettling);
+        self.elect(now, reason, paced, out);
     }
 
     fn elect(&mut self, now: Time, reason: Why, paced: bool, out: &mut Vec<Action>) {

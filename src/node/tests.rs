@@ -1133,3 +1133,25 @@ mod reason_tests {
         assert_eq!(Failure::NoReply { after: Duration::from_millis(1500) }.to_string(), "no reply within 1.5s");
     }
 }
+
+/// Issue 20: a member that an ELECT reaches elects, but asks the highest member first
+/// and stops at its GOT_IT: the members between are not asked, so one ELECT costs the
+/// members above its receiver one election, not one each.
+#[test]
+fn an_elect_starts_a_paced_election_that_ends_at_the_highest_members_got_it() {
+    let mut n = Node::new(pid(5), addr(5), plain(), 0);
+    n.handle(Duration::ZERO, Input::Registered { members: group(&[5]) });
+    let out = n.handle(S, Input::Elect { members: group(&[1, 5, 7, 8, 9]), sender: None });
+    assert_eq!(asked(&out), [pid(9)], "the highest first, alone: {out:?}");
+    assert!(timers(&out).contains(&(S + ELECT_PACE, Timer::Pace(2))), "{out:?}");
+    reply(&mut n, S + ms(5), 2, 9, true);
+    assert_eq!(n.phase(), &Phase::AwaitingLeader { election: 2 });
+    let out = n.handle(S + ELECT_PACE, Input::Timer(Timer::Pace(2)));
+    assert!(elects(&out).is_empty(), "9 answered with nobody above it: {out:?}");
+    n.handle(S + ms(60), Input::IAmLeader { leader: pid(9), addr: None });
+    // A refusal from the highest asks the next at once.
+    let out = n.handle(S + 10 * S, Input::Elect { members: group(&[1, 5, 7, 8, 9]), sender: None });
+    assert_eq!(asked(&out), [pid(9)], "{out:?}");
+    let out = reply(&mut n, S + 10 * S + ms(1), 3, 9, false);
+    assert_eq!(asked(&out), [pid(8)], "{out:?}");
+}
