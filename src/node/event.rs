@@ -62,6 +62,15 @@ pub enum Event {
         leader: ProcessId,
         reason: Failure,
     },
+    /// A PROBE to `former`, the higher leader we followed before the lower `leader`
+    /// announced itself, failed: we follow `leader` now; `again` when it only timed out
+    /// and we will PROBE `former` again.
+    FormerLeaderProbeFailed {
+        former: ProcessId,
+        leader: Option<ProcessId>,
+        reason: Failure,
+        again: bool,
+    },
     /// Feigning failure now, for `lasting`.
     Failed {
         mode: FeignMode,

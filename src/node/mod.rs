@@ -139,6 +139,12 @@ pub const REGISTER_RETRY: Duration = Duration::from_secs(2);
 /// ends first, the others' a window later, so that its announcement usually ends theirs.
 pub const SETTLE_WINDOW: Duration = Duration::from_millis(300);
 
+/// How often, at most, a node PROBEs again a higher former leader whose PROBE timed out
+/// while a lower member's announcement was being checked (see `on_verified`), and the
+/// first wait (doubling, plus up to as much again of jitter).
+pub const SUSPECT_RETRIES: u32 = 3;
+pub const SUSPECT_WAIT: Duration = Duration::from_secs(1);
+
 /// The gap between the rounds of ELECTs of an election started by a failed PROBE. Such
 /// elections come in crowds (every follower detects a dead leader), and the textbook's
 /// bully algorithm then costs about n^2/2 ELECTs, each asked member electing in turn.
@@ -414,6 +420,12 @@ impl Node {
         if let Some((_, reason)) = self.probing.verifying.take_if(|(v, _)| *v == probe) {
             return self.on_verified(now, leader, outcome, reason, out);
         }
+        if self.leader != Some(leader) {
+            // A PROBE to a leader we no longer follow (a newer one announced itself
+            // while it was out): its answer says nothing about our leader, and saying
+            // "asking the GCD, then electing" would be false (issue 22, item 10).
+            return;
+        }
         match outcome {
             Outcome::GotIt => out.push(Action::Event(Event::ProbeOk { leader })),
             Outcome::Failed(reason) => {
@@ -445,7 +457,47 @@ impl Node {
                     self.start_election(now, reason, out);
                 }
             }
-            Outcome::Failed(why) => out.push(Action::Event(Event::ProbeFailed { leader: higher, reason: why })),
+            Outcome::Failed(why) => {
+                // Refused: it is down, and we follow the announcer. A timeout is only
+                // suspicion (a busy machine): we follow the announcer meanwhile and ask
+                // again after a jittered, doubling wait, a bounded number of times (found
+                // by the simulator's overload: a member whose PROBE of the live leader
+                // timed out followed a lower one for good).
+                let attempts = match self.probing.suspect.take() {
+                    Some((p, _, n)) if p == higher => n + 1,
+                    _ => 1,
+                };
+                if why.is_timeout() && attempts <= SUSPECT_RETRIES {
+                    let wait = SUSPECT_WAIT * (1 << (attempts - 1));
+                    let jitter = Span::new(Duration::ZERO, wait).draw(&mut self.rng);
+                    self.probing.suspect = Some((higher, reason, attempts));
+                    self.probing.suspect_timer += 1;
+                    out.push(Action::SetTimer {
+                        at: now + wait + jitter,
+                        timer: Timer::Suspect(self.probing.suspect_timer),
+                    });
+                }
+                let again = self.probing.suspect.is_some();
+                out.push(Action::Event(Event::FormerLeaderProbeFailed {
+                    former: higher,
+                    leader: self.leader,
+                    reason: why,
+                    again,
+                }));
+            }
+        }
+    }
+
+    /// Asks again a higher former leader whose PROBE timed out, if we still follow a
+    /// member below it and are not electing.
+    fn on_suspect_timer(&mut self, out: &mut Vec<Action>) {
+        let Some((higher, reason, n)) = self.probing.suspect.take() else { return };
+        let below = self.leader.is_some_and(|l| l < higher);
+        if below && self.election.phase == Phase::Idle && self.election.after_registration.is_none() {
+            self.probing.suspect = Some((higher, reason, n));
+            if !self.verify(higher, reason, out) {
+                self.probing.suspect = None;
+            }
         }
     }
 
@@ -773,6 +825,7 @@ impl Node {
             (Timer::Probe(n), _) if self.probing.is_due(n) => self.send_probe(out),
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
             (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
+            (Timer::Suspect(n), _) if n == self.probing.suspect_timer => self.on_suspect_timer(out),
             (Timer::Fail(n), _) if self.feigning.is_failure(n) => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. })
                 if n == *election && self.election.unsent.is_empty() =>

@@ -1155,3 +1155,65 @@ fn an_elect_starts_a_paced_election_that_ends_at_the_highest_members_got_it() {
     let out = reply(&mut n, S + 10 * S + ms(1), 3, 9, false);
     assert_eq!(asked(&out), [pid(8)], "{out:?}");
 }
+
+/// Issue 20: a timeout is only suspicion. The former leader whose PROBE timed out is
+/// asked again after a jittered wait (boundedly); alive, an election finds out who leads.
+#[test]
+fn a_former_leader_that_timed_out_is_probed_again_and_elected_against_if_alive() {
+    let (mut n, _) = joined(3, &[3, 6, 9]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    let out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
+    let probe = probe_sent(&out, 9);
+    let slow = Outcome::Failed(Failure::ConnectTimeout { after: Duration::from_millis(1500) });
+    let out = n.handle(3 * S, Input::ProbeReply { probe, outcome: slow.clone() });
+    assert_eq!(n.leader(), Some(pid(6)), "followed meanwhile");
+    let said = out.iter().find_map(|a| match a {
+        Action::Event(Event::FormerLeaderProbeFailed { former, leader, again, .. }) => Some((*former, *leader, *again)),
+        _ => None,
+    });
+    assert_eq!(said, Some((pid(9), Some(pid(6)), true)), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::ProbeFailed { .. }))), "{out:?}");
+    let (at, timer) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Suspect(_))).expect("asks again");
+    assert!((3 * S + SUSPECT_WAIT..=3 * S + 2 * SUSPECT_WAIT).contains(&at), "{at:?}");
+    let out = n.handle(at, Input::Timer(timer));
+    let probe = probe_sent(&out, 9);
+    let out = n.handle(at + ms(10), Input::ProbeReply { probe, outcome: Outcome::GotIt });
+    assert_eq!(asked(&out), [pid(9), pid(6)], "alive: an election asks it: {out:?}");
+    // Bounded: a former leader that only ever times out is given up.
+    let (mut n, _) = joined(3, &[3, 6, 9]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    let mut out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
+    let mut tries = 0;
+    loop {
+        let probe = probe_sent(&out, 9);
+        tries += 1;
+        let reply = n.handle(100 * tries * S, Input::ProbeReply { probe, outcome: slow.clone() });
+        let Some((at, timer)) = timers(&reply).into_iter().find(|(_, t)| matches!(t, Timer::Suspect(_))) else { break };
+        out = n.handle(at, Input::Timer(timer));
+    }
+    assert_eq!(tries, 1 + SUSPECT_RETRIES);
+    assert_eq!(n.leader(), Some(pid(6)));
+}
+
+/// Issue 22, item 10: a PROBE answered or failed for a leader we no longer follow says
+/// nothing about ours, and starts nothing.
+#[test]
+fn a_probe_of_a_leader_we_no_longer_follow_is_not_reported_as_our_leaders() {
+    let mut n = Node::new(pid(5), addr(5), with(Some(Span::new(ms(500), ms(3000))), None), 42);
+    n.handle(Duration::ZERO, Input::Registered { members: group(&[5, 6, 9]) });
+    reply(&mut n, ms(1), 1, 9, false);
+    reply(&mut n, ms(2), 1, 6, true);
+    let out = n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
+    assert_eq!(n.leader(), Some(pid(6)));
+    let (at, timer) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Probe(_))).expect("probes");
+    let out = n.handle(at, Input::Timer(timer));
+    let probe = probe_sent(&out, 6);
+    // A higher member takes over while the PROBE is out; then the PROBE fails.
+    n.handle(at + ms(1), Input::IAmLeader { leader: pid(9), addr: None });
+    let out = n.handle(at + ms(2), Input::ProbeReply { probe, outcome: refused() });
+    assert_eq!(n.leader(), Some(pid(9)));
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Event(Event::ProbeFailed { .. }) | Action::Register { .. })),
+        "{out:?}"
+    );
+}
