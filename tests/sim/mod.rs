@@ -207,8 +207,9 @@ pub struct Report {
     pub agreed_at: Option<Time>,
     /// Leader changes after that (should be none).
     pub changes_after_agreement: usize,
-    /// ELECT, GOT_IT and I_AM_LEADER messages after agreement (an idle group sends none).
-    pub messages_after_agreement: usize,
+    /// ELECT, GOT_IT and I_AM_LEADER messages in the run's last bound, when the group
+    /// has been quiet for at least the bound and agreed: an idle group's rate.
+    pub idle_messages: usize,
     /// Times a member followed a leader that never registered (should be none).
     pub unknown_leaders: usize,
     /// The longest a member up for the bound followed someone below the highest
@@ -743,8 +744,9 @@ impl Sim<'_> {
         self.report.agreed_at = after_quiet.get(first_of_last_run).map(|(t, _)| *t);
         if let Some(agreed) = self.report.agreed_at {
             self.report.changes_after_agreement = self.leader_changes.iter().filter(|t| **t > agreed).count();
-            self.report.messages_after_agreement = self.election_messages.iter().filter(|t| **t > agreed).count();
         }
+        let tail = self.now.saturating_sub(bound);
+        self.report.idle_messages = self.election_messages.iter().filter(|t| **t >= tail).count();
         // Episodes: from a disturbance to the next one, when they are at least the bound apart.
         let mut starts = self.disturbances.clone();
         starts.dedup();
