@@ -114,6 +114,14 @@ pub struct Node {
     doubted: Vec<ProcessId>,
     /// Ids we have said clash with our identity (each is told once).
     clashes_told: Vec<ProcessId>,
+    /// Another live process with our SU ID at another address (a student restarted
+    /// with another birthday while the old process runs): the GCD and our members keep
+    /// one id per SU ID, so it is kept here, asked in our elections when it ranks above
+    /// us and told when we win, so that the two settle by the bully rule like any pair.
+    /// Forgotten when it refuses a connection.
+    rival: Option<Member>,
+    /// A rival ranking above the leader we follow was just found: elect (it is asked).
+    rival_above: bool,
     check: LeaderCheck,
 }
 
@@ -181,6 +189,8 @@ impl Node {
             doubting: false,
             doubted: Vec::new(),
             clashes_told: Vec::new(),
+            rival: None,
+            rival_above: false,
             check: LeaderCheck::default(),
         }
     }
@@ -277,6 +287,13 @@ impl Node {
         if gcd_answer {
             self.election.asked_before_electing = false;
         }
+        if std::mem::take(&mut self.rival_above) && self.election.phase == Phase::Idle {
+            if let Some(other) = self.rival.as_ref().map(|r| r.pid) {
+                if self.election.after_registration.is_none() && self.leader.is_none_or(|l| l < other) {
+                    self.start_election(now, Why::SuIdTwinAbove { other }, &mut out);
+                }
+            }
+        }
         self.keep_probing(now, &mut out);
         self.keep_checking(now, &mut out);
         out
@@ -316,6 +333,10 @@ impl Node {
         } else {
             return false;
         };
+        if clash == Clash::SuId && !m.addr.same_listener(&self.my_addr) && self.rival.as_ref() != Some(m) {
+            self.rival = Some(m.clone());
+            self.rival_above = m.pid > self.leader.unwrap_or(self.me).max(self.me);
+        }
         if !self.clashes_told.contains(&m.pid) && self.clashes_told.len() < MAX_DOUBTED {
             self.clashes_told.push(m.pid);
             out.push(Action::Event(Event::IdentityClash {
@@ -340,6 +361,16 @@ impl Node {
         }
         let doubted = &self.doubted;
         self.members.learn(members, |m| clashing.contains(&m.pid) || doubted.contains(&m.pid))
+    }
+
+    /// Where `pid` listens: a member, or our SU ID's twin (see `rival`).
+    fn address_of(&self, pid: ProcessId) -> Option<Addr> {
+        self.members.get(pid).or(self.rival.as_ref().filter(|r| r.pid == pid).map(|r| &r.addr)).cloned()
+    }
+
+    /// Whether we know where `pid` listens.
+    fn knows(&self, pid: ProcessId) -> bool {
+        self.address_of(pid).is_some()
     }
 
     /// Arms a deferred election unless one is pending already (it will elect anyway).
@@ -385,7 +416,7 @@ impl Node {
             return; // an election or a failure came first; probing resumes after it
         }
         let leader = self.leader.expect("should_probe checked it");
-        if let Some(addr) = self.members.get(leader) {
+        if let Some(addr) = self.address_of(leader) {
             let probe = self.probing.send(leader);
             out.push(Action::SendProbe { probe, to: leader, addr: addr.clone() });
         } else {
@@ -449,7 +480,7 @@ impl Node {
                 if self.election.phase != Phase::Idle || self.election.after_registration.is_some() {
                     return; // an election is under way or due anyway
                 }
-                if self.leader.is_some_and(|l| l != self.me && !self.members.contains(l)) {
+                if self.leader.is_some_and(|l| l != self.me && !self.knows(l)) {
                     self.election.after_registration = Some(reason);
                     let leader = self.leader.expect("checked");
                     out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
@@ -599,7 +630,7 @@ impl Node {
             }
             // We followed an announcement from an id the GCD does not list: not a
             // member (a confused or hostile peer), so we find the real leader.
-            if let Some(fake) = self.leader.filter(|l| *l != self.me && !self.members.contains(*l)) {
+            if let Some(fake) = self.leader.filter(|l| *l != self.me && !self.knows(*l)) {
                 // A prober asks at PROBE time (or later, when the GCD was down), up to
                 // a PROBE period after the announcement: the leader may have won after
                 // the GCD restarted, and its next check will register it. An election
@@ -705,7 +736,7 @@ impl Node {
         // We follow a higher leader whose address we have not asked the GCD for yet
         // (see `look_up`): an election could not ask it, and would be won against it.
         // Ask first, once; the election starts when the GCD answers.
-        if self.leader.is_some_and(|l| l > self.me && !self.members.contains(l))
+        if self.leader.is_some_and(|l| l > self.me && !self.knows(l))
             && !std::mem::take(&mut self.election.asked_before_electing)
         {
             self.election.asked_before_electing = true;
@@ -724,7 +755,8 @@ impl Node {
         let election = self.election.number;
         self.election.after_registration = None;
         self.election.deferred = None;
-        let higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
+        let mut higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
+        higher.extend(self.rival.clone().filter(|r| r.pid > self.me && !self.members.contains(r.pid)));
         out.push(Action::Event(Event::ElectionStarted {
             election,
             reason,
@@ -775,7 +807,8 @@ impl Node {
         self.election.settled_at = Some(now);
         self.election.deferred = None;
         self.follow(self.me, out);
-        let others: Vec<_> = self.members.iter().filter(|m| m.pid != self.me).cloned().collect();
+        let mut others: Vec<_> = self.members.iter().filter(|m| m.pid != self.me).cloned().collect();
+        others.extend(self.rival.clone());
         out.push(Action::Event(Event::Won { election: self.election.number, announcing_to: others.len() }));
         for m in others {
             out.push(Action::SendLeader { to: m.pid, addr: m.addr });
@@ -794,6 +827,9 @@ impl Node {
         match &outcome {
             Outcome::GotIt => out.push(Action::Event(Event::GotIt { from: to })),
             Outcome::Failed(reason) => out.push(Action::Event(Event::ElectFailed { to, reason: reason.clone() })),
+        }
+        if let Outcome::Failed(Failure::Refused { .. }) = outcome {
+            self.rival = self.rival.take().filter(|r| r.pid != to); // it is gone
         }
         let Phase::Electing { election: current, pending } = &mut self.election.phase else {
             return;
@@ -862,6 +898,21 @@ impl Node {
 
     fn on_leader(&mut self, now: Time, leader: ProcessId, addr: Option<Addr>, out: &mut Vec<Action>) {
         out.push(Action::Event(Event::IAmLeaderReceived { leader }));
+        if leader == self.me {
+            // We never announce to ourselves: another process runs with our very id
+            // (same SU ID, same days). Said once; it changes nothing here, and peers
+            // see one leader id whichever of us they hear.
+            if !self.clashes_told.contains(&leader) {
+                self.clashes_told.push(leader);
+                out.push(Action::Event(Event::IdentityClash {
+                    other: leader,
+                    addr: addr.filter(|a| !a.same_listener(&self.my_addr)),
+                    clash: Clash::SameId,
+                    source: "an I_AM_LEADER with our own id".to_string(),
+                }));
+            }
+            return;
+        }
         if leader < self.me {
             // A lower member can't lead while we are alive: we neither follow it nor
             // take in what it says (it may not even be a member), and we take over,
@@ -889,7 +940,7 @@ impl Node {
             self.election.deferred = None; // its announcement reaches the ELECTs' senders too
         }
         self.follow(leader, out);
-        let unknown = !self.members.contains(leader);
+        let unknown = !self.knows(leader);
         if leader > self.me
             && previous == Some(self.me)
             && self.members.iter().any(|m| m.pid != self.me && m.pid != leader)
@@ -932,7 +983,11 @@ impl Node {
                 continue;
             }
             if !self.members.iter().any(|g| g.addr.same_listener(&m.addr)) {
-                self.members.insert(m.pid, m.addr.clone());
+                // Kept beside an id the GCD lists with the same SU ID, if any: two
+                // processes of one student, both alive (the GCD keeps the later), must
+                // both be asked and told, or they never settle (issue 20, item 3).
+                let one: Members = [(m.pid, m.addr.clone())].into_iter().collect();
+                self.members.learn(&one, |_| false);
             }
         }
     }
@@ -1048,12 +1103,16 @@ impl Node {
             .collect();
         let bar = self.leader.unwrap_or(self.me).max(self.me);
         let top = fresh.iter().copied().filter(|p| *p > bar).max();
+        // A process with our SU ID above us (the GCD lists it, not us): the election
+        // that the rival rule starts asks it (see `rival`); announcing now would only
+        // flip our followers to us and back.
+        let twin_above = self.rival_above && self.rival.as_ref().is_some_and(|r| r.pid > bar);
         let pending = self.election.after_registration.take();
         // Overtaken while leading: now that the GCD told us where the new leader listens.
         let overtaken =
             self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.election.phase == Phase::Idle);
         let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0);
-        if let Some(l) = overtaken.filter(|l| !self.members.contains(*l)) {
+        if let Some(l) = overtaken.filter(|l| !self.knows(*l)) {
             // The GCD does not list the new leader either: a restarted GCD it has not
             // checked in with yet. Ask again once its check will have (see `doubt_leader`).
             if self.check.unlisted == Some((l, 3)) {
@@ -1067,7 +1126,7 @@ impl Node {
         }
         let (electing_for, announced_to) = match (&pending, &self.election.phase, top.or(tell)) {
             (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
-            (None, Phase::Idle, None) if self.leader == Some(self.me) => (None, fresh.clone()),
+            (None, Phase::Idle, None) if self.leader == Some(self.me) && !twin_above => (None, fresh.clone()),
             _ => (None, Vec::new()),
         };
         out.push(Action::Event(Event::LeaderChecked {
@@ -1104,7 +1163,7 @@ impl Node {
         out.push(Action::Event(Event::LeaderCheckFailed { reason }));
         // Following a leader whose address we don't know, we can't probe it: ask again
         // soon, as after any failed registration (found by the simulator).
-        if self.check.overtaken_by.is_some() || self.leader.is_some_and(|l| !self.members.contains(l)) {
+        if self.check.overtaken_by.is_some() || self.leader.is_some_and(|l| !self.knows(l)) {
             out.push(self.registration.arm_retry(now));
         }
         if let Some(why) = self.election.after_registration.take() {

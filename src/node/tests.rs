@@ -656,16 +656,25 @@ fn an_elect_listing_another_id_with_our_su_id_never_removes_us() {
     let out = n.handle(10 * S, Input::Elect { members: elect, sender: Some(pid(1)) });
     assert!(n.members().contains(pid(5)), "we are still in our members: {:?}", n.members());
     assert!(!n.members().contains(stale_us) && !n.members().contains(at_our_port));
-    // Our next ELECT lists us, and neither stale id is asked or passed on.
-    let sent: Vec<_> = out
-        .iter()
-        .filter_map(|a| match a {
-            Action::SendElect { to, members, .. } => Some((*to, members.clone())),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(sent.iter().map(|(to, _)| *to).collect::<Vec<_>>(), [pid(9)]);
-    assert!(sent[0].1.contains(pid(5)) && !sent[0].1.contains(stale_us) && !sent[0].1.contains(at_our_port));
+    // Our next ELECT lists us, and neither stale id is passed on. The id with our SU
+    // ID may be a live twin (issue 20, item 3): it is asked, highest first, and a
+    // refusal forgets it; the id at our own address is never asked.
+    let sent = |out: &[Action]| -> Vec<(ProcessId, Members)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SendElect { to, members, .. } => Some((*to, members.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = sent(&out);
+    assert_eq!(first.iter().map(|(to, _)| *to).collect::<Vec<_>>(), [stale_us]);
+    let refused = n.handle(10 * S + ms(1), Input::ElectReply { election: 2, to: stale_us, outcome: refused() });
+    let second = sent(&refused);
+    assert_eq!(second.iter().map(|(to, _)| *to).collect::<Vec<_>>(), [pid(9)]);
+    for (_, members) in first.iter().chain(&second) {
+        assert!(members.contains(pid(5)) && !members.contains(stale_us) && !members.contains(at_our_port));
+    }
     // Each clash is told once, in its own words.
     let clashes: Vec<_> = out
         .iter()
@@ -1216,4 +1225,59 @@ fn a_probe_of_a_leader_we_no_longer_follow_is_not_reported_as_our_leaders() {
         !out.iter().any(|a| matches!(a, Action::Event(Event::ProbeFailed { .. }) | Action::Register { .. })),
         "{out:?}"
     );
+}
+
+/// Issue 20, item 3: another live process with our SU ID at another address is asked
+/// when it ranks above us, and told when we win: the two settle by the bully rule.
+#[test]
+fn a_twin_with_our_su_id_above_us_is_asked_and_followed() {
+    let (mut n, _) = joined(5, &[1, 5]);
+    assert_eq!(n.leader(), Some(pid(5)));
+    let twin = other(50, pid(5).su_id);
+    let listed: Members = [(pid(1), addr(1)), (twin, addr(50))].into_iter().collect();
+    let out = n.handle(S, Input::Elect { members: listed.clone(), sender: None });
+    let told =
+        out.iter().filter(|a| matches!(a, Action::Event(Event::IdentityClash { clash: Clash::SuId, .. }))).count();
+    assert_eq!(told, 1, "{out:?}");
+    assert_eq!(asked(&out), [twin], "the twin ranks above us: asked, {out:?}");
+    reply(&mut n, S + ms(5), 2, 50, true);
+    n.handle(S + ms(10), Input::IAmLeader { leader: twin, addr: None });
+    assert_eq!(n.leader(), Some(twin));
+    // Reported once, and probed where it listens.
+    let out = n.handle(2 * S, Input::Elect { members: listed, sender: None });
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { .. }))), "{out:?}");
+    // A twin that refuses is gone: the next election does not ask it.
+    let (mut n, _) = joined(5, &[1, 5]);
+    let out = n.handle(S, Input::Elect { members: [(twin, addr(50))].into_iter().collect(), sender: None });
+    assert_eq!(asked(&out), [twin]);
+    let out = reply(&mut n, S + ms(1), 2, 50, false);
+    assert_eq!(n.leader(), Some(pid(5)), "{out:?}");
+    let out = n.handle(10 * S, Input::Elect { members: group(&[1]), sender: None });
+    assert!(asked(&out).is_empty(), "{out:?}");
+}
+
+/// A twin below us hears our victory, so that it follows us.
+#[test]
+fn a_twin_with_our_su_id_below_us_is_told_when_we_win() {
+    let (mut n, _) = joined(5, &[1, 5]);
+    let twin = other(3, pid(5).su_id);
+    let out = n.handle(S, Input::Elect { members: [(twin, addr(3))].into_iter().collect(), sender: None });
+    assert!(leaders_sent(&out).contains(&twin), "{out:?}");
+}
+
+/// The same id announcing itself from elsewhere: another process runs with our very id
+/// (same SU ID, same days). Said once, and it changes nothing here.
+#[test]
+fn an_i_am_leader_with_our_own_id_is_reported_once_and_ignored() {
+    let (mut n, _) = joined(5, &[1, 5, 9]);
+    reply(&mut n, ms(1), 1, 9, true);
+    let out = n.handle(S, Input::IAmLeader { leader: pid(5), addr: Some(addr(55)) });
+    let clash = out.iter().find_map(|a| match a {
+        Action::Event(Event::IdentityClash { clash, addr, .. }) => Some((*clash, addr.clone())),
+        _ => None,
+    });
+    assert_eq!(clash, Some((Clash::SameId, Some(addr(55)))), "{out:?}");
+    assert_eq!(n.phase(), &Phase::AwaitingLeader { election: 1 }, "still waiting for 9");
+    let out = n.handle(2 * S, Input::IAmLeader { leader: pid(5), addr: None });
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { .. }))), "{out:?}");
 }

@@ -184,7 +184,10 @@ impl Scenario {
         // probe, and so is an I_AM_LEADER lost to an overload (nothing resends it, and
         // a member following a live lower leader probes that one): the check's longest
         // wait takes the probe's place.
-        if !self.gcd_restarts.is_empty() || !self.overloads.is_empty() {
+        // Two live processes with one SU ID: the GCD keeps only the later, and the
+        // earlier finds it by its check too.
+        let twins = self.pids.iter().enumerate().any(|(i, p)| self.pids[..i].iter().any(|q| q.su_id == p.su_id));
+        if !self.gcd_restarts.is_empty() || !self.overloads.is_empty() || twins {
             detect = detect.max(s.leader_check.map_or(Duration::ZERO, |c| c.max));
         }
         detect + self.socket_timeout + 2 * s.timeouts.elect + s.timeouts.leader + Duration::from_secs(1)
@@ -222,6 +225,10 @@ pub struct Report {
     pub messages: usize,
     /// When a member asked the GCD (joins not counted): the coordinator's load.
     pub gcd_requests: Vec<Time>,
+    /// IdentityClash events reported, and leader changes seen, by each member (in the
+    /// order of the scenario's ids).
+    pub clashes_told: Vec<usize>,
+    pub leader_changes: Vec<Vec<Time>>,
     /// Events processed, and whether the run hit [`MAX_EVENTS`] before its end.
     pub events: usize,
     pub exhausted: bool,
@@ -352,7 +359,12 @@ pub fn run(sc: &Scenario) -> Report {
         gcd: Members::default(),
         registered: Vec::new(),
         rng: StdRng::seed_from_u64(sc.seed ^ 0x5eed),
-        report: Report { members: n, ..Report::default() },
+        report: Report {
+            members: n,
+            clashes_told: vec![0; n],
+            leader_changes: vec![Vec::new(); n],
+            ..Report::default()
+        },
         last_disturbance: Duration::ZERO,
         disturbances: Vec::new(),
         election_messages: Vec::new(),
@@ -673,7 +685,9 @@ impl Sim<'_> {
                     self.report.unknown_leaders += 1;
                 }
                 self.leader_changes.push(self.now);
+                self.report.leader_changes[i].push(self.now);
             }
+            Event::IdentityClash { .. } => self.report.clashes_told[i] += 1,
             Event::ElectionStarted { reason, .. } => {
                 self.report.elections_started += 1;
                 self.election_starts.push(self.now);
