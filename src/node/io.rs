@@ -98,6 +98,9 @@ pub enum Timer {
     Pace(u64),
     /// Time to PROBE again a higher former leader that timed out (see `SUSPECT_RETRIES`).
     Suspect(u64),
+    /// Time to ELECT again the higher members that only timed out in the election we
+    /// won (see `SUSPECT_RETRIES`).
+    Recheck(u64),
 }
 
 /// A fact for the node.

@@ -766,6 +766,7 @@ impl Node {
             self.win(now, out);
             return;
         }
+        self.election.timed_out.clear();
         self.election.phase = Phase::Electing { election, pending: higher.iter().map(|m| m.pid).collect() };
         self.election.unsent = higher;
         self.election.unsent.sort_by_key(|m| m.pid);
@@ -813,6 +814,42 @@ impl Node {
         for m in others {
             out.push(Action::SendLeader { to: m.pid, addr: m.addr });
         }
+        let timed_out = std::mem::take(&mut self.election.timed_out);
+        if !timed_out.is_empty() {
+            self.election.recheck = Some((timed_out, 0));
+            self.arm_recheck(now, out);
+        }
+    }
+
+    /// Arms the next time to ask again the higher members that only timed out in the
+    /// election we won: after a jittered wait that doubles each time.
+    fn arm_recheck(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some((_, attempts)) = &self.election.recheck else { return };
+        let wait = SUSPECT_WAIT * (1 << attempts);
+        let jitter = Span::new(Duration::ZERO, wait).draw(&mut self.rng);
+        self.election.recheck_timer += 1;
+        out.push(Action::SetTimer { at: now + wait + jitter, timer: Timer::Recheck(self.election.recheck_timer) });
+    }
+
+    /// A timeout is only suspicion: we won over higher members that did not answer in
+    /// time (a busy machine), and they may be alive and lead a part of the group that
+    /// never heard us (found by the simulator's overload: two leaders for good). While
+    /// we still lead, we send them our ELECT again: one that is alive answers and
+    /// elects in turn (and learns of our members); the GOT_IT changes nothing here (the
+    /// election it answers is over). At most [`SUSPECT_RETRIES`] times.
+    fn recheck(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some((members, attempts)) = self.election.recheck.take() else { return };
+        if !self.leads_idle() {
+            return;
+        }
+        for m in &members {
+            let members = self.members.clone();
+            out.push(Action::SendElect { election: self.election.number, to: m.pid, addr: m.addr.clone(), members });
+        }
+        if attempts + 1 < SUSPECT_RETRIES {
+            self.election.recheck = Some((members, attempts + 1));
+            self.arm_recheck(now, out);
+        }
     }
 
     fn follow(&mut self, leader: ProcessId, out: &mut Vec<Action>) {
@@ -838,6 +875,15 @@ impl Node {
             return;
         }
         pending.retain(|p| *p != to);
+        if let Outcome::Failed(failure) = &outcome {
+            let addr = if failure.is_timeout() { self.members.get(to).cloned() } else { None };
+            let addr = addr.or_else(|| {
+                self.rival.as_ref().filter(|r| failure.is_timeout() && r.pid == to).map(|r| r.addr.clone())
+            });
+            if let Some(addr) = addr {
+                self.election.timed_out.push(Member { pid: to, addr });
+            }
+        }
         match outcome {
             Outcome::GotIt => {
                 // The sending goes on (see ELECT_PACE) while a member above the one
@@ -862,6 +908,7 @@ impl Node {
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
             (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
             (Timer::Suspect(n), _) if n == self.probing.suspect_timer => self.on_suspect_timer(out),
+            (Timer::Recheck(n), _) if n == self.election.recheck_timer => self.recheck(now, out),
             (Timer::Fail(n), _) if self.feigning.is_failure(n) => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. })
                 if n == *election && self.election.unsent.is_empty() =>

@@ -1281,3 +1281,26 @@ fn an_i_am_leader_with_our_own_id_is_reported_once_and_ignored() {
     let out = n.handle(2 * S, Input::IAmLeader { leader: pid(5), addr: None });
     assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { .. }))), "{out:?}");
 }
+
+/// Issue 20: a timeout is only suspicion. A win over a higher member that only timed
+/// out (a busy machine) asks it again later, boundedly, without announcing again.
+#[test]
+fn a_win_over_a_member_that_only_timed_out_asks_it_again_boundedly() {
+    let (mut n, _) = joined(5, &[1, 5, 9]);
+    let slow = Outcome::Failed(Failure::NoReply { after: Duration::from_millis(1500) });
+    let out = n.handle(2 * S, Input::ElectReply { election: 1, to: pid(9), outcome: slow });
+    assert_eq!(n.leader(), Some(pid(5)), "won: {out:?}");
+    let mut rechecks = 0;
+    let mut out = out;
+    while let Some((at, timer)) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Recheck(_))) {
+        out = n.handle(at, Input::Timer(timer));
+        assert_eq!(asked(&out), [pid(9)], "{out:?}");
+        assert!(leaders_sent(&out).is_empty(), "no new announcement: {out:?}");
+        rechecks += 1;
+    }
+    assert_eq!(rechecks, SUSPECT_RETRIES);
+    // Refused is certain: no recheck.
+    let (mut n, _) = joined(5, &[1, 5, 9]);
+    let out = reply(&mut n, S, 1, 9, false);
+    assert!(!timers(&out).iter().any(|(_, t)| matches!(t, Timer::Recheck(_))), "{out:?}");
+}
