@@ -21,6 +21,10 @@
 //!   for asks it first.
 //! - We decide as soon as every higher member has answered or failed: if all failed
 //!   (refused connections are known in milliseconds), we win without waiting.
+//! - A refused connection is certain death; a timeout is only suspicion (a busy
+//!   machine). A win over higher members that only timed out sends them our ELECT
+//!   again after jittered, doubling waits, at most [`SUSPECT_RETRIES`] times, while we
+//!   lead; a former leader whose PROBE timed out is PROBEd again the same way.
 //! - With no GOT_IT by the election timeout, we win. With one, we wait for
 //!   I_AM_LEADER, and start over if none comes within the leader timeout.
 //! - Each election has a number; a reply for an older one changes nothing.
@@ -51,7 +55,12 @@
 //!   probes counts its first look-up as that second time (it comes up to a PROBE
 //!   period late, when a leader a restarted GCD forgot may have settled the group).
 //! - A higher member announcing itself while we lead may not know our followers (it
-//!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
+//!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them
+//!   (unless an ELECT of ours has reached it since).
+//! - Another live process with our SU ID at another address (the GCD keeps one id per
+//!   SU ID) is kept aside as our twin: asked in our elections when above us, told when
+//!   we win, and forgotten when it refuses. An I_AM_LEADER with our very id is reported
+//!   once and ignored. A PROBE reply for a leader we no longer follow is dropped.
 
 mod election;
 mod event;
@@ -246,9 +255,7 @@ impl Node {
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
                 out.push(self.registration.arm_retry(now));
-                if let Some(why) = self.election.after_registration.take() {
-                    self.start_election(now, why, &mut out);
-                }
+                self.elect_without_the_gcd(now, &mut out);
             }
             Input::ProbeReply { probe, outcome } => self.on_probe_reply(now, probe, outcome, &mut out),
             Input::Moved { addr } => {
@@ -791,6 +798,7 @@ impl Node {
         }
         for _ in 0..count {
             let Some(m) = self.election.unsent.pop() else { break };
+            self.check.told_overtaker |= self.check.overtaken_by == Some(m.pid);
             out.push(Action::SendElect { election, to: m.pid, addr: m.addr, members: self.members.clone() });
         }
         if self.election.unsent.is_empty() {
@@ -1158,7 +1166,9 @@ impl Node {
         // Overtaken while leading: now that the GCD told us where the new leader listens.
         let overtaken =
             self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.election.phase == Phase::Idle);
-        let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0);
+        // Unless an ELECT of ours has reached it since: it carried our members.
+        let told = std::mem::take(&mut self.check.told_overtaker);
+        let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0 && !told);
         if let Some(l) = overtaken.filter(|l| !self.knows(*l)) {
             // The GCD does not list the new leader either: a restarted GCD it has not
             // checked in with yet. Ask again once its check will have (see `doubt_leader`).
@@ -1213,6 +1223,18 @@ impl Node {
         if self.check.overtaken_by.is_some() || self.leader.is_some_and(|l| !self.knows(l)) {
             out.push(self.registration.arm_retry(now));
         }
+        self.elect_without_the_gcd(now, out);
+    }
+
+    /// The GCD did not answer (the retry is armed): the election due after its answer
+    /// starts now, unless we follow a higher leader whose address we don't know. That
+    /// election could not ask it and would be won against it (found by the simulator's
+    /// overload: a GCD request timed out and a member flipped the settled group to
+    /// itself); it waits for the retry's answer instead.
+    fn elect_without_the_gcd(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.leader.is_some_and(|l| l > self.me && !self.knows(l)) && self.registration.retry_pending() {
+            return;
+        }
         if let Some(why) = self.election.after_registration.take() {
             self.start_election(now, why, out);
         }
@@ -1227,6 +1249,7 @@ impl Node {
     /// election then would only double every join's announcements).
     fn overtaken(&mut self, leader: ProcessId, out: &mut Vec<Action>) {
         self.check.overtaken_by = Some(leader);
+        self.check.told_overtaker = false;
         if !self.check.asking {
             self.check.asking = true;
             out.push(Action::Register { reason: RegisterWhy::Overtaken { leader } });

@@ -1304,3 +1304,20 @@ fn a_win_over_a_member_that_only_timed_out_asks_it_again_boundedly() {
     let out = reply(&mut n, S, 1, 9, false);
     assert!(!timers(&out).iter().any(|(_, t)| matches!(t, Timer::Recheck(_))), "{out:?}");
 }
+
+/// An election that could not ask the higher leader we follow (its address unknown,
+/// the GCD not answering) would be won against it: it waits for the GCD's answer.
+#[test]
+fn without_the_gcd_no_election_is_won_against_a_leader_we_cannot_reach() {
+    let (mut n, _) = joined(3, &[3]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    n.handle(S + S / 2, Input::Elect { members: group(&[1]), sender: None });
+    let out = n.handle(2 * S, Input::RegistrationFailed { reason: "timed out".into() });
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::ElectionStarted { .. }))), "{out:?}");
+    assert_eq!(n.leader(), Some(pid(9)));
+    let (at, timer) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Reregister(_))).expect("retries");
+    let out = n.handle(at, Input::Timer(timer));
+    assert!(out.iter().any(|a| matches!(a, Action::Register { .. })), "{out:?}");
+    let out = n.handle(at + ms(5), Input::Registered { members: group(&[1, 3, 9]) });
+    assert_eq!(asked(&out), [pid(9)], "the election, once it can ask 9: {out:?}");
+}
