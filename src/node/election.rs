@@ -27,6 +27,13 @@ pub(super) struct Election {
     pub(super) pace_after_registration: bool,
     /// The GCD was asked where our leader listens before an election (see `Node::elect`).
     pub(super) asked_before_electing: bool,
+    /// Higher members whose ELECT only timed out in the current election: maybe just
+    /// slow. After a win they are asked again (see `Node::recheck`).
+    pub(super) timed_out: Vec<Member>,
+    /// The higher members to ask again after our win, the attempts made, and the
+    /// number of the timer armed.
+    pub(super) recheck: Option<(Vec<Member>, u32)>,
+    pub(super) recheck_timer: u64,
 }
 
 impl Default for Election {
@@ -42,6 +49,9 @@ impl Default for Election {
             after_registration: None,
             pace_after_registration: false,
             asked_before_electing: false,
+            timed_out: Vec::new(),
+            recheck: None,
+            recheck_timer: 0,
         }
     }
 }
@@ -57,5 +67,7 @@ impl Election {
         self.after_registration = None;
         self.pace_after_registration = false;
         self.asked_before_electing = false;
+        self.timed_out.clear();
+        self.recheck = None;
     }
 }

@@ -62,6 +62,15 @@ pub enum Event {
         leader: ProcessId,
         reason: Failure,
     },
+    /// A PROBE to `former`, the higher leader we followed before the lower `leader`
+    /// announced itself, failed: we follow `leader` now; `again` when it only timed out
+    /// and we will PROBE `former` again.
+    FormerLeaderProbeFailed {
+        former: ProcessId,
+        leader: Option<ProcessId>,
+        reason: Failure,
+        again: bool,
+    },
     /// Feigning failure now, for `lasting`.
     Failed {
         mode: FeignMode,
@@ -141,6 +150,8 @@ pub enum Why {
     TookOver { leader: ProcessId },
     /// The leader's check: the GCD lists `top` above us.
     CheckListsAbove { top: ProcessId },
+    /// `other`, another process with our SU ID, ranks above the leader we follow.
+    SuIdTwinAbove { other: ProcessId },
 }
 
 impl Why {
@@ -159,6 +170,7 @@ impl Why {
             Why::GcdListsAbove { .. } => "gcd_lists_above",
             Why::TookOver { .. } => "took_over",
             Why::CheckListsAbove { .. } => "check_lists_above",
+            Why::SuIdTwinAbove { .. } => "su_id_twin_above",
         }
     }
 }
@@ -179,6 +191,7 @@ impl std::fmt::Display for Why {
             Why::GcdListsAbove { top, leader } => write!(f, "the GCD lists {top}, above our leader {leader}"),
             Why::TookOver { leader } => write!(f, "{leader} took over while we led and may not know our members"),
             Why::CheckListsAbove { top } => write!(f, "leader's check: the GCD lists {top} above us"),
+            Why::SuIdTwinAbove { other } => write!(f, "{other}, another process with our SU ID, ranks above us"),
         }
     }
 }

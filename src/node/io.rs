@@ -43,6 +43,14 @@ pub enum Failure {
     NotRun(String),
 }
 
+impl Failure {
+    /// Whether the failure only shows the peer slow, not down: a timeout, unlike a
+    /// refused connection (nothing listens), may be a busy machine.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Failure::ConnectTimeout { .. } | Failure::NoReply { .. })
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -89,6 +97,11 @@ pub enum Timer {
     Doubt(u64),
     /// Election `n` sends its next ELECTs (see `ELECT_PACE`).
     Pace(u64),
+    /// Time to PROBE again a higher former leader that timed out (see `SUSPECT_RETRIES`).
+    Suspect(u64),
+    /// Time to ELECT again the higher members that only timed out in the election we
+    /// won (see `SUSPECT_RETRIES`).
+    Recheck(u64),
 }
 
 /// A fact for the node.

@@ -20,6 +20,8 @@ pub(super) struct LeaderCheck {
     /// The higher leader that took over while we led, whose address the GCD is being
     /// asked for: we elect once it is known (see `overtaken`).
     pub(super) overtaken_by: Option<ProcessId>,
+    /// We sent that leader an ELECT since it took over: our members reached it.
+    pub(super) told_overtaker: bool,
     /// Whom the GCD listed at our last check in this term as leader.
     pub(super) last_listed: Option<Vec<ProcessId>>,
 }

@@ -9,15 +9,22 @@
 //!
 //! The rules, from the assignment and the textbook's bully algorithm:
 //! - An election asks every higher member with ELECT. With none higher, we win at once.
-//!   An election started by a failed PROBE (every follower detects a dead leader, and
-//!   the textbook's cascade then costs about n^2/2 ELECTs) asks them highest first in
-//!   doubling rounds [`ELECT_PACE`] apart, the next at once when one fails; the sending
-//!   stops when the election ends, or when a member with nobody above it unanswered
-//!   (the highest live one we know) answers GOT_IT: it elects in turn. All other elections ask everyone at once:
-//!   their ELECTs spread members (see `Node::start_election`). An election while we
-//!   follow a higher leader whose address we never asked the GCD for asks it first.
+//!   The elections that come in crowds are paced [`ELECT_PACE`]: those started by a
+//!   failed PROBE (every follower detects a dead leader) and by an ELECT (every member
+//!   an election asks elects in turn). They ask the higher members highest first in
+//!   doubling rounds, the next at once when one fails; the sending stops when the
+//!   election ends, or when a member with nobody above it unanswered (the highest live
+//!   one we know) answers GOT_IT: it elects in turn. The others (a join, a recovery,
+//!   the healing ones) ask everyone at once: they spread membership, and each is one
+//!   member's, so the group's cost stays O(n) (see `Node::start_election`). An
+//!   election while we follow a higher leader whose address we never asked the GCD
+//!   for asks it first.
 //! - We decide as soon as every higher member has answered or failed: if all failed
 //!   (refused connections are known in milliseconds), we win without waiting.
+//! - A refused connection is certain death; a timeout is only suspicion (a busy
+//!   machine). A win over higher members that only timed out sends them our ELECT
+//!   again after jittered, doubling waits, at most [`SUSPECT_RETRIES`] times, while we
+//!   lead; a former leader whose PROBE timed out is PROBEd again the same way.
 //! - With no GOT_IT by the election timeout, we win. With one, we wait for
 //!   I_AM_LEADER, and start over if none comes within the leader timeout.
 //! - Each election has a number; a reply for an older one changes nothing.
@@ -48,7 +55,12 @@
 //!   probes counts its first look-up as that second time (it comes up to a PROBE
 //!   period late, when a leader a restarted GCD forgot may have settled the group).
 //! - A higher member announcing itself while we lead may not know our followers (it
-//!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them.
+//!   joined a GCD that had forgotten them): we elect, and our ELECT tells it of them
+//!   (unless an ELECT of ours has reached it since).
+//! - Another live process with our SU ID at another address (the GCD keeps one id per
+//!   SU ID) is kept aside as our twin: asked in our elections when above us, told when
+//!   we win, and forgotten when it refuses. An I_AM_LEADER with our very id is reported
+//!   once and ignored. A PROBE reply for a leader we no longer follow is dropped.
 
 mod election;
 mod event;
@@ -111,6 +123,14 @@ pub struct Node {
     doubted: Vec<ProcessId>,
     /// Ids we have said clash with our identity (each is told once).
     clashes_told: Vec<ProcessId>,
+    /// Another live process with our SU ID at another address (a student restarted
+    /// with another birthday while the old process runs): the GCD and our members keep
+    /// one id per SU ID, so it is kept here, asked in our elections when it ranks above
+    /// us and told when we win, so that the two settle by the bully rule like any pair.
+    /// Forgotten when it refuses a connection.
+    rival: Option<Member>,
+    /// A rival ranking above the leader we follow was just found: elect (it is asked).
+    rival_above: bool,
     check: LeaderCheck,
 }
 
@@ -136,6 +156,12 @@ pub const REGISTER_RETRY: Duration = Duration::from_secs(2);
 /// ends first, the others' a window later, so that its announcement usually ends theirs.
 pub const SETTLE_WINDOW: Duration = Duration::from_millis(300);
 
+/// How often, at most, a node PROBEs again a higher former leader whose PROBE timed out
+/// while a lower member's announcement was being checked (see `on_verified`), and the
+/// first wait (doubling, plus up to as much again of jitter).
+pub const SUSPECT_RETRIES: u32 = 3;
+pub const SUSPECT_WAIT: Duration = Duration::from_secs(1);
+
 /// The gap between the rounds of ELECTs of an election started by a failed PROBE. Such
 /// elections come in crowds (every follower detects a dead leader), and the textbook's
 /// bully algorithm then costs about n^2/2 ELECTs, each asked member electing in turn.
@@ -148,8 +174,9 @@ pub const SETTLE_WINDOW: Duration = Duration::from_millis(300);
 /// usual failover the dead leader refuses and the next highest answers: two ELECTs per
 /// detector, O(n) messages per failover. An election with every higher
 /// member silent has asked them all within log2(n) gaps, and waits the election timeout
-/// from its last ELECT. All other elections (a join, an ELECT, a recovery, the healing
-/// ones) ask everyone at once: they spread membership (see `start_election`).
+/// from its last ELECT. Elections started by an ELECT are paced the same way; the
+/// others (a join, a recovery, the healing ones) ask everyone at once: they spread
+/// membership (see `start_election`).
 pub const ELECT_PACE: Duration = Duration::from_millis(50);
 
 impl Node {
@@ -171,6 +198,8 @@ impl Node {
             doubting: false,
             doubted: Vec::new(),
             clashes_told: Vec::new(),
+            rival: None,
+            rival_above: false,
             check: LeaderCheck::default(),
         }
     }
@@ -226,9 +255,7 @@ impl Node {
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
                 out.push(self.registration.arm_retry(now));
-                if let Some(why) = self.election.after_registration.take() {
-                    self.start_election(now, why, &mut out);
-                }
+                self.elect_without_the_gcd(now, &mut out);
             }
             Input::ProbeReply { probe, outcome } => self.on_probe_reply(now, probe, outcome, &mut out),
             Input::Moved { addr } => {
@@ -266,6 +293,13 @@ impl Node {
         }
         if gcd_answer {
             self.election.asked_before_electing = false;
+        }
+        if std::mem::take(&mut self.rival_above) && self.election.phase == Phase::Idle {
+            if let Some(other) = self.rival.as_ref().map(|r| r.pid) {
+                if self.election.after_registration.is_none() && self.leader.is_none_or(|l| l < other) {
+                    self.start_election(now, Why::SuIdTwinAbove { other }, &mut out);
+                }
+            }
         }
         self.keep_probing(now, &mut out);
         self.keep_checking(now, &mut out);
@@ -306,6 +340,10 @@ impl Node {
         } else {
             return false;
         };
+        if clash == Clash::SuId && !m.addr.same_listener(&self.my_addr) && self.rival.as_ref() != Some(m) {
+            self.rival = Some(m.clone());
+            self.rival_above = m.pid > self.leader.unwrap_or(self.me).max(self.me);
+        }
         if !self.clashes_told.contains(&m.pid) && self.clashes_told.len() < MAX_DOUBTED {
             self.clashes_told.push(m.pid);
             out.push(Action::Event(Event::IdentityClash {
@@ -330,6 +368,16 @@ impl Node {
         }
         let doubted = &self.doubted;
         self.members.learn(members, |m| clashing.contains(&m.pid) || doubted.contains(&m.pid))
+    }
+
+    /// Where `pid` listens: a member, or our SU ID's twin (see `rival`).
+    fn address_of(&self, pid: ProcessId) -> Option<Addr> {
+        self.members.get(pid).or(self.rival.as_ref().filter(|r| r.pid == pid).map(|r| &r.addr)).cloned()
+    }
+
+    /// Whether we know where `pid` listens.
+    fn knows(&self, pid: ProcessId) -> bool {
+        self.address_of(pid).is_some()
     }
 
     /// Arms a deferred election unless one is pending already (it will elect anyway).
@@ -375,7 +423,7 @@ impl Node {
             return; // an election or a failure came first; probing resumes after it
         }
         let leader = self.leader.expect("should_probe checked it");
-        if let Some(addr) = self.members.get(leader) {
+        if let Some(addr) = self.address_of(leader) {
             let probe = self.probing.send(leader);
             out.push(Action::SendProbe { probe, to: leader, addr: addr.clone() });
         } else {
@@ -410,6 +458,12 @@ impl Node {
         if let Some((_, reason)) = self.probing.verifying.take_if(|(v, _)| *v == probe) {
             return self.on_verified(now, leader, outcome, reason, out);
         }
+        if self.leader != Some(leader) {
+            // A PROBE to a leader we no longer follow (a newer one announced itself
+            // while it was out): its answer says nothing about our leader, and saying
+            // "asking the GCD, then electing" would be false (issue 22, item 10).
+            return;
+        }
         match outcome {
             Outcome::GotIt => out.push(Action::Event(Event::ProbeOk { leader })),
             Outcome::Failed(reason) => {
@@ -433,7 +487,7 @@ impl Node {
                 if self.election.phase != Phase::Idle || self.election.after_registration.is_some() {
                     return; // an election is under way or due anyway
                 }
-                if self.leader.is_some_and(|l| l != self.me && !self.members.contains(l)) {
+                if self.leader.is_some_and(|l| l != self.me && !self.knows(l)) {
                     self.election.after_registration = Some(reason);
                     let leader = self.leader.expect("checked");
                     out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
@@ -441,7 +495,47 @@ impl Node {
                     self.start_election(now, reason, out);
                 }
             }
-            Outcome::Failed(why) => out.push(Action::Event(Event::ProbeFailed { leader: higher, reason: why })),
+            Outcome::Failed(why) => {
+                // Refused: it is down, and we follow the announcer. A timeout is only
+                // suspicion (a busy machine): we follow the announcer meanwhile and ask
+                // again after a jittered, doubling wait, a bounded number of times (found
+                // by the simulator's overload: a member whose PROBE of the live leader
+                // timed out followed a lower one for good).
+                let attempts = match self.probing.suspect.take() {
+                    Some((p, _, n)) if p == higher => n + 1,
+                    _ => 1,
+                };
+                if why.is_timeout() && attempts <= SUSPECT_RETRIES {
+                    let wait = SUSPECT_WAIT * (1 << (attempts - 1));
+                    let jitter = Span::new(Duration::ZERO, wait).draw(&mut self.rng);
+                    self.probing.suspect = Some((higher, reason, attempts));
+                    self.probing.suspect_timer += 1;
+                    out.push(Action::SetTimer {
+                        at: now + wait + jitter,
+                        timer: Timer::Suspect(self.probing.suspect_timer),
+                    });
+                }
+                let again = self.probing.suspect.is_some();
+                out.push(Action::Event(Event::FormerLeaderProbeFailed {
+                    former: higher,
+                    leader: self.leader,
+                    reason: why,
+                    again,
+                }));
+            }
+        }
+    }
+
+    /// Asks again a higher former leader whose PROBE timed out, if we still follow a
+    /// member below it and are not electing.
+    fn on_suspect_timer(&mut self, out: &mut Vec<Action>) {
+        let Some((higher, reason, n)) = self.probing.suspect.take() else { return };
+        let below = self.leader.is_some_and(|l| l < higher);
+        if below && self.election.phase == Phase::Idle && self.election.after_registration.is_none() {
+            self.probing.suspect = Some((higher, reason, n));
+            if !self.verify(higher, reason, out) {
+                self.probing.suspect = None;
+            }
         }
     }
 
@@ -543,7 +637,7 @@ impl Node {
             }
             // We followed an announcement from an id the GCD does not list: not a
             // member (a confused or hostile peer), so we find the real leader.
-            if let Some(fake) = self.leader.filter(|l| *l != self.me && !self.members.contains(*l)) {
+            if let Some(fake) = self.leader.filter(|l| *l != self.me && !self.knows(*l)) {
                 // A prober asks at PROBE time (or later, when the GCD was down), up to
                 // a PROBE period after the announcement: the leader may have won after
                 // the GCD restarted, and its next check will register it. An election
@@ -623,16 +717,24 @@ impl Node {
         }
     }
 
-    /// An election that sends every higher member our ELECT, and with it our members,
-    /// at once: every election but a failed PROBE's (see [`ELECT_PACE`]). These spread
-    /// membership, and some come after a GCD restart split the group's knowledge: were
-    /// they paced, the election would usually end before the members between us and the
-    /// leader heard of ours, and one that never learned where the leader listens went
-    /// on winning the elections of those below it (simulator seeds 34, 3005, 3596,
-    /// 5410, 5976, 8957, 12718: a lower member and the leader took turns announcing).
-    /// They are few: the crowds of a failover are the detectors' paced elections.
+    /// Starts an election. One started by an ELECT (or by ELECTs merged while settling)
+    /// is paced like a failed PROBE's (see [`ELECT_PACE`]): every member an election
+    /// asks elects in turn, and asking everyone above at once made each ELECT cost the
+    /// members above it an election each (n^2/2 ELECTs per disturbance, and under load
+    /// the storm of issue 20). Paced, it asks the highest member first, whose GOT_IT
+    /// ends the sending: one ELECT per asked member, O(n) per disturbance.
+    ///
+    /// The others send every higher member our ELECT, and with it our members, at once.
+    /// These spread membership, and some come after a GCD restart split the group's
+    /// knowledge: were they paced, the election would usually end before the members
+    /// between us and the leader heard of ours, and one that never learned where the
+    /// leader listens went on winning the elections of those below it (simulator seeds
+    /// 34, 3005, 3596, 5410, 5976, 8957, 12718: a lower member and the leader took turns
+    /// announcing; pacing them too failed 9 of 20,000 seeds, 1109 among them). Each is
+    /// one member's reaction to its own change, so their fan-out is O(n) per disturbance.
     fn start_election(&mut self, now: Time, reason: Why, out: &mut Vec<Action>) {
-        self.elect(now, reason, false, out);
+        let paced = matches!(reason, Why::ElectFrom { .. } | Why::WhileSettling);
+        self.elect(now, reason, paced, out);
     }
 
     fn elect(&mut self, now: Time, reason: Why, paced: bool, out: &mut Vec<Action>) {
@@ -641,7 +743,7 @@ impl Node {
         // We follow a higher leader whose address we have not asked the GCD for yet
         // (see `look_up`): an election could not ask it, and would be won against it.
         // Ask first, once; the election starts when the GCD answers.
-        if self.leader.is_some_and(|l| l > self.me && !self.members.contains(l))
+        if self.leader.is_some_and(|l| l > self.me && !self.knows(l))
             && !std::mem::take(&mut self.election.asked_before_electing)
         {
             self.election.asked_before_electing = true;
@@ -660,7 +762,8 @@ impl Node {
         let election = self.election.number;
         self.election.after_registration = None;
         self.election.deferred = None;
-        let higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
+        let mut higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
+        higher.extend(self.rival.clone().filter(|r| r.pid > self.me && !self.members.contains(r.pid)));
         out.push(Action::Event(Event::ElectionStarted {
             election,
             reason,
@@ -670,6 +773,7 @@ impl Node {
             self.win(now, out);
             return;
         }
+        self.election.timed_out.clear();
         self.election.phase = Phase::Electing { election, pending: higher.iter().map(|m| m.pid).collect() };
         self.election.unsent = higher;
         self.election.unsent.sort_by_key(|m| m.pid);
@@ -694,6 +798,7 @@ impl Node {
         }
         for _ in 0..count {
             let Some(m) = self.election.unsent.pop() else { break };
+            self.check.told_overtaker |= self.check.overtaken_by == Some(m.pid);
             out.push(Action::SendElect { election, to: m.pid, addr: m.addr, members: self.members.clone() });
         }
         if self.election.unsent.is_empty() {
@@ -711,10 +816,47 @@ impl Node {
         self.election.settled_at = Some(now);
         self.election.deferred = None;
         self.follow(self.me, out);
-        let others: Vec<_> = self.members.iter().filter(|m| m.pid != self.me).cloned().collect();
+        let mut others: Vec<_> = self.members.iter().filter(|m| m.pid != self.me).cloned().collect();
+        others.extend(self.rival.clone());
         out.push(Action::Event(Event::Won { election: self.election.number, announcing_to: others.len() }));
         for m in others {
             out.push(Action::SendLeader { to: m.pid, addr: m.addr });
+        }
+        let timed_out = std::mem::take(&mut self.election.timed_out);
+        if !timed_out.is_empty() {
+            self.election.recheck = Some((timed_out, 0));
+            self.arm_recheck(now, out);
+        }
+    }
+
+    /// Arms the next time to ask again the higher members that only timed out in the
+    /// election we won: after a jittered wait that doubles each time.
+    fn arm_recheck(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some((_, attempts)) = &self.election.recheck else { return };
+        let wait = SUSPECT_WAIT * (1 << attempts);
+        let jitter = Span::new(Duration::ZERO, wait).draw(&mut self.rng);
+        self.election.recheck_timer += 1;
+        out.push(Action::SetTimer { at: now + wait + jitter, timer: Timer::Recheck(self.election.recheck_timer) });
+    }
+
+    /// A timeout is only suspicion: we won over higher members that did not answer in
+    /// time (a busy machine), and they may be alive and lead a part of the group that
+    /// never heard us (found by the simulator's overload: two leaders for good). While
+    /// we still lead, we send them our ELECT again: one that is alive answers and
+    /// elects in turn (and learns of our members); the GOT_IT changes nothing here (the
+    /// election it answers is over). At most [`SUSPECT_RETRIES`] times.
+    fn recheck(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some((members, attempts)) = self.election.recheck.take() else { return };
+        if !self.leads_idle() {
+            return;
+        }
+        for m in &members {
+            let members = self.members.clone();
+            out.push(Action::SendElect { election: self.election.number, to: m.pid, addr: m.addr.clone(), members });
+        }
+        if attempts + 1 < SUSPECT_RETRIES {
+            self.election.recheck = Some((members, attempts + 1));
+            self.arm_recheck(now, out);
         }
     }
 
@@ -731,6 +873,9 @@ impl Node {
             Outcome::GotIt => out.push(Action::Event(Event::GotIt { from: to })),
             Outcome::Failed(reason) => out.push(Action::Event(Event::ElectFailed { to, reason: reason.clone() })),
         }
+        if let Outcome::Failed(Failure::Refused { .. }) = outcome {
+            self.rival = self.rival.take().filter(|r| r.pid != to); // it is gone
+        }
         let Phase::Electing { election: current, pending } = &mut self.election.phase else {
             return;
         };
@@ -738,6 +883,15 @@ impl Node {
             return;
         }
         pending.retain(|p| *p != to);
+        if let Outcome::Failed(failure) = &outcome {
+            let addr = if failure.is_timeout() { self.members.get(to).cloned() } else { None };
+            let addr = addr.or_else(|| {
+                self.rival.as_ref().filter(|r| failure.is_timeout() && r.pid == to).map(|r| r.addr.clone())
+            });
+            if let Some(addr) = addr {
+                self.election.timed_out.push(Member { pid: to, addr });
+            }
+        }
         match outcome {
             Outcome::GotIt => {
                 // The sending goes on (see ELECT_PACE) while a member above the one
@@ -761,6 +915,8 @@ impl Node {
             (Timer::Probe(n), _) if self.probing.is_due(n) => self.send_probe(out),
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
             (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
+            (Timer::Suspect(n), _) if n == self.probing.suspect_timer => self.on_suspect_timer(out),
+            (Timer::Recheck(n), _) if n == self.election.recheck_timer => self.recheck(now, out),
             (Timer::Fail(n), _) if self.feigning.is_failure(n) => self.go_down(now, out),
             (Timer::Election(n), Phase::Electing { election, .. })
                 if n == *election && self.election.unsent.is_empty() =>
@@ -797,6 +953,21 @@ impl Node {
 
     fn on_leader(&mut self, now: Time, leader: ProcessId, addr: Option<Addr>, out: &mut Vec<Action>) {
         out.push(Action::Event(Event::IAmLeaderReceived { leader }));
+        if leader == self.me {
+            // We never announce to ourselves: another process runs with our very id
+            // (same SU ID, same days). Said once; it changes nothing here, and peers
+            // see one leader id whichever of us they hear.
+            if !self.clashes_told.contains(&leader) {
+                self.clashes_told.push(leader);
+                out.push(Action::Event(Event::IdentityClash {
+                    other: leader,
+                    addr: addr.filter(|a| !a.same_listener(&self.my_addr)),
+                    clash: Clash::SameId,
+                    source: "an I_AM_LEADER with our own id".to_string(),
+                }));
+            }
+            return;
+        }
         if leader < self.me {
             // A lower member can't lead while we are alive: we neither follow it nor
             // take in what it says (it may not even be a member), and we take over,
@@ -824,7 +995,7 @@ impl Node {
             self.election.deferred = None; // its announcement reaches the ELECTs' senders too
         }
         self.follow(leader, out);
-        let unknown = !self.members.contains(leader);
+        let unknown = !self.knows(leader);
         if leader > self.me
             && previous == Some(self.me)
             && self.members.iter().any(|m| m.pid != self.me && m.pid != leader)
@@ -867,7 +1038,11 @@ impl Node {
                 continue;
             }
             if !self.members.iter().any(|g| g.addr.same_listener(&m.addr)) {
-                self.members.insert(m.pid, m.addr.clone());
+                // Kept beside an id the GCD lists with the same SU ID, if any: two
+                // processes of one student, both alive (the GCD keeps the later), must
+                // both be asked and told, or they never settle (issue 20, item 3).
+                let one: Members = [(m.pid, m.addr.clone())].into_iter().collect();
+                self.members.learn(&one, |_| false);
             }
         }
     }
@@ -983,12 +1158,18 @@ impl Node {
             .collect();
         let bar = self.leader.unwrap_or(self.me).max(self.me);
         let top = fresh.iter().copied().filter(|p| *p > bar).max();
+        // A process with our SU ID above us (the GCD lists it, not us): the election
+        // that the rival rule starts asks it (see `rival`); announcing now would only
+        // flip our followers to us and back.
+        let twin_above = self.rival_above && self.rival.as_ref().is_some_and(|r| r.pid > bar);
         let pending = self.election.after_registration.take();
         // Overtaken while leading: now that the GCD told us where the new leader listens.
         let overtaken =
             self.check.overtaken_by.take().filter(|l| self.leader == Some(*l) && self.election.phase == Phase::Idle);
-        let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0);
-        if let Some(l) = overtaken.filter(|l| !self.members.contains(*l)) {
+        // Unless an ELECT of ours has reached it since: it carried our members.
+        let told = std::mem::take(&mut self.check.told_overtaker);
+        let tell = overtaken.filter(|l| self.members.contains(*l) && forgot > 0 && !told);
+        if let Some(l) = overtaken.filter(|l| !self.knows(*l)) {
             // The GCD does not list the new leader either: a restarted GCD it has not
             // checked in with yet. Ask again once its check will have (see `doubt_leader`).
             if self.check.unlisted == Some((l, 3)) {
@@ -1002,7 +1183,7 @@ impl Node {
         }
         let (electing_for, announced_to) = match (&pending, &self.election.phase, top.or(tell)) {
             (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
-            (None, Phase::Idle, None) if self.leader == Some(self.me) => (None, fresh.clone()),
+            (None, Phase::Idle, None) if self.leader == Some(self.me) && !twin_above => (None, fresh.clone()),
             _ => (None, Vec::new()),
         };
         out.push(Action::Event(Event::LeaderChecked {
@@ -1039,8 +1220,20 @@ impl Node {
         out.push(Action::Event(Event::LeaderCheckFailed { reason }));
         // Following a leader whose address we don't know, we can't probe it: ask again
         // soon, as after any failed registration (found by the simulator).
-        if self.check.overtaken_by.is_some() || self.leader.is_some_and(|l| !self.members.contains(l)) {
+        if self.check.overtaken_by.is_some() || self.leader.is_some_and(|l| !self.knows(l)) {
             out.push(self.registration.arm_retry(now));
+        }
+        self.elect_without_the_gcd(now, out);
+    }
+
+    /// The GCD did not answer (the retry is armed): the election due after its answer
+    /// starts now, unless we follow a higher leader whose address we don't know. That
+    /// election could not ask it and would be won against it (found by the simulator's
+    /// overload: a GCD request timed out and a member flipped the settled group to
+    /// itself); it waits for the retry's answer instead.
+    fn elect_without_the_gcd(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.leader.is_some_and(|l| l > self.me && !self.knows(l)) && self.registration.retry_pending() {
+            return;
         }
         if let Some(why) = self.election.after_registration.take() {
             self.start_election(now, why, out);
@@ -1056,6 +1249,7 @@ impl Node {
     /// election then would only double every join's announcements).
     fn overtaken(&mut self, leader: ProcessId, out: &mut Vec<Action>) {
         self.check.overtaken_by = Some(leader);
+        self.check.told_overtaker = false;
         if !self.check.asking {
             self.check.asking = true;
             out.push(Action::Register { reason: RegisterWhy::Overtaken { leader } });

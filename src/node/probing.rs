@@ -18,6 +18,10 @@ pub(super) struct Probing {
     /// A lower member announced itself while we followed a higher one: the PROBE we
     /// sent the higher one to see whether it is alive, and why we elect if it is.
     pub(super) verifying: Option<(u64, Why)>,
+    /// A higher former leader whose verifying PROBE timed out: who, why we would elect,
+    /// the attempts made, and the number of the timer armed to ask again.
+    pub(super) suspect: Option<(ProcessId, Why, u32)>,
+    pub(super) suspect_timer: u64,
 }
 
 impl Probing {
@@ -46,5 +50,6 @@ impl Probing {
         self.armed = false;
         self.in_flight = None;
         self.verifying = None;
+        self.suspect = None;
     }
 }

@@ -656,16 +656,25 @@ fn an_elect_listing_another_id_with_our_su_id_never_removes_us() {
     let out = n.handle(10 * S, Input::Elect { members: elect, sender: Some(pid(1)) });
     assert!(n.members().contains(pid(5)), "we are still in our members: {:?}", n.members());
     assert!(!n.members().contains(stale_us) && !n.members().contains(at_our_port));
-    // Our next ELECT lists us, and neither stale id is asked or passed on.
-    let sent: Vec<_> = out
-        .iter()
-        .filter_map(|a| match a {
-            Action::SendElect { to, members, .. } => Some((*to, members.clone())),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(sent.iter().map(|(to, _)| *to).collect::<Vec<_>>(), [pid(9)]);
-    assert!(sent[0].1.contains(pid(5)) && !sent[0].1.contains(stale_us) && !sent[0].1.contains(at_our_port));
+    // Our next ELECT lists us, and neither stale id is passed on. The id with our SU
+    // ID may be a live twin (issue 20, item 3): it is asked, highest first, and a
+    // refusal forgets it; the id at our own address is never asked.
+    let sent = |out: &[Action]| -> Vec<(ProcessId, Members)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SendElect { to, members, .. } => Some((*to, members.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = sent(&out);
+    assert_eq!(first.iter().map(|(to, _)| *to).collect::<Vec<_>>(), [stale_us]);
+    let refused = n.handle(10 * S + ms(1), Input::ElectReply { election: 2, to: stale_us, outcome: refused() });
+    let second = sent(&refused);
+    assert_eq!(second.iter().map(|(to, _)| *to).collect::<Vec<_>>(), [pid(9)]);
+    for (_, members) in first.iter().chain(&second) {
+        assert!(members.contains(pid(5)) && !members.contains(stale_us) && !members.contains(at_our_port));
+    }
     // Each clash is told once, in its own words.
     let clashes: Vec<_> = out
         .iter()
@@ -1132,4 +1141,183 @@ mod reason_tests {
         assert_eq!(refused.to_string(), "refused: nothing listens at 127.0.0.1:5001");
         assert_eq!(Failure::NoReply { after: Duration::from_millis(1500) }.to_string(), "no reply within 1.5s");
     }
+}
+
+/// Issue 20: a member that an ELECT reaches elects, but asks the highest member first
+/// and stops at its GOT_IT: the members between are not asked, so one ELECT costs the
+/// members above its receiver one election, not one each.
+#[test]
+fn an_elect_starts_a_paced_election_that_ends_at_the_highest_members_got_it() {
+    let mut n = Node::new(pid(5), addr(5), plain(), 0);
+    n.handle(Duration::ZERO, Input::Registered { members: group(&[5]) });
+    let out = n.handle(S, Input::Elect { members: group(&[1, 5, 7, 8, 9]), sender: None });
+    assert_eq!(asked(&out), [pid(9)], "the highest first, alone: {out:?}");
+    assert!(timers(&out).contains(&(S + ELECT_PACE, Timer::Pace(2))), "{out:?}");
+    reply(&mut n, S + ms(5), 2, 9, true);
+    assert_eq!(n.phase(), &Phase::AwaitingLeader { election: 2 });
+    let out = n.handle(S + ELECT_PACE, Input::Timer(Timer::Pace(2)));
+    assert!(elects(&out).is_empty(), "9 answered with nobody above it: {out:?}");
+    n.handle(S + ms(60), Input::IAmLeader { leader: pid(9), addr: None });
+    // A refusal from the highest asks the next at once.
+    let out = n.handle(S + 10 * S, Input::Elect { members: group(&[1, 5, 7, 8, 9]), sender: None });
+    assert_eq!(asked(&out), [pid(9)], "{out:?}");
+    let out = reply(&mut n, S + 10 * S + ms(1), 3, 9, false);
+    assert_eq!(asked(&out), [pid(8)], "{out:?}");
+}
+
+/// Issue 20: a timeout is only suspicion. The former leader whose PROBE timed out is
+/// asked again after a jittered wait (boundedly); alive, an election finds out who leads.
+#[test]
+fn a_former_leader_that_timed_out_is_probed_again_and_elected_against_if_alive() {
+    let (mut n, _) = joined(3, &[3, 6, 9]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    let out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
+    let probe = probe_sent(&out, 9);
+    let slow = Outcome::Failed(Failure::ConnectTimeout { after: Duration::from_millis(1500) });
+    let out = n.handle(3 * S, Input::ProbeReply { probe, outcome: slow.clone() });
+    assert_eq!(n.leader(), Some(pid(6)), "followed meanwhile");
+    let said = out.iter().find_map(|a| match a {
+        Action::Event(Event::FormerLeaderProbeFailed { former, leader, again, .. }) => Some((*former, *leader, *again)),
+        _ => None,
+    });
+    assert_eq!(said, Some((pid(9), Some(pid(6)), true)), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::ProbeFailed { .. }))), "{out:?}");
+    let (at, timer) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Suspect(_))).expect("asks again");
+    assert!((3 * S + SUSPECT_WAIT..=3 * S + 2 * SUSPECT_WAIT).contains(&at), "{at:?}");
+    let out = n.handle(at, Input::Timer(timer));
+    let probe = probe_sent(&out, 9);
+    let out = n.handle(at + ms(10), Input::ProbeReply { probe, outcome: Outcome::GotIt });
+    assert_eq!(asked(&out), [pid(9), pid(6)], "alive: an election asks it: {out:?}");
+    // Bounded: a former leader that only ever times out is given up.
+    let (mut n, _) = joined(3, &[3, 6, 9]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    let mut out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
+    let mut tries = 0;
+    loop {
+        let probe = probe_sent(&out, 9);
+        tries += 1;
+        let reply = n.handle(100 * tries * S, Input::ProbeReply { probe, outcome: slow.clone() });
+        let Some((at, timer)) = timers(&reply).into_iter().find(|(_, t)| matches!(t, Timer::Suspect(_))) else { break };
+        out = n.handle(at, Input::Timer(timer));
+    }
+    assert_eq!(tries, 1 + SUSPECT_RETRIES);
+    assert_eq!(n.leader(), Some(pid(6)));
+}
+
+/// Issue 22, item 10: a PROBE answered or failed for a leader we no longer follow says
+/// nothing about ours, and starts nothing.
+#[test]
+fn a_probe_of_a_leader_we_no_longer_follow_is_not_reported_as_our_leaders() {
+    let mut n = Node::new(pid(5), addr(5), with(Some(Span::new(ms(500), ms(3000))), None), 42);
+    n.handle(Duration::ZERO, Input::Registered { members: group(&[5, 6, 9]) });
+    reply(&mut n, ms(1), 1, 9, false);
+    reply(&mut n, ms(2), 1, 6, true);
+    let out = n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
+    assert_eq!(n.leader(), Some(pid(6)));
+    let (at, timer) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Probe(_))).expect("probes");
+    let out = n.handle(at, Input::Timer(timer));
+    let probe = probe_sent(&out, 6);
+    // A higher member takes over while the PROBE is out; then the PROBE fails.
+    n.handle(at + ms(1), Input::IAmLeader { leader: pid(9), addr: None });
+    let out = n.handle(at + ms(2), Input::ProbeReply { probe, outcome: refused() });
+    assert_eq!(n.leader(), Some(pid(9)));
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Event(Event::ProbeFailed { .. }) | Action::Register { .. })),
+        "{out:?}"
+    );
+}
+
+/// Issue 20, item 3: another live process with our SU ID at another address is asked
+/// when it ranks above us, and told when we win: the two settle by the bully rule.
+#[test]
+fn a_twin_with_our_su_id_above_us_is_asked_and_followed() {
+    let (mut n, _) = joined(5, &[1, 5]);
+    assert_eq!(n.leader(), Some(pid(5)));
+    let twin = other(50, pid(5).su_id);
+    let listed: Members = [(pid(1), addr(1)), (twin, addr(50))].into_iter().collect();
+    let out = n.handle(S, Input::Elect { members: listed.clone(), sender: None });
+    let told =
+        out.iter().filter(|a| matches!(a, Action::Event(Event::IdentityClash { clash: Clash::SuId, .. }))).count();
+    assert_eq!(told, 1, "{out:?}");
+    assert_eq!(asked(&out), [twin], "the twin ranks above us: asked, {out:?}");
+    reply(&mut n, S + ms(5), 2, 50, true);
+    n.handle(S + ms(10), Input::IAmLeader { leader: twin, addr: None });
+    assert_eq!(n.leader(), Some(twin));
+    // Reported once, and probed where it listens.
+    let out = n.handle(2 * S, Input::Elect { members: listed, sender: None });
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { .. }))), "{out:?}");
+    // A twin that refuses is gone: the next election does not ask it.
+    let (mut n, _) = joined(5, &[1, 5]);
+    let out = n.handle(S, Input::Elect { members: [(twin, addr(50))].into_iter().collect(), sender: None });
+    assert_eq!(asked(&out), [twin]);
+    let out = reply(&mut n, S + ms(1), 2, 50, false);
+    assert_eq!(n.leader(), Some(pid(5)), "{out:?}");
+    let out = n.handle(10 * S, Input::Elect { members: group(&[1]), sender: None });
+    assert!(asked(&out).is_empty(), "{out:?}");
+}
+
+/// A twin below us hears our victory, so that it follows us.
+#[test]
+fn a_twin_with_our_su_id_below_us_is_told_when_we_win() {
+    let (mut n, _) = joined(5, &[1, 5]);
+    let twin = other(3, pid(5).su_id);
+    let out = n.handle(S, Input::Elect { members: [(twin, addr(3))].into_iter().collect(), sender: None });
+    assert!(leaders_sent(&out).contains(&twin), "{out:?}");
+}
+
+/// The same id announcing itself from elsewhere: another process runs with our very id
+/// (same SU ID, same days). Said once, and it changes nothing here.
+#[test]
+fn an_i_am_leader_with_our_own_id_is_reported_once_and_ignored() {
+    let (mut n, _) = joined(5, &[1, 5, 9]);
+    reply(&mut n, ms(1), 1, 9, true);
+    let out = n.handle(S, Input::IAmLeader { leader: pid(5), addr: Some(addr(55)) });
+    let clash = out.iter().find_map(|a| match a {
+        Action::Event(Event::IdentityClash { clash, addr, .. }) => Some((*clash, addr.clone())),
+        _ => None,
+    });
+    assert_eq!(clash, Some((Clash::SameId, Some(addr(55)))), "{out:?}");
+    assert_eq!(n.phase(), &Phase::AwaitingLeader { election: 1 }, "still waiting for 9");
+    let out = n.handle(2 * S, Input::IAmLeader { leader: pid(5), addr: None });
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::IdentityClash { .. }))), "{out:?}");
+}
+
+/// Issue 20: a timeout is only suspicion. A win over a higher member that only timed
+/// out (a busy machine) asks it again later, boundedly, without announcing again.
+#[test]
+fn a_win_over_a_member_that_only_timed_out_asks_it_again_boundedly() {
+    let (mut n, _) = joined(5, &[1, 5, 9]);
+    let slow = Outcome::Failed(Failure::NoReply { after: Duration::from_millis(1500) });
+    let out = n.handle(2 * S, Input::ElectReply { election: 1, to: pid(9), outcome: slow });
+    assert_eq!(n.leader(), Some(pid(5)), "won: {out:?}");
+    let mut rechecks = 0;
+    let mut out = out;
+    while let Some((at, timer)) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Recheck(_))) {
+        out = n.handle(at, Input::Timer(timer));
+        assert_eq!(asked(&out), [pid(9)], "{out:?}");
+        assert!(leaders_sent(&out).is_empty(), "no new announcement: {out:?}");
+        rechecks += 1;
+    }
+    assert_eq!(rechecks, SUSPECT_RETRIES);
+    // Refused is certain: no recheck.
+    let (mut n, _) = joined(5, &[1, 5, 9]);
+    let out = reply(&mut n, S, 1, 9, false);
+    assert!(!timers(&out).iter().any(|(_, t)| matches!(t, Timer::Recheck(_))), "{out:?}");
+}
+
+/// An election that could not ask the higher leader we follow (its address unknown,
+/// the GCD not answering) would be won against it: it waits for the GCD's answer.
+#[test]
+fn without_the_gcd_no_election_is_won_against_a_leader_we_cannot_reach() {
+    let (mut n, _) = joined(3, &[3]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    n.handle(S + S / 2, Input::Elect { members: group(&[1]), sender: None });
+    let out = n.handle(2 * S, Input::RegistrationFailed { reason: "timed out".into() });
+    assert!(!out.iter().any(|a| matches!(a, Action::Event(Event::ElectionStarted { .. }))), "{out:?}");
+    assert_eq!(n.leader(), Some(pid(9)));
+    let (at, timer) = timers(&out).into_iter().find(|(_, t)| matches!(t, Timer::Reregister(_))).expect("retries");
+    let out = n.handle(at, Input::Timer(timer));
+    assert!(out.iter().any(|a| matches!(a, Action::Register { .. })), "{out:?}");
+    let out = n.handle(at + ms(5), Input::Registered { members: group(&[1, 3, 9]) });
+    assert_eq!(asked(&out), [pid(9)], "the election, once it can ask 9: {out:?}");
 }

@@ -86,6 +86,11 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
         Event::ProbeFailed { leader, reason } => {
             format!("PROBE to leader {leader} failed: {reason}; asking the GCD for the members, then electing")
         }
+        Event::FormerLeaderProbeFailed { former, leader, reason, again } => {
+            let now = leader.map_or("nobody yet".to_string(), |l| l.to_string());
+            let then = if *again { "; asking it again later" } else { "" };
+            format!("PROBE to former leader {former} failed: {reason}; we follow {now} now{then}")
+        }
         Event::Failed { mode: FeignMode::Close, lasting } => {
             format!("feigning failure for {} ms: listener closed", lasting.as_millis())
         }

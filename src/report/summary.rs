@@ -37,7 +37,7 @@ pub fn messages_sent(event: &Event) -> usize {
         Event::Won { announcing_to, .. } => *announcing_to,
         Event::AnnouncedTo { members } => members.len(),
         Event::LeaderChecked { announced_to, .. } => announced_to.len(),
-        Event::ProbeOk { .. } | Event::ProbeFailed { .. } => 1,
+        Event::ProbeOk { .. } | Event::ProbeFailed { .. } | Event::FormerLeaderProbeFailed { .. } => 1,
         _ => 0,
     }
 }
@@ -104,7 +104,7 @@ impl NodeFigures {
             Event::Won { .. } => self.elections_won += 1,
             Event::Leader { .. } => self.leader_changes += 1,
             Event::ProbeOk { .. } => self.probes_ok += 1,
-            Event::ProbeFailed { .. } => self.probes_failed += 1,
+            Event::ProbeFailed { .. } | Event::FormerLeaderProbeFailed { .. } => self.probes_failed += 1,
             Event::Failed { .. } => self.failures += 1,
             _ => {}
         }

@@ -47,6 +47,26 @@ pub struct Scenario {
     pub socket_timeout: Duration,
     /// One-way network delay range.
     pub delay: Span,
+    /// Feigned failures forced on a member, listener closed: (member, from, lasting).
+    pub feigns: Vec<(usize, Time, Duration)>,
+    /// ELECTs from outside the simulated group (a checker, a peer that then leaves) to a
+    /// member: (member, when), carrying the GCD's list at that time.
+    pub outside_elects: Vec<(usize, Time)>,
+    /// Spells of overload (a busy machine): while one lasts, deliveries are slower and
+    /// some connections time out.
+    pub overloads: Vec<Overload>,
+}
+
+/// A spell of overload: from `from` until `until`, every one-way delay is `slowdown`
+/// times the usual (a message slower than the socket timeout is still delivered, but
+/// its sender gives up on the reply), and a connection (ELECT, I_AM_LEADER, PROBE, a
+/// GCD request) times out with probability `timeouts`.
+#[derive(Clone, Copy, Debug)]
+pub struct Overload {
+    pub from: Time,
+    pub until: Time,
+    pub slowdown: u32,
+    pub timeouts: f64,
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -123,6 +143,18 @@ impl Scenario {
                 }
             }
         }
+        // Drawn from a stream of their own, so every other draw stays as it was.
+        let mut busy = StdRng::seed_from_u64(seed ^ 0x0e41_10ad);
+        let mut overloads = Vec::new();
+        if busy.random_bool(0.2) {
+            let from = Duration::from_millis(busy.random_range(0..chaos_end.as_millis() as u64));
+            overloads.push(Overload {
+                from,
+                until: from + Duration::from_millis(busy.random_range(1000..20_000)),
+                slowdown: busy.random_range(2..=100),
+                timeouts: busy.random_range(0.0..0.5),
+            });
+        }
         Scenario {
             seed,
             pids,
@@ -135,18 +167,27 @@ impl Scenario {
             chaos_end,
             socket_timeout: bully_node::SOCKET_TIMEOUT,
             delay: Span::new(MS, 20 * MS),
+            feigns: Vec::new(),
+            outside_elects: Vec::new(),
+            overloads,
         }
     }
 
     /// How long after the quiet time every live member must follow the highest live
     /// one: a probe's longest wait, a silent leader's socket timeout, then at worst an
     /// election whose GOT_IT leads nowhere (election and leader timeouts) and a second
-    /// election, plus the network's delays. After a GCD restart a split group is found
-    /// by the leader's check instead of a probe: its longest wait takes the probe's place.
+    /// election, plus the network's delays.
     pub fn bound(&self) -> Duration {
         let s = &self.settings[0];
         let mut detect = s.probe.map_or(Duration::ZERO, |p| p.max);
-        if !self.gcd_restarts.is_empty() {
+        // After a GCD restart a split group is found by the leader's check instead of a
+        // probe, and so is an I_AM_LEADER lost to an overload (nothing resends it, and
+        // a member following a live lower leader probes that one): the check's longest
+        // wait takes the probe's place.
+        // Two live processes with one SU ID: the GCD keeps only the later, and the
+        // earlier finds it by its check too.
+        let twins = self.pids.iter().enumerate().any(|(i, p)| self.pids[..i].iter().any(|q| q.su_id == p.su_id));
+        if !self.gcd_restarts.is_empty() || !self.overloads.is_empty() || twins {
             detect = detect.max(s.leader_check.map_or(Duration::ZERO, |c| c.max));
         }
         detect + self.socket_timeout + 2 * s.timeouts.elect + s.timeouts.leader + Duration::from_secs(1)
@@ -169,6 +210,9 @@ pub struct Report {
     pub agreed_at: Option<Time>,
     /// Leader changes after that (should be none).
     pub changes_after_agreement: usize,
+    /// ELECT, GOT_IT and I_AM_LEADER messages in the run's last bound, when the group
+    /// has been quiet for at least the bound and agreed: an idle group's rate.
+    pub idle_messages: usize,
     /// Times a member followed a leader that never registered (should be none).
     pub unknown_leaders: usize,
     /// The longest a member up for the bound followed someone below the highest
@@ -181,6 +225,10 @@ pub struct Report {
     pub messages: usize,
     /// When a member asked the GCD (joins not counted): the coordinator's load.
     pub gcd_requests: Vec<Time>,
+    /// IdentityClash events reported, and leader changes seen, by each member (in the
+    /// order of the scenario's ids).
+    pub clashes_told: Vec<usize>,
+    pub leader_changes: Vec<Vec<Time>>,
     /// Events processed, and whether the run hit [`MAX_EVENTS`] before its end.
     pub events: usize,
     pub exhausted: bool,
@@ -191,6 +239,8 @@ pub struct Report {
 pub struct Episode {
     pub messages: usize,
     pub elections: usize,
+    /// Whether an overload lasted into it: its elections answer a cause still present.
+    pub overloaded: bool,
 }
 
 /// A run processes at most this many events: a storm of messages that never settles
@@ -225,6 +275,11 @@ enum Ev {
     GcdBack,
     GcdRestart,
     Sample,
+    Feign(usize, Duration),
+    StopFeign(usize),
+    OutsideElect(usize),
+    OverloadBegins,
+    OverloadEnds,
 }
 
 /// An event in the queue, ordered by time and then by when it was queued (which makes
@@ -304,7 +359,12 @@ pub fn run(sc: &Scenario) -> Report {
         gcd: Members::default(),
         registered: Vec::new(),
         rng: StdRng::seed_from_u64(sc.seed ^ 0x5eed),
-        report: Report { members: n, ..Report::default() },
+        report: Report {
+            members: n,
+            clashes_told: vec![0; n],
+            leader_changes: vec![Vec::new(); n],
+            ..Report::default()
+        },
         last_disturbance: Duration::ZERO,
         disturbances: Vec::new(),
         election_messages: Vec::new(),
@@ -330,6 +390,19 @@ pub fn run(sc: &Scenario) -> Report {
     }
     for at in &sc.gcd_restarts {
         sim.at(*at, Ev::GcdRestart);
+    }
+    for (i, at, lasting) in &sc.feigns {
+        sim.at(*at, Ev::Feign(*i, *lasting));
+    }
+    for (i, at) in &sc.outside_elects {
+        sim.at(*at, Ev::OutsideElect(*i));
+    }
+    for o in &sc.overloads {
+        // Over once the last message it slowed has landed.
+        sim.at(o.until + sc.delay.max * o.slowdown, Ev::OverloadEnds);
+    }
+    for o in &sc.overloads {
+        sim.at(o.from, Ev::OverloadBegins);
     }
     sim.at(Duration::from_millis(250), Ev::Sample);
     // Chaos; restarts up to 5 s and failures up to 4 s after it; then the bound, and
@@ -372,9 +445,35 @@ impl Sim<'_> {
         self.at(self.now + after, Ev::Deliver { to, incarnation, input });
     }
 
+    /// A one-way delay: drawn from the scenario's range, times an overload's slowdown.
     fn delay(&mut self) -> Duration {
         let (lo, hi) = (self.sc.delay.min.as_micros() as u64, self.sc.delay.max.as_micros() as u64);
-        Duration::from_micros(self.rng.random_range(lo..=hi))
+        let slowdown = self.overload().map_or(1, |o| o.slowdown);
+        Duration::from_micros(self.rng.random_range(lo..=hi)) * slowdown
+    }
+
+    fn overload(&self) -> Option<Overload> {
+        self.sc.overloads.iter().copied().find(|o| (o.from..o.until).contains(&self.now))
+    }
+
+    /// Whether a connection made now times out (only under overload).
+    fn connect_times_out(&mut self) -> bool {
+        let p = self.overload().map_or(0.0, |o| o.timeouts);
+        p > 0.0 && self.rng.random_bool(p)
+    }
+
+    /// How an exchange with a live member ends: GOT_IT after the round trip, or, when
+    /// that is longer than the socket timeout, no reply (the message still arrives).
+    fn exchange(&self, one_way: Duration) -> (Outcome, Duration) {
+        if 2 * one_way > self.sc.socket_timeout {
+            (Outcome::Failed(Failure::NoReply { after: self.sc.socket_timeout }), self.sc.socket_timeout)
+        } else {
+            (Outcome::GotIt, 2 * one_way)
+        }
+    }
+
+    fn timed_out(&self) -> (Outcome, Duration) {
+        (Outcome::Failed(Failure::ConnectTimeout { after: self.sc.socket_timeout }), self.sc.socket_timeout)
     }
 
     fn disturbed(&mut self) {
@@ -440,6 +539,33 @@ impl Sim<'_> {
                 self.gcd = Members::default();
                 self.disturbed();
             }
+            Ev::Feign(i, lasting) => {
+                // Down at once for `lasting` (the failure timer is drawn from a span of
+                // one value), then never again: feigning stops once it is down.
+                let Some(node) = self.members[i].node.as_mut() else { return };
+                let once = Feign {
+                    after: Span::new(Duration::ZERO, Duration::ZERO),
+                    lasting: Span::new(lasting, lasting),
+                    mode: FeignMode::Close,
+                };
+                for action in node.set_feign(self.now, Some(once)) {
+                    self.apply(i, action);
+                }
+                self.at(self.now + MS, Ev::StopFeign(i));
+            }
+            Ev::StopFeign(i) => {
+                let Some(node) = self.members[i].node.as_mut() else { return };
+                for action in node.set_feign(self.now, None) {
+                    self.apply(i, action);
+                }
+            }
+            Ev::OutsideElect(i) => {
+                self.disturbed();
+                let members = self.gcd.clone();
+                self.feed(i, Input::Elect { members, sender: None });
+            }
+            // Members stopped timing out: a change the group must settle after.
+            Ev::OverloadBegins | Ev::OverloadEnds => self.disturbed(),
             Ev::Sample => {
                 self.sample();
                 self.at(self.now + Duration::from_millis(250), Ev::Sample);
@@ -470,12 +596,14 @@ impl Sim<'_> {
             Action::SendElect { election, to, addr, members } => {
                 self.count_message();
                 let Some(&j) = self.by_addr.get(&addr) else { return };
-                let outcome_after = match self.members[j].state {
+                let state = self.members[j].state;
+                let outcome_after = match state {
+                    State::Up if self.connect_times_out() => self.timed_out(),
                     State::Up => {
                         let d = self.delay();
                         self.deliver(d, j, Input::Elect { members, sender: None });
                         self.count_message(); // its GOT_IT
-                        (Outcome::GotIt, 2 * d)
+                        self.exchange(d)
                     }
                     State::Down(FeignMode::Ignore) => {
                         (Outcome::Failed(Failure::NoReply { after: self.sc.socket_timeout }), self.sc.socket_timeout)
@@ -487,7 +615,7 @@ impl Sim<'_> {
             Action::SendLeader { to: _, addr } => {
                 self.count_message();
                 let Some(&j) = self.by_addr.get(&addr) else { return };
-                if self.members[j].state == State::Up {
+                if self.members[j].state == State::Up && !self.connect_times_out() {
                     let leader = self.members[i].pid;
                     let d = self.delay();
                     self.deliver(d, j, Input::IAmLeader { leader, addr: None });
@@ -495,8 +623,13 @@ impl Sim<'_> {
             }
             Action::SendProbe { probe, to: _, addr } => {
                 let Some(&j) = self.by_addr.get(&addr) else { return };
-                let (outcome, after) = match self.members[j].state {
-                    State::Up => (Outcome::GotIt, 2 * self.delay()),
+                let state = self.members[j].state;
+                let (outcome, after) = match state {
+                    State::Up if self.connect_times_out() => self.timed_out(),
+                    State::Up => {
+                        let d = self.delay();
+                        self.exchange(d)
+                    }
                     State::Down(FeignMode::Ignore) => {
                         (Outcome::Failed(Failure::NoReply { after: self.sc.socket_timeout }), self.sc.socket_timeout)
                     }
@@ -511,11 +644,19 @@ impl Sim<'_> {
             Action::Register { .. } => {
                 self.report.gcd_requests.push(self.now);
                 let d = self.delay();
-                if self.gcd_up() {
+                if self.gcd_up() && self.connect_times_out() {
+                    let reason = "no connection within the socket timeout".to_string();
+                    self.deliver(self.sc.socket_timeout, i, Input::RegistrationFailed { reason });
+                } else if self.gcd_up() {
                     let (pid, addr) = (self.members[i].pid, self.members[i].addr.clone());
                     self.gcd.insert(pid, addr);
                     let members = self.gcd.clone();
-                    self.deliver(2 * d, i, Input::Registered { members });
+                    if 2 * d > self.sc.socket_timeout {
+                        let reason = "no reply within the socket timeout".to_string();
+                        self.deliver(self.sc.socket_timeout, i, Input::RegistrationFailed { reason });
+                    } else {
+                        self.deliver(2 * d, i, Input::Registered { members });
+                    }
                 } else {
                     self.deliver(MS, i, Input::RegistrationFailed { reason: "GCD down".into() });
                 }
@@ -544,7 +685,9 @@ impl Sim<'_> {
                     self.report.unknown_leaders += 1;
                 }
                 self.leader_changes.push(self.now);
+                self.report.leader_changes[i].push(self.now);
             }
+            Event::IdentityClash { .. } => self.report.clashes_told[i] += 1,
             Event::ElectionStarted { reason, .. } => {
                 self.report.elections_started += 1;
                 self.election_starts.push(self.now);
@@ -616,6 +759,8 @@ impl Sim<'_> {
         if let Some(agreed) = self.report.agreed_at {
             self.report.changes_after_agreement = self.leader_changes.iter().filter(|t| **t > agreed).count();
         }
+        let tail = self.now.saturating_sub(bound);
+        self.report.idle_messages = self.election_messages.iter().filter(|t| **t >= tail).count();
         // Episodes: from a disturbance to the next one, when they are at least the bound apart.
         let mut starts = self.disturbances.clone();
         starts.dedup();
@@ -623,8 +768,12 @@ impl Sim<'_> {
             let next = starts.get(k + 1).copied().unwrap_or(self.now);
             if next >= *start + bound {
                 let within = |times: &[Time]| times.iter().filter(|t| (*start..next).contains(*t)).count();
-                let episode =
-                    Episode { messages: within(&self.election_messages), elections: within(&self.election_starts) };
+                let overloaded = self.sc.overloads.iter().any(|o| o.from < next && *start < o.until);
+                let episode = Episode {
+                    messages: within(&self.election_messages),
+                    elections: within(&self.election_starts),
+                    overloaded,
+                };
                 self.report.episodes.push(episode);
             }
         }
