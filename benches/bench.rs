@@ -465,11 +465,11 @@ impl Tally {
                 self.elections += 1;
                 self.elect += e.asking;
             }
-            "election_widened" => self.elect += e.asking,
+            "election_round" | "election_widened" => self.elect += e.asking,
             "won" => self.leader += e.announcing,
             "announced_to" => self.leader += e.asking,
             "leader_checked" => self.leader += e.announced,
-            "probe_ok" | "probe_failed" => self.probe += 1,
+            "probe_ok" | "probe_failed" | "former_leader_probe_failed" => self.probe += 1,
             "elect_received" => self.elect_in += 1,
             "i_am_leader_received" => self.leader_in += 1,
             "sent" => match e.name.as_str() {
@@ -765,7 +765,7 @@ fn join(kind: Kind, coordinator: Coordinator, n: usize, rep: usize) -> Result<(D
     for m in &members {
         for e in m.events().iter().filter(|e| window.contains(&e.t)) {
             match (kind != Kind::Python, e.event.as_str()) {
-                (true, "election_started" | "election_widened") => {
+                (true, "election_started" | "election_round" | "election_widened") => {
                     traffic.messages += e.asking;
                     traffic.bytes += e.asking * elect_bytes;
                 }

@@ -30,7 +30,7 @@ fn count(lines: &[Value]) -> Counts {
         if is(l, "won") {
             messages += number_in(l, "announcing_to");
         }
-        if is(l, "probe_ok") || is(l, "probe_failed") {
+        if is(l, "probe_ok") || is(l, "probe_failed") || is(l, "former_leader_probe_failed") {
             messages += 1;
         }
     }

@@ -16,10 +16,13 @@ pub enum Event {
     Joined {
         members: usize,
     },
+    /// `asking` are the members sent ELECT at once; a paced election sends the other
+    /// `higher` ones round by round ([`Event::ElectionRound`]) until it is decided.
     ElectionStarted {
         election: u64,
         reason: Why,
         asking: Vec<ProcessId>,
+        higher: usize,
     },
     GotIt {
         from: ProcessId,
@@ -80,6 +83,11 @@ pub enum Event {
     Recovered,
     /// Members learned mid-election were sent ELECT in it too.
     ElectionWidened {
+        election: u64,
+        asking: Vec<ProcessId>,
+    },
+    /// A paced election sent its next round of ELECTs (highest first).
+    ElectionRound {
         election: u64,
         asking: Vec<ProcessId>,
     },

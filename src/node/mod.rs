@@ -764,41 +764,55 @@ impl Node {
         self.election.deferred = None;
         let mut higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
         higher.extend(self.rival.clone().filter(|r| r.pid > self.me && !self.members.contains(r.pid)));
-        out.push(Action::Event(Event::ElectionStarted {
-            election,
-            reason,
-            asking: higher.iter().map(|m| m.pid).collect(),
-        }));
+        let started = out.len();
         if higher.is_empty() {
+            out.push(Action::Event(Event::ElectionStarted { election, reason, asking: Vec::new(), higher: 0 }));
             self.win(now, out);
             return;
         }
         self.election.timed_out.clear();
         self.election.phase = Phase::Electing { election, pending: higher.iter().map(|m| m.pid).collect() };
+        let count = higher.len();
         self.election.unsent = higher;
         self.election.unsent.sort_by_key(|m| m.pid);
         self.election.batch = 1;
-        let first = if paced { 1 } else { self.election.unsent.len() };
-        self.send_elects(now, first, true, out);
+        let first = if paced { 1 } else { count };
+        let asking = self.send_elects(now, first, true, out);
+        // The event comes before its ELECTs, and names only those sent now.
+        out.insert(started, Action::Event(Event::ElectionStarted { election, reason, asking, higher: count }));
+    }
+
+    /// Sends the current election's next round of ELECTs (see [`Node::send_elects`]) and
+    /// says so: only a paced election has rounds after its first.
+    fn next_round(&mut self, now: Time, count: usize, pace: bool, out: &mut Vec<Action>) {
+        let at = out.len();
+        let election = self.election.number;
+        let asking = self.send_elects(now, count, pace, out);
+        if !asking.is_empty() {
+            out.insert(at, Action::Event(Event::ElectionRound { election, asking }));
+        }
     }
 
     /// Sends the current election's next `count` ELECTs, highest first; once all are
     /// sent, arms the election timeout; otherwise, for a round (`pace`), the next round.
-    fn send_elects(&mut self, now: Time, count: usize, pace: bool, out: &mut Vec<Action>) {
+    /// Returns whom it sent ELECT.
+    fn send_elects(&mut self, now: Time, count: usize, pace: bool, out: &mut Vec<Action>) -> Vec<ProcessId> {
         let (election, awaiting) = match self.election.phase {
             Phase::Electing { election, .. } => (election, false),
             Phase::AwaitingLeader { election } => (election, true),
             Phase::Idle => {
                 self.election.unsent.clear();
-                return;
+                return Vec::new();
             }
         };
+        let mut sent = Vec::new();
         if self.election.unsent.is_empty() {
-            return;
+            return sent;
         }
         for _ in 0..count {
             let Some(m) = self.election.unsent.pop() else { break };
             self.check.told_overtaker |= self.check.overtaken_by == Some(m.pid);
+            sent.push(m.pid);
             out.push(Action::SendElect { election, to: m.pid, addr: m.addr, members: self.members.clone() });
         }
         if self.election.unsent.is_empty() {
@@ -809,6 +823,7 @@ impl Node {
         } else if pace {
             out.push(Action::SetTimer { at: now + ELECT_PACE, timer: Timer::Pace(election) });
         }
+        sent
     }
 
     fn win(&mut self, now: Time, out: &mut Vec<Action>) {
@@ -906,7 +921,7 @@ impl Node {
             Outcome::Failed(_) if pending.is_empty() => self.win(now, out),
             // The next one at once, without waiting for the round: the usual failover
             // runs through the dead leader to the next highest in milliseconds.
-            Outcome::Failed(_) => self.send_elects(now, 1, false, out),
+            Outcome::Failed(_) => self.next_round(now, 1, false, out),
         }
     }
 
@@ -927,7 +942,7 @@ impl Node {
                 if n == *election =>
             {
                 self.election.batch = (self.election.batch * 2).min(1 << 16);
-                self.send_elects(now, self.election.batch, true, out);
+                self.next_round(now, self.election.batch, true, out);
             }
             (Timer::Reregister(n), _) if self.registration.take_retry(n) => {
                 // Asking again as an overtaken leader: its answer is merged (see `overtaken`).

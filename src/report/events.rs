@@ -45,10 +45,18 @@ pub fn is_warning(event: &Event) -> bool {
 pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
     Some(match event {
         Event::Joined { .. } => return None, // the runtime prints the group it joined
-        Event::ElectionStarted { election, reason, asking } if asking.is_empty() => {
+        Event::ElectionStarted { election, reason, asking, .. } if asking.is_empty() => {
             format!("election #{election} ({reason}): no member ranks higher")
         }
-        Event::ElectionStarted { election, reason, asking } => {
+        Event::ElectionStarted { election, reason, asking, higher } if *higher > asking.len() => {
+            let rest = higher - asking.len();
+            format!(
+                "election #{election} ({reason}): ELECT to {} first; {} above us next, highest first, until one answers",
+                pids(asking),
+                count(rest, "other member", "others")
+            )
+        }
+        Event::ElectionStarted { election, reason, asking, .. } => {
             format!("election #{election} ({reason}): ELECT to {}", pids(asking))
         }
         Event::GotIt { from } => format!("GOT_IT from {from}"),
@@ -98,6 +106,9 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
             format!("feigning failure for {} ms: ignoring every message", lasting.as_millis())
         }
         Event::Recovered => "recovered: listening again, registering, then electing".into(),
+        Event::ElectionRound { election, asking } => {
+            format!("election #{election}: ELECT to {} (next, highest first)", pids(asking))
+        }
         Event::ElectionWidened { election, asking } => {
             format!("election #{election}: ELECT also to {} (learned meanwhile)", pids(asking))
         }
@@ -253,7 +264,10 @@ mod tests {
                 election: 3,
                 reason: Why::AboveAnnouncer { leader: a, higher: b },
                 asking: vec![a, b],
+                higher: 2,
             },
+            Event::ElectionStarted { election: 7, reason: Why::ElectFrom { sender: None }, asking: vec![b], higher: 3 },
+            Event::ElectionRound { election: 7, asking: vec![a] },
             Event::GotIt { from: a },
             Event::ElectFailed { to: b, reason: Failure::Frame(reason.clone()) },
             Event::Leader { leader: a, previous: None },
@@ -305,7 +319,9 @@ mod tests {
     fn every_kind_of_event_has_its_exact_line() {
         let want = [
             r#"{"t":1764067200123,"node":[5,1234567],"event":"joined","members":3}"#,
-            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"(9, 1000009) announced itself but (12, 4000001) ranks higher","asking":[[9,1000009],[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":3,"reason":"(9, 1000009) announced itself but (12, 4000001) ranks higher","asking":[[9,1000009],[12,4000001]],"higher":2}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_started","election":7,"reason":"ELECT from a peer","asking":[[12,4000001]],"higher":3}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"election_round","election":7,"asking":[[9,1000009]]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"got_it","from":[9,1000009]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"elect_failed","to":[12,4000001],"reason":"refused: \"x\" \\ y\nz\tw\r\u0001é"}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"leader","leader":[9,1000009],"previous":null}"#,
@@ -348,12 +364,13 @@ mod tests {
                 election: 3,
                 reason: Why::ElectFrom { sender: None },
                 asking: vec![ProcessId::new(9, 1000009)],
+                higher: 1,
             },
             me,
         );
         assert!(line.starts_with("{\"t\":1"), "{line}");
         assert!(line.contains(r#""node":[5,1234567],"event":"election_started","election":3"#), "{line}");
-        assert!(line.contains(r#""reason":"ELECT from a peer","asking":[[9,1000009]]}"#), "{line}");
+        assert!(line.contains(r#""reason":"ELECT from a peer","asking":[[9,1000009]],"higher":1}"#), "{line}");
         let line = json(&Event::Leader { leader: me, previous: None }, me);
         assert!(line.ends_with(r#""leader":[5,1234567],"previous":null}"#), "{line}");
     }
@@ -399,6 +416,18 @@ mod tests {
         assert_eq!(
             describe(&Event::Leader { leader: other, previous: None }, me).unwrap(),
             "following leader (9, 1000009)"
+        );
+        // A paced election names only the ELECTs it sent, round by round.
+        let why = Why::ElectFrom { sender: None };
+        let paced = Event::ElectionStarted { election: 2, reason: why, asking: vec![other], higher: 3 };
+        assert_eq!(
+            describe(&paced, me).unwrap(),
+            "election #2 (ELECT from a peer): ELECT to (9, 1000009) first; 2 others above us next, highest first, until one answers"
+        );
+        let round = Event::ElectionRound { election: 2, asking: vec![other, me] };
+        assert_eq!(
+            describe(&round, me).unwrap(),
+            "election #2: ELECT to (9, 1000009), (5, 1234567) (next, highest first)"
         );
     }
 

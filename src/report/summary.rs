@@ -33,7 +33,9 @@ impl Activity {
 /// ELECT, I_AM_LEADER and PROBE messages an event says were sent.
 pub fn messages_sent(event: &Event) -> usize {
     match event {
-        Event::ElectionStarted { asking, .. } | Event::ElectionWidened { asking, .. } => asking.len(),
+        Event::ElectionStarted { asking, .. }
+        | Event::ElectionRound { asking, .. }
+        | Event::ElectionWidened { asking, .. } => asking.len(),
         Event::Won { announcing_to, .. } => *announcing_to,
         Event::AnnouncedTo { members } => members.len(),
         Event::LeaderChecked { announced_to, .. } => announced_to.len(),
@@ -314,11 +316,29 @@ mod tests {
     fn group_figures_follow_the_truth() {
         let o = vec![
             obs(0, 1, Event::Joined { members: 1 }),
-            obs(0, 1, Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![] }),
+            obs(
+                0,
+                1,
+                Event::ElectionStarted {
+                    election: 1,
+                    reason: crate::node::Why::JoinedGroup,
+                    asking: vec![],
+                    higher: 0,
+                },
+            ),
             obs(0, 1, leader(1)),
             obs(0, 1, Event::Won { election: 1, announcing_to: 0 }),
             obs(100, 2, Event::Joined { members: 2 }),
-            obs(100, 2, Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![] }),
+            obs(
+                100,
+                2,
+                Event::ElectionStarted {
+                    election: 1,
+                    reason: crate::node::Why::JoinedGroup,
+                    asking: vec![],
+                    higher: 0,
+                },
+            ),
             obs(100, 2, leader(2)),
             obs(100, 2, Event::Won { election: 1, announcing_to: 1 }),
             obs(150, 1, leader(2)),
@@ -345,7 +365,12 @@ mod tests {
         f.record(Duration::ZERO, &Event::Joined { members: 2 });
         f.record(
             Duration::ZERO,
-            &Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![pid(2)] },
+            &Event::ElectionStarted {
+                election: 1,
+                reason: crate::node::Why::JoinedGroup,
+                asking: vec![pid(2)],
+                higher: 1,
+            },
         );
         f.record(Duration::from_secs(1), &Event::IAmLeaderReceived { leader: pid(2) });
         f.record(Duration::from_secs(1), &leader(2));
@@ -360,7 +385,16 @@ mod tests {
     fn a_lone_node_has_one_leader_change_and_stopping_is_none() {
         let o = vec![
             obs(0, 1, Event::Joined { members: 1 }),
-            obs(0, 1, Event::ElectionStarted { election: 1, reason: crate::node::Why::JoinedGroup, asking: vec![] }),
+            obs(
+                0,
+                1,
+                Event::ElectionStarted {
+                    election: 1,
+                    reason: crate::node::Why::JoinedGroup,
+                    asking: vec![],
+                    higher: 0,
+                },
+            ),
             obs(0, 1, leader(1)),
             obs(0, 1, Event::Won { election: 1, announcing_to: 0 }),
             obs(900, 1, Event::Stopped),
