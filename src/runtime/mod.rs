@@ -29,18 +29,18 @@ use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Failure, Input, Listening, Node, Outcome, RegisterWhy, Time, Timer};
-use crate::protocol::{encode_message, Dialect, Message, RegisterName, Reply};
+use crate::protocol::{ok_on_new_connection, Dialect, Heard, Learned, Message, RegisterName, Reply, ReplyBook};
 use crate::report::events::{self, EventSink};
 use crate::report::logging::LEADER_TARGET;
 use crate::wire::{decode, encode, is_timeout, FrameError, Style};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -244,7 +244,8 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
     };
     let bound = listener.local_addr().map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     let ignoring = Arc::new(AtomicBool::new(false));
-    let listener = listener::spawn(listener, config.pid, Arc::clone(&deliver), Arc::clone(&ignoring))
+    let replies = Replies::new(config.pid);
+    let listener = listener::spawn(listener, replies.clone(), Arc::clone(&deliver), Arc::clone(&ignoring))
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     let pid = config.pid;
     let mut runtime = Runtime {
@@ -264,6 +265,12 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         figures: crate::report::summary::NodeFigures::new(pid),
         last_elect: None,
         dialects: HashMap::new(),
+        first_try: first_try(registration.name),
+        tried_wrapped: HashSet::new(),
+        told: HashSet::new(),
+        replies,
+        oks: Arc::default(),
+        last_announcement: None,
         want_open: true,
         relistening: false,
         announced_port: addr.port,
@@ -300,11 +307,27 @@ struct Runtime {
     ignoring: Arc<AtomicBool>,
     warned_size: bool,
     figures: crate::report::summary::NodeFigures,
-    /// The ELECT last encoded: election number, the members it carries, its bytes.
-    last_elect: Option<(u64, Members, Arc<Vec<u8>>)>,
-    /// The dialect each member last spoke (standard when unknown), at most
-    /// [`MAX_DIALECTS`] members.
+    /// The ELECT last encoded: election number, the members it carries, its dialect,
+    /// its bytes.
+    last_elect: Option<(u64, Members, Dialect, Arc<Vec<u8>>)>,
+    /// The dialect each member spoke first (what it speaks is learned once and kept, so
+    /// our belief never flips back and forth), at most [`MAX_DIALECTS`] members.
     dialects: HashMap<ProcessId, Dialect>,
+    /// What a member whose dialect we don't know is sent: the form of the group's era
+    /// (see [`first_try`]).
+    first_try: Dialect,
+    /// Members of unknown dialect that have had their one wrapped-form try.
+    tried_wrapped: HashSet<ProcessId>,
+    /// Members we said something about once in the log (a dialect heard after another,
+    /// an order the assignment's cannot agree with).
+    told: HashSet<(ProcessId, Told)>,
+    /// The listener's choice of reply forms, and what members showed about them.
+    replies: Replies,
+    /// Counts the `('OK', None)`s three-part peers send on new connections.
+    oks: Arc<OkSignal>,
+    /// The last announcement handed to the node: who, and when (for dropping the
+    /// wrapped copy of an announcement that came in both forms).
+    last_announcement: Option<(ProcessId, Instant)>,
     /// Whether the node wants its listener open (false while feigning with it closed).
     want_open: bool,
     /// A background thread is getting a listening socket.
@@ -337,6 +360,118 @@ pub const SEND_QUEUE: usize = 4 * crate::membership::MAX_LEARNED_MEMBERS;
 /// The most members whose dialect a node remembers (past it, new ones are sent the
 /// standard form). Twice the members a node takes in from peers.
 pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
+
+/// How soon after an announcement its wrapped copy counts as the same one.
+const COPY_WINDOW: Duration = Duration::from_secs(2);
+
+/// How long an ELECTION to a three-part peer waits for its OK on a new connection (they
+/// wait up to 5 s for ours).
+pub const OK_ELSEWHERE_WAIT: Duration = Duration::from_secs(3);
+
+/// What a member of unknown dialect is sent first, from the name the GCD took: the
+/// groups whose GCD takes JOIN or BEGIN (fall 2019 to fall 2024) speak the ELECTION / OK
+/// / COORDINATOR protocol with the members dict, the others the assignment's.
+pub fn first_try(register_as: RegisterName) -> Dialect {
+    match register_as {
+        RegisterName::Join | RegisterName::Begin => Dialect::OldNames,
+        RegisterName::Howdy => Dialect::Standard,
+    }
+}
+
+/// The listener's choice of reply forms ([`ReplyBook`]), shared with the main loop
+/// that feeds it what members do next.
+#[derive(Clone)]
+pub struct Replies {
+    book: Arc<Mutex<ReplyBook>>,
+    epoch: Instant,
+}
+
+impl Replies {
+    pub fn new(me: ProcessId) -> Replies {
+        Replies { book: Arc::new(Mutex::new(ReplyBook::new(me))), epoch: Instant::now() }
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut ReplyBook) -> T) -> T {
+        f(&mut self.book.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The reply `heard` takes on its own connection, in the form its sender reads, or
+    /// None (an announcement; a three-part ELECTION, answered on a new connection).
+    pub fn answer(&self, heard: &Heard) -> Option<crate::wire::Value> {
+        let now = self.now();
+        self.with(|book| book.answer(now, heard))
+    }
+}
+
+fn log_learned(learned: &Learned) {
+    let who = match learned.member {
+        Some(pid) => format!("{pid} read our OK as no answer: answering it {} from now on", learned.habit.as_str()),
+        None => format!("members elected right after we answered their PROBE {}", learned.habit.other().as_str()),
+    };
+    if learned.default_changed {
+        info!("{who}; members of the 2019–2022 protocol that showed nothing yet get {} too", learned.habit.as_str());
+    } else {
+        info!("{who}");
+    }
+}
+
+/// What the log says about a member at most once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Told {
+    OtherDialect,
+    Downwards,
+}
+
+/// Counts OKs that arrive on new connections, for the ELECTIONs that wait for one.
+#[derive(Default)]
+struct OkSignal {
+    count: Mutex<u64>,
+    arrived: Condvar,
+}
+
+impl OkSignal {
+    fn signal(&self) {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.arrived.notify_all();
+    }
+
+    fn now(&self) -> u64 {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether an OK arrives after `seen` within `wait`.
+    fn wait_past(&self, seen: u64, wait: Duration) -> bool {
+        let guard = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) =
+            self.arrived.wait_timeout_while(guard, wait, |n| *n <= seen).unwrap_or_else(|e| e.into_inner());
+        *guard > seen
+    }
+}
+
+/// Sends a three-part ELECTION, whose answer comes as `('OK', None)` on a new
+/// connection to our listener: any OK within [`OK_ELSEWHERE_WAIT`] counts (it names no
+/// sender).
+fn elect_answered_elsewhere(addr: &Addr, bytes: &[u8], timeout: Duration, oks: &OkSignal) -> Outcome {
+    let seen = oks.now();
+    let sent = net::connect(addr, timeout).and_then(|mut s| {
+        s.write_all(bytes)?;
+        let _ = s.shutdown(Shutdown::Write);
+        Ok(())
+    });
+    match sent {
+        Err(e) if is_timeout(&e) => Outcome::Failed(Failure::ConnectTimeout { after: timeout }),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Outcome::Failed(Failure::Refused { addr: addr.clone() })
+        }
+        Err(e) => Outcome::Failed(Failure::Connect { addr: addr.clone(), error: e.to_string() }),
+        Ok(()) if oks.wait_past(seen, OK_ELSEWHERE_WAIT) => Outcome::GotIt,
+        Ok(()) => Outcome::Failed(Failure::NoReply { after: OK_ELSEWHERE_WAIT }),
+    }
+}
 
 /// How long a node tries to listen on its own port again after a feigned failure
 /// before it takes another one (a port just closed can take a moment to be free).
@@ -402,8 +537,20 @@ impl Runtime {
 
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
+        if let (Message::IAmLeader { leader, .. }, Dialect::Wrapped) = (&incoming.message, incoming.dialect) {
+            // A bully-node's one-time wrapped copy of an announcement we just heard in the
+            // form we know it by: the same announcement, not a second one.
+            let copy = self.last_announcement.is_some_and(|(l, at)| l == *leader && at.elapsed() < COPY_WINDOW);
+            if copy && self.dialects.get(leader).is_some_and(|d| *d != Dialect::Wrapped) {
+                debug!("the wrapped copy of {leader}'s announcement: already heard");
+                return;
+            }
+        }
         if let Some(sender) = incoming.sender {
             self.learn_dialect(sender, incoming.dialect);
+        }
+        if incoming.dialect.is_old() {
+            self.heard_old(&incoming);
         }
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
@@ -414,11 +561,18 @@ impl Runtime {
                 }
                 self.feed(Input::Elect { members, sender });
             }
-            Message::IAmLeader { leader, addr } => self.feed(Input::IAmLeader { leader, addr }),
+            Message::IAmLeader { leader, addr } => {
+                self.last_announcement = Some((leader, Instant::now()));
+                self.feed(Input::IAmLeader { leader, addr })
+            }
             Message::Probe => info!("PROBE from {from}: answered GOT_IT"),
             Message::Register { name, .. } => crate::report::logging::throttled_warn(&format!(
                 "{name} from {from} ignored: that message is for the GCD"
             )),
+            Message::Unknown { name, .. } if name == "OK" => {
+                debug!("OK from {from} on a new connection (a three-part ELECTION's answer)");
+                self.oks.signal();
+            }
             Message::Unknown { name, .. } => {
                 crate::report::logging::throttled_warn(&format!("unknown message {name:?} from {from} ignored"))
             }
@@ -505,50 +659,74 @@ impl Runtime {
         ));
     }
 
+    /// `pid` spoke `dialect`. The first dialect a member speaks is kept: a member that
+    /// later speaks another (a bully-node's one-time copy of an announcement in the
+    /// wrapped form, a restarted classmate) is said once in the log, never switched to.
     fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {
         if pid == self.node.id() {
             return;
         }
-        let room = self.dialects.len() < MAX_DIALECTS || self.dialects.contains_key(&pid);
-        if room && self.dialects.insert(pid, dialect) != Some(dialect) {
-            info!("{pid} speaks the {} dialect: sending it that from now on", dialect.as_str());
+        match self.dialects.get(&pid) {
+            Some(known) if *known == dialect => {}
+            Some(known) if self.told.len() < MAX_DIALECTS && self.told.insert((pid, Told::OtherDialect)) => {
+                info!(
+                    "{pid} also spoke the {} form; keeping the {} form it spoke first",
+                    dialect.as_str(),
+                    known.as_str()
+                );
+            }
+            Some(_) => {}
+            None if self.dialects.len() < MAX_DIALECTS => {
+                self.dialects.insert(pid, dialect);
+                info!("{pid} {}: sending it that from now on", dialect.describe());
+            }
+            None => {}
         }
     }
 
+    /// The dialect we send `pid`: the one it spoke, else the era's first try.
     fn dialect_of(&self, pid: ProcessId) -> Dialect {
-        self.dialects.get(&pid).copied().unwrap_or_default()
+        self.dialects.get(&pid).copied().unwrap_or(self.first_try)
     }
 
-    /// For a member whose dialect we don't know yet, the wrapped form of `message`:
-    /// a wrapped-dialect peer closes standard messages silently, so a silent close is
-    /// followed by this, and I_AM_LEADER goes in both forms.
-    fn wrapped_if_unknown(&self, to: ProcessId, message: &Message) -> Option<Vec<u8>> {
-        if self.dialects.contains_key(&to) {
+    /// For a member of unknown dialect in a group of the standard era, the wrapped form
+    /// of `message`, once per member ever: a wrapped-dialect peer drops standard messages
+    /// silently, so its one try goes with the first message that may need it (after a
+    /// silent close for ELECT and PROBE, as a second copy for an announcement). Never in
+    /// the ELECTION / OK / COORDINATOR years: a wrapped message crashes their peers.
+    fn wrapped_try(&mut self, to: ProcessId, message: &Message) -> Option<Vec<u8>> {
+        if self.first_try != Dialect::Standard
+            || self.dialects.contains_key(&to)
+            || self.tried_wrapped.len() >= MAX_DIALECTS
+            || !self.tried_wrapped.insert(to)
+        {
             return None;
         }
         let value = message.to_value_in(Dialect::Wrapped, self.node.id(), &self.addr, to, self.node.members());
         Some(encode(&value, Style::Compact))
     }
 
-    /// `message` for `to`, in the dialect it last spoke.
+    /// `message` for `to`, in the dialect we send it.
     fn encode_for(&self, to: ProcessId, message: &Message) -> Vec<u8> {
         let value = message.to_value_in(self.dialect_of(to), self.node.id(), &self.addr, to, self.node.members());
         encode(&value, Style::Compact)
     }
 
     fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
-        // An election sends the same ELECT to every higher member: encode it once
-        // (the standard form; a member of another dialect gets its own).
+        // An election sends the same ELECT to every higher member: encode it once per
+        // form that does not name the receiver.
         let dialect = self.dialect_of(to);
+        let elect = Message::Elect { members: members.clone(), sender: None, rejected: 0 };
         let bytes = match &self.last_elect {
-            _ if dialect != Dialect::Standard => {
-                Arc::new(self.encode_for(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 }))
-            }
-            Some((n, m, bytes)) if *n == election && m == members => Arc::clone(bytes),
+            Some((n, m, d, bytes)) if *n == election && m == members && *d == dialect => Arc::clone(bytes),
             _ => {
-                let bytes =
-                    Arc::new(encode_message(&Message::Elect { members: members.clone(), sender: None, rejected: 0 }));
-                self.last_elect = Some((election, members.clone(), Arc::clone(&bytes)));
+                let bytes = Arc::new(encode(
+                    &elect.to_value_in(dialect, self.node.id(), &self.addr, to, self.node.members()),
+                    Style::Compact,
+                ));
+                if matches!(dialect, Dialect::Standard | Dialect::OldNames) {
+                    self.last_elect = Some((election, members.clone(), dialect, Arc::clone(&bytes)));
+                }
                 bytes
             }
         };
@@ -560,10 +738,10 @@ impl Runtime {
                 bytes.len()
             );
         }
-        debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
+        debug!("ELECT #{election} to {to} at {addr} ({} bytes, {} form)", bytes.len(), dialect.as_str());
         let timeout = self.config.socket_timeout;
-        let wrapped =
-            self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
+        let wrapped = self.wrapped_try(to, &elect);
+        let oks = (dialect == Dialect::OldTriple).then(|| Arc::clone(&self.oks));
         // An ELECT still queued when a newer election starts is not sent: the node
         // ignores the old election's replies anyway, and under load repeated elections
         // would otherwise fill the queue with dead sends.
@@ -575,7 +753,10 @@ impl Runtime {
                 if latest.load(Ordering::SeqCst) > election {
                     return Envelope::Superseded;
                 }
-                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                let outcome = match oks {
+                    Some(oks) => elect_answered_elsewhere(&addr, &bytes, timeout, &oks),
+                    None => exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox),
+                };
                 Envelope::Input(Input::ElectReply { election, to, outcome })
             },
             |why| Envelope::Input(Input::ElectReply { election, to, outcome: Outcome::Failed(Failure::NotRun(why)) }),
@@ -584,10 +765,17 @@ impl Runtime {
 
     fn send_leader(&mut self, to: ProcessId, addr: Addr) {
         let announcement = Message::IAmLeader { leader: self.node.id(), addr: None };
-        let bytes = self.encode_for(to, &announcement);
-        // Unknown dialect: the wrapped form first, then the standard one, which a
-        // peer that believes the last announcement it heard reads last.
-        let forms: Vec<Vec<u8>> = self.wrapped_if_unknown(to, &announcement).into_iter().chain([bytes]).collect();
+        // The form it speaks (or the era's first try), and once ever for a member of
+        // unknown dialect in the standard era, the wrapped form after it: a wrapped peer
+        // drops the first, a bully-node keeps the dialect it heard first and drops the
+        // copy (see `on_message`).
+        let forms: Vec<Vec<u8>> =
+            [self.encode_for(to, &announcement)].into_iter().chain(self.wrapped_try(to, &announcement)).collect();
+        self.send_one_way(to, addr, forms, "I_AM_LEADER");
+    }
+
+    /// Sends each of `forms` on a connection of its own, waiting for no reply.
+    fn send_one_way(&mut self, to: ProcessId, addr: Addr, forms: Vec<Vec<u8>>, what: &'static str) {
         let timeout = self.config.socket_timeout;
         self.send_detached(Box::new(move || {
             for bytes in forms {
@@ -597,9 +785,9 @@ impl Runtime {
                     Ok(())
                 });
                 match sent {
-                    Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
+                    Ok(()) => debug!("{what} to {to} at {addr}"),
                     Err(e) => {
-                        debug!("I_AM_LEADER to {to} at {addr} failed: {e}");
+                        debug!("{what} to {to} at {addr} failed: {e}");
                         break;
                     }
                 }
@@ -610,7 +798,7 @@ impl Runtime {
     fn send_probe(&mut self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
         let bytes = self.encode_for(to, &Message::Probe);
-        let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
+        let wrapped = self.wrapped_try(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
         self.spawn_reporting(
             Runner::Pool,
@@ -622,6 +810,48 @@ impl Runtime {
         );
     }
 
+    /// What the members of the ELECTION / OK / COORDINATOR years show by what they send:
+    /// which OK they read, where an OK is due on a new connection, and whether they can
+    /// agree with the assignment's order at all.
+    fn heard_old(&mut self, incoming: &Incoming) {
+        let now = self.replies.now();
+        let me = self.node.id();
+        let learned = match (&incoming.message, incoming.dialect) {
+            (Message::IAmLeader { leader, .. }, Dialect::OldNames) if *leader < me => {
+                self.replies.with(|book| book.coordinator_from_below(now, *leader))
+            }
+            (Message::Elect { sender: None, .. }, Dialect::OldNames) => {
+                self.replies.with(|book| book.election_heard(now))
+            }
+            _ => None,
+        };
+        if let Some(learned) = learned {
+            log_learned(&learned);
+        }
+        if let (Message::Elect { members, sender: Some(sender), .. }, Dialect::OldTriple) =
+            (&incoming.message, incoming.dialect)
+        {
+            // The three-part ELECTION's OK goes on a new connection to where its sender
+            // listens, as listed in the members it carried.
+            match members.get(*sender).or_else(|| self.node.members().get(*sender)).cloned() {
+                Some(addr) => {
+                    let ok = encode(&ok_on_new_connection(), Style::Compact);
+                    self.send_one_way(*sender, addr, vec![ok], "OK");
+                }
+                None => crate::report::logging::throttled_warn(&format!(
+                    "ELECTION from {sender} does not say where it listens: cannot send it OK"
+                )),
+            }
+        }
+        if let Message::Elect { sender: Some(sender), .. } = &incoming.message {
+            if *sender > me && self.told.len() < MAX_DIALECTS && self.told.insert((*sender, Told::Downwards)) {
+                warn!(
+                    "{sender} sent ELECTION to us, a lower member: it elects downwards (the least id wins), \
+                     which cannot agree with the assignment's order (the highest wins); answering it, not following it"
+                );
+            }
+        }
+    }
     /// Closes, reopens or mutes the listener. It reopens on the very address it had (the
     /// GCD and the peers know that one); if another process took that port meanwhile,
     /// a background thread keeps trying it for [`RELISTEN_SAME_PORT`], then takes any
@@ -690,7 +920,7 @@ impl Runtime {
             Ok(local) => local,
             Err(e) => return log::error!("cannot listen again: {e}; running without a listener"),
         };
-        match listener::spawn(socket, self.node.id(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring)) {
+        match listener::spawn(socket, self.replies.clone(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring)) {
             Ok(handle) => self.listener = Some(handle),
             Err(e) => return log::error!("cannot listen on {local} again: {e}; running without a listener"),
         }
