@@ -1,0 +1,109 @@
+//! Issue 21: the peers of the ELECTION / OK / COORDINATOR years (fall 2019 to fall
+//! 2024) and bully-nodes in one group agree, and nothing a bully-node sends makes one of
+//! them raise. Each group is two fixture peers of one dialect (tests/fixtures/
+//! bully_peer.py, which raises on any shape its years' peers would not take) and two
+//! bully-nodes, on a GCD that takes only JOIN, in both orders: a bully-node highest, then
+//! a peer highest.
+
+mod common;
+
+use common::{python_gcd, wait_all_follow, Node, Pid, PyPeer, Scratch};
+use std::time::{Duration, Instant};
+
+/// How long agreement must hold once reached (a few of the peers' PROBE rounds, which
+/// come every 0.5 to 3 s), so a reply form they misread shows.
+const HOLD: Duration = Duration::from_secs(4);
+
+/// Lines that show a fixture peer raised on something it was sent.
+fn raised(peer: &PyPeer) -> Vec<&String> {
+    peer.proc.seen.iter().filter(|l| l.contains("FIXTURE PEER RAISED") || l.contains(r#""event": "raised""#)).collect()
+}
+
+/// Takes every line a peer printed so far.
+fn drain(peer: &mut PyPeer) {
+    while let Ok(line) = peer.proc.lines.try_recv() {
+        peer.proc.seen.push(line);
+    }
+}
+
+/// The leader a peer follows, per its latest leader line.
+fn follows(peer: &PyPeer) -> Option<Pid> {
+    peer.proc.seen.iter().rev().find_map(|l| common::leader_in(l))
+}
+
+/// Two peers of `dialect` at `py` and bully-nodes at `rs` on a JOIN GCD; the peers first
+/// when `py_first`. All must come to follow the highest and keep following it for
+/// [`HOLD`], and no peer may raise.
+fn old_group(dialect: &str, py: [Pid; 2], rs: [Pid; 2], py_first: bool) {
+    let want = *py.iter().chain(&rs).max().unwrap();
+    let dir = Scratch::new(&format!("old-{dialect}"));
+    let (_gcd, gcd) = python_gcd("JOIN");
+    let start_py = |peers: &mut Vec<PyPeer>| {
+        for pid in py {
+            peers.push(PyPeer::start_with(gcd, pid, "JOIN", &["--dialect", dialect, "--probe"]));
+        }
+    };
+    let (mut peers, mut nodes) = (Vec::new(), Vec::new());
+    if py_first {
+        start_py(&mut peers);
+    }
+    for pid in rs {
+        nodes.push(Node::start(&dir, gcd, pid, &[]));
+    }
+    if !py_first {
+        start_py(&mut peers);
+    }
+    wait_all_follow(&nodes.iter().collect::<Vec<_>>(), want);
+    for peer in &mut peers {
+        peer.wait_follows(want);
+    }
+    let until = Instant::now() + HOLD;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        for peer in &mut peers {
+            drain(peer);
+            assert_eq!(
+                follows(peer),
+                Some(want),
+                "{dialect}: peer {:?} left {want:?}:\n{}",
+                peer.pid,
+                peer.proc.seen.join("\n")
+            );
+        }
+        for node in &nodes {
+            assert_eq!(node.leader(), Some(want), "{dialect}: node {:?} left {want:?}", node.pid);
+        }
+    }
+    for peer in &mut peers {
+        drain(peer);
+        assert!(raised(peer).is_empty(), "{dialect}: peer {:?} raised:\n{}", peer.pid, peer.proc.seen.join("\n"));
+    }
+}
+
+fn both_orders(dialect: &str, su: u32, py_first: bool) {
+    // A bully-node highest, then a peer highest.
+    old_group(dialect, [(20, su + 1), (40, su + 2)], [(60, su + 3), (80, su + 4)], py_first);
+    old_group(dialect, [(60, su + 11), (80, su + 12)], [(20, su + 13), (40, su + 14)], py_first);
+}
+
+#[test]
+fn members_dict_peers_that_read_tuple_oks_agree_with_bully_nodes() {
+    both_orders("members-tuple-ok", 8_100_000, true);
+}
+
+#[test]
+fn members_dict_peers_that_read_bare_oks_agree_with_bully_nodes() {
+    both_orders("members-bare-ok", 8_200_000, true);
+}
+
+/// Started after the bully-nodes: their first message tells their dialect (the JOIN
+/// era's first try, the members dict, is not theirs).
+#[test]
+fn sender_tagged_peers_agree_with_bully_nodes() {
+    both_orders("sender-tagged", 8_300_000, false);
+}
+
+#[test]
+fn three_part_peers_agree_with_bully_nodes() {
+    both_orders("three-tuple", 8_400_000, false);
+}
