@@ -207,6 +207,11 @@ pub struct DemoArgs {
     /// Write every node's events as JSON lines to this file (- for standard output)
     #[arg(long, value_name = "PATH")]
     pub events: Option<String>,
+
+    /// Which year's GCD the demo runs; with JOIN or BEGIN the nodes speak the 2019–2022
+    /// ELECTION/OK/COORDINATOR protocol, as the peers of those years did
+    #[arg(long, value_enum, default_value = "howdy", ignore_case = true)]
+    pub accept: AcceptName,
 }
 
 /// The most nodes a demo runs: past this, one timeline is more than a person can read
