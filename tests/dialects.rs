@@ -107,3 +107,70 @@ fn sender_tagged_peers_agree_with_bully_nodes() {
 fn three_part_peers_agree_with_bully_nodes() {
     both_orders("three-tuple", 8_400_000, false);
 }
+
+/// The port in a node's "listening at HOST:PORT" line.
+fn node_port(n: &mut Node) -> u16 {
+    let line = n.proc.wait_for("listening", |l| l.contains("listening at "));
+    line.rsplit(':').next().unwrap().trim().parse().unwrap()
+}
+
+/// A three-part ELECTION is answered with `('OK', None)` on a new connection to where its
+/// sender listens, and a sender above us (it elects downwards: the least id wins) is
+/// named once in the log, however often it elects.
+#[test]
+fn a_three_part_election_is_answered_on_a_new_connection_and_a_downward_one_named_once() {
+    use bully_node::wire::{decode, encode, read_pickle, Style, Value};
+    use common::{i, s, send_raw, t};
+    let dir = Scratch::new("old-three-part");
+    let (_gcd, gcd) = python_gcd("JOIN");
+    let mut node = Node::start(&dir, gcd, (50, 8_500_001), &[]);
+    let port = node_port(&mut node);
+    let answers = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let back = answers.local_addr().unwrap().port();
+    let me = t([i(90), i(8_500_002)]);
+    let members = Value::Dict(vec![(me.clone(), t([s("127.0.0.1"), i(back.into())]))]);
+    for _ in 0..2 {
+        let reply = send_raw(port, &encode(&t([s("ELECTION"), me.clone(), members.clone()]), Style::Compact));
+        assert!(reply.is_empty(), "answered on the ELECTION's own connection: {reply:?}");
+        let (mut conn, _) = answers.accept().unwrap();
+        conn.set_read_timeout(Some(common::DEADLINE)).unwrap();
+        let ok = decode(&read_pickle(&mut conn, 1024).unwrap()).unwrap();
+        assert_eq!(ok, t([s("OK"), Value::None]));
+    }
+    node.proc.wait_for("the downward warning", |l| l.contains("elects downwards"));
+    node.proc.wait_for("the dialect named", |l| l.contains("speaks the 2019–2022 ELECTION/OK/COORDINATOR protocol"));
+    // A third ELECTION, answered like the others; then every line the node wrote.
+    send_raw(port, &encode(&t([s("ELECTION"), me.clone(), members.clone()]), Style::Compact));
+    let _ = answers.accept().unwrap();
+    common::wait_until(
+        "three ELECTIONs handed to the node",
+        || node.events_of("elect_received").len() == 3,
+        || format!("{:?}", node.events_of("elect_received")),
+    );
+    node.proc.kill();
+    while let Ok(line) = node.proc.lines.recv_timeout(common::DEADLINE) {
+        node.proc.seen.push(line);
+    }
+    let warned = node.proc.seen.iter().filter(|l| l.contains("elects downwards")).count();
+    assert_eq!(warned, 1, "{}", node.proc.seen.join("\n"));
+}
+
+/// Issue 20 item 4: a bully-node announces to a bully-node once. The first announcement
+/// to a member of unknown dialect also goes in the wrapped form (a wrapped-dialect peer
+/// drops the standard one), once ever; a bully-node keeps the form it heard first and
+/// drops that copy, so it hears one announcement and never flips its belief.
+#[test]
+fn a_bully_node_hears_one_announcement_from_another_and_keeps_its_dialect() {
+    let dir = Scratch::new("one-announcement");
+    let (_gcd, gcd) = python_gcd("HOWDY");
+    let mut low = Node::start(&dir, gcd, (20, 8_600_001), &["-v"]);
+    let high = Node::start(&dir, gcd, (90, 8_600_002), &[]);
+    wait_all_follow(&[&low, &high], high.pid);
+    low.proc.wait_for("the wrapped copy dropped", |l| l.contains("wrapped copy of (90, 8600002)"));
+    let heard = low.events_of("i_am_leader_received").len();
+    assert_eq!(heard, 1, "announcements heard: {:?}", low.events_of("i_am_leader_received"));
+    while let Ok(line) = low.proc.lines.try_recv() {
+        low.proc.seen.push(line);
+    }
+    assert!(!low.proc.seen.iter().any(|l| l.contains("also spoke")), "{}", low.proc.seen.join("\n"));
+}
