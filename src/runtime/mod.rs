@@ -684,9 +684,23 @@ impl Runtime {
         }
     }
 
-    /// The dialect we send `pid`: the one it spoke, else the era's first try.
+    /// The dialect we send `pid`: the one it spoke, else the era's first try; in the
+    /// ELECTION / OK / COORDINATOR years, the one most members spoke so far (classmates
+    /// of one year mostly share a template, and a wrong guess crashes their peers).
     fn dialect_of(&self, pid: ProcessId) -> Dialect {
-        self.dialects.get(&pid).copied().unwrap_or(self.first_try)
+        if let Some(known) = self.dialects.get(&pid) {
+            return *known;
+        }
+        if !self.first_try.is_old() {
+            return self.first_try;
+        }
+        let spoken = |d: Dialect| self.dialects.values().filter(|k| **k == d).count();
+        [Dialect::OldTagged, Dialect::OldTriple]
+            .into_iter()
+            .map(|d| (spoken(d), d))
+            .filter(|(n, _)| *n > spoken(Dialect::OldNames))
+            .max_by_key(|(n, _)| *n)
+            .map_or(self.first_try, |(_, d)| d)
     }
 
     /// For a member of unknown dialect in a group of the standard era, the wrapped form
