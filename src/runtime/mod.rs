@@ -408,14 +408,18 @@ impl Replies {
 }
 
 fn log_learned(learned: &Learned) {
-    let who = match learned.member {
-        Some(pid) => format!("{pid} read our OK as no answer: answering it {} from now on", learned.habit.as_str()),
-        None => format!("members elected right after we answered their PROBE {}", learned.habit.other().as_str()),
-    };
-    if learned.default_changed {
-        info!("{who}; members of the 2019–2022 protocol that showed nothing yet get {} too", learned.habit.as_str());
-    } else {
-        info!("{who}");
+    let (habit, misread) = (learned.habit.as_str(), learned.habit.other().as_str());
+    let others = "members of the 2019–2022 ELECTION/OK/COORDINATOR protocol that showed nothing yet";
+    match (learned.member, learned.default_changed) {
+        (Some(pid), false) => {
+            info!("{pid} declared victory right after our OK {misread}: answering it {habit} from now on")
+        }
+        (Some(pid), true) => info!(
+            "{pid} declared victory right after our OK {misread}: answering it, and {others}, {habit} from now on"
+        ),
+        (None, _) => {
+            info!("members elected right after our PROBE answer {misread}: answering {others} {habit} from now on")
+        }
     }
 }
 
