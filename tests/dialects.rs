@@ -57,6 +57,20 @@ fn old_group(dialect: &str, py: [Pid; 2], rs: [Pid; 2], py_first: bool) {
     for peer in &mut peers {
         peer.wait_follows(want);
     }
+    if let Some(leader) = nodes.iter_mut().find(|n| n.pid == want) {
+        if dialect == "members-bare-ok" {
+            // Our first OK is ('OK', None); these peers' failed PROBEs teach the leader.
+            leader.proc.wait_for("the bare OK learned", |l| l.contains("'OK' from now on"));
+        }
+    }
+    let probes_failed = |peer: &PyPeer| peer.proc.seen.iter().filter(|l| l.contains(r#""probe_failed""#)).count();
+    let failed_before: Vec<usize> = peers
+        .iter_mut()
+        .map(|p| {
+            drain(p);
+            probes_failed(p)
+        })
+        .collect();
     let until = Instant::now() + HOLD;
     while Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
@@ -74,8 +88,16 @@ fn old_group(dialect: &str, py: [Pid; 2], rs: [Pid; 2], py_first: bool) {
             assert_eq!(node.leader(), Some(want), "{dialect}: node {:?} left {want:?}", node.pid);
         }
     }
-    for peer in &mut peers {
+    for (peer, before) in peers.iter_mut().zip(failed_before) {
         drain(peer);
+        // A PROBE answered in a form it does not read counts as failed.
+        assert_eq!(
+            probes_failed(peer),
+            before,
+            "{dialect}: peer {:?} PROBEs failed:\n{}",
+            peer.pid,
+            peer.proc.seen.join("\n")
+        );
         assert!(raised(peer).is_empty(), "{dialect}: peer {:?} raised:\n{}", peer.pid, peer.proc.seen.join("\n"));
     }
 }
