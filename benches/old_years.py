@@ -116,7 +116,8 @@ def run(binary, dialect, order, seconds, su):
             agreed += all(tuple(l or ()) == want for l in leaders)
         raised = sum(1 for p in peers for l in p.lines if 'FIXTURE PEER RAISED' in l)
         dead = sum(1 for p in peers if p.proc.poll() is not None)
-        return agreed / samples, raised, dead
+        probes_failed = sum(1 for p in peers for l in p.lines if '"probe_failed"' in l)
+        return agreed / samples, raised, dead, probes_failed
     finally:
         for p in reversed(procs):
             p.stop()
@@ -134,19 +135,21 @@ def main():
     su = 6_100_000
     for dialect in args.dialect or DIALECTS:
         for order in args.order or ORDERS:
-            shares, raises, deaths = [], 0, 0
+            shares, raises, deaths, failed = [], 0, 0, 0
             for r in range(args.runs):
                 su += 100
-                share, raised, dead = run(args.binary, dialect, order, args.seconds, su)
-                print(f'{dialect:17} {order:13} run {r + 1}: agreed {share:6.1%}, raised {raised}, peers dead {dead}',
-                      flush=True)
+                share, raised, dead, probes_failed = run(args.binary, dialect, order, args.seconds, su)
+                print(f'{dialect:17} {order:13} run {r + 1}: agreed {share:6.1%}, raised {raised}, '
+                      f'peers dead {dead}, peer PROBEs failed {probes_failed}', flush=True)
                 shares.append(share)
                 raises += raised
                 deaths += dead
-            rows.append((dialect, order, sum(shares) / len(shares), raises, deaths))
-    print('\n| dialect | order | agreed (mean) | peer raises | peers dead |\n|---|---|---|---|---|')
-    for dialect, order, share, raises, deaths in rows:
-        print(f'| {dialect} | {order} | {share:.0%} | {raises} | {deaths} |')
+                failed += probes_failed
+            rows.append((dialect, order, sum(shares) / len(shares), raises, deaths, failed))
+    print('\n| dialect | order | agreed (mean) | peer raises | peers dead | peer PROBEs failed |')
+    print('|---|---|---|---|---|---|')
+    for dialect, order, share, raises, deaths, failed in rows:
+        print(f'| {dialect} | {order} | {share:.0%} | {raises} | {deaths} | {failed} |')
 
 
 if __name__ == '__main__':
