@@ -358,7 +358,7 @@ pub const SENDERS: usize = 32;
 pub const SEND_QUEUE: usize = 4 * crate::membership::MAX_LEARNED_MEMBERS;
 
 /// The most members whose dialect a node remembers (past it, new ones are sent the
-/// standard form). Twice the members a node takes in from peers.
+/// era's first try). Twice the members a node takes in from peers.
 pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
 
 /// How soon after an announcement its wrapped copy counts as the same one.
