@@ -7,7 +7,8 @@ binary given), over loopback. Order "node-highest": the bully-nodes have the hig
 "peer-highest": the peers do. Members-dict peers start first, sender-tagged and
 three-tuple peers after the bully-nodes (as tests/dialects.rs does). From the moment the
 last member started, every 0.2 s for --seconds: the group agrees when all four follow the
-highest. Also counts the peers' raises (a shape they do not take).
+highest. Also counts the peers' raises (a shape they do not take) and failed PROBEs (a
+reply form they do not read).
 
 usage: nice -n 10 python3 benches/old_years.py --binary target/release/bully-node
            [--seconds 20] [--runs 3] [--dialect members-tuple-ok ...] [--order node-highest ...]
@@ -79,7 +80,7 @@ def leader_of_file(path):
         return None
 
 
-def run(binary, dialect, order, seconds, su):
+def run(binary, dialect, order, seconds, su, start='auto'):
     low, high = [(20, su + 1), (40, su + 2)], [(60, su + 3), (80, su + 4)]
     py, rs = (low, high) if order == 'node-highest' else (high, low)
     want = max(py + rs)
@@ -97,7 +98,8 @@ def run(binary, dialect, order, seconds, su):
             peers.append(p)
 
     try:
-        if dialect.startswith('members'):
+        peers_first = dialect.startswith('members') if start == 'auto' else start == 'peers-first'
+        if peers_first:
             start_peers()
         for days, su_id in rs:
             events = os.path.join(scratch, f'{days}-{su_id}.jsonl')
@@ -105,7 +107,7 @@ def run(binary, dialect, order, seconds, su):
                        '--listen', '127.0.0.1:0', '--events', events, '--no-feign'])
             procs.append(n)
             nodes.append(events)
-        if not dialect.startswith('members'):
+        if not peers_first:
             start_peers()
         agreed = samples = 0
         end = time.monotonic() + seconds
@@ -130,6 +132,8 @@ def main():
     ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--dialect', action='append', choices=DIALECTS)
     ap.add_argument('--order', action='append', choices=ORDERS)
+    ap.add_argument('--start', default='auto', choices=['auto', 'peers-first', 'nodes-first'],
+                    help='who starts first (auto: members-dict peers first, the others after the nodes)')
     args = ap.parse_args()
     rows = []
     su = 6_100_000
@@ -138,7 +142,7 @@ def main():
             shares, raises, deaths, failed = [], 0, 0, 0
             for r in range(args.runs):
                 su += 100
-                share, raised, dead, probes_failed = run(args.binary, dialect, order, args.seconds, su)
+                share, raised, dead, probes_failed = run(args.binary, dialect, order, args.seconds, su, args.start)
                 print(f'{dialect:17} {order:13} run {r + 1}: agreed {share:6.1%}, raised {raised}, '
                       f'peers dead {dead}, peer PROBEs failed {probes_failed}', flush=True)
                 shares.append(share)
