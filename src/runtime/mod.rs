@@ -1079,6 +1079,31 @@ mod tests {
     }
 
     #[test]
+    fn the_gcds_year_sets_what_an_unknown_member_is_sent_first() {
+        assert_eq!(first_try(RegisterName::Howdy), Dialect::Standard);
+        assert_eq!(first_try(RegisterName::Begin), Dialect::OldNames);
+        assert_eq!(first_try(RegisterName::Join), Dialect::OldNames);
+    }
+
+    #[test]
+    fn an_ok_on_a_new_connection_ends_the_wait_of_an_election_sent_before_it() {
+        let oks = Arc::new(OkSignal::default());
+        let seen = oks.now();
+        assert!(!oks.wait_past(seen, Duration::from_millis(20)), "no OK came");
+        let signaller = {
+            let oks = Arc::clone(&oks);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                oks.signal();
+            })
+        };
+        assert!(oks.wait_past(seen, Duration::from_secs(10)));
+        signaller.join().unwrap();
+        // An OK that came before the ELECTION was sent does not answer it.
+        assert!(!oks.wait_past(oks.now(), Duration::from_millis(20)));
+    }
+
+    #[test]
     fn local_addresses_are_the_ones_a_socket_can_bind() {
         assert!(is_local_ip([127, 0, 0, 1].into()));
         assert!(is_local_ip([127, 0, 0, 2].into()));
