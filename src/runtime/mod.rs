@@ -271,6 +271,8 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         replies,
         oks: Arc::default(),
         last_announcement: None,
+        contrary: HashSet::new(),
+        announced_over_us: HashSet::new(),
         want_open: true,
         relistening: false,
         announced_port: addr.port,
@@ -325,6 +327,10 @@ struct Runtime {
     replies: Replies,
     /// Counts the `('OK', None)`s three-part peers send on new connections.
     oks: Arc<OkSignal>,
+    /// Members that cannot agree with the assignment's order (see `against_the_order`).
+    contrary: HashSet<ProcessId>,
+    /// Lower members with our days that announced themselves over us once.
+    announced_over_us: HashSet<ProcessId>,
     /// The last announcement handed to the node: who, and when (for dropping the
     /// wrapped copy of an announcement that came in both forms).
     last_announcement: Option<(ProcessId, Instant)>,
@@ -427,7 +433,7 @@ fn log_learned(learned: &Learned) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Told {
     OtherDialect,
-    Downwards,
+    AgainstTheOrder,
 }
 
 /// Counts OKs that arrive on new connections, for the ELECTIONs that wait for one.
@@ -555,6 +561,10 @@ impl Runtime {
         }
         if incoming.dialect.is_old() {
             self.heard_old(&incoming);
+        }
+        if self.against_the_order(&incoming) {
+            debug!("{} from {from}: answered, not handed to the election rules", incoming.message.name());
+            return;
         }
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
@@ -861,14 +871,42 @@ impl Runtime {
                 )),
             }
         }
-        if let Message::Elect { sender: Some(sender), .. } = &incoming.message {
-            if *sender > me && self.told.len() < MAX_DIALECTS && self.told.insert((*sender, Told::Downwards)) {
+    }
+
+    /// Whether `incoming` comes from a member that cannot agree with the assignment's
+    /// order (PROTOCOL.md, "Not to chase"), said once in the log. Its messages are still
+    /// answered, but no longer start elections: fighting it would never end.
+    /// - A member above us that sends us an ELECTION elects downwards (the least id wins).
+    /// - A member below us with our days that announces itself over us a second time,
+    ///   after we elected over its first announcement, compares only the days.
+    fn against_the_order(&mut self, incoming: &Incoming) -> bool {
+        let me = self.node.id();
+        let (member, why) = match &incoming.message {
+            Message::Elect { sender: Some(sender), .. } if *sender > me => {
+                (*sender, "sent ELECTION to us, a lower member: it elects downwards (the least id wins)")
+            }
+            Message::IAmLeader { leader, .. } if *leader < me && leader.days == me.days => {
+                let full = self.announced_over_us.len() >= MAX_DIALECTS;
+                if !self.contrary.contains(leader) && (full || self.announced_over_us.insert(*leader)) {
+                    return false; // the first time (or no room to remember), we elect over it
+                }
+                (*leader, "announced itself over us again: with our days, it compares only the days")
+            }
+            _ => return false,
+        };
+        if self.contrary.len() < MAX_DIALECTS {
+            self.contrary.insert(member);
+        }
+        if self.contrary.contains(&member) {
+            if self.told.len() < MAX_DIALECTS && self.told.insert((member, Told::AgainstTheOrder)) {
                 warn!(
-                    "{sender} sent ELECTION to us, a lower member: it elects downwards (the least id wins), \
-                     which cannot agree with the assignment's order (the highest wins); answering it, not following it"
+                    "{member} {why}, which cannot agree with the assignment's order (the highest id wins, \
+                     SU ID breaking a tie of days); answering it, not electing over it again"
                 );
             }
+            return true;
         }
+        false
     }
     /// Closes, reopens or mutes the listener. It reopens on the very address it had (the
     /// GCD and the peers know that one); if another process took that port meanwhile,
