@@ -16,7 +16,8 @@ const HOLD: Duration = Duration::from_secs(4);
 
 /// Lines that show a fixture peer raised on something it was sent.
 fn raised(peer: &PyPeer) -> Vec<&String> {
-    peer.proc.seen.iter().filter(|l| l.contains("FIXTURE PEER RAISED") || l.contains(r#""event": "raised""#)).collect()
+    // The marker line, once per raise (the "raised" event says the same).
+    peer.proc.seen.iter().filter(|l| l.contains("FIXTURE PEER RAISED")).collect()
 }
 
 /// Takes every line a peer printed so far.
@@ -33,8 +34,9 @@ fn follows(peer: &PyPeer) -> Option<Pid> {
 
 /// Two peers of `dialect` at `py` and bully-nodes at `rs` on a JOIN GCD; the peers first
 /// when `py_first`. All must come to follow the highest and keep following it for
-/// [`HOLD`], and no peer may raise.
-fn old_group(dialect: &str, py: [Pid; 2], rs: [Pid; 2], py_first: bool) {
+/// [`HOLD`], and no peer may raise more than `wrong_tries` times (a bully-node's tries of
+/// their years' forms before it heard the peer's own).
+fn old_group(dialect: &str, py: [Pid; 2], rs: [Pid; 2], py_first: bool, wrong_tries: usize) {
     let want = *py.iter().chain(&rs).max().unwrap();
     let dir = Scratch::new(&format!("old-{dialect}"));
     let (_gcd, gcd) = python_gcd("JOIN");
@@ -98,36 +100,52 @@ fn old_group(dialect: &str, py: [Pid; 2], rs: [Pid; 2], py_first: bool) {
             peer.pid,
             peer.proc.seen.join("\n")
         );
-        assert!(raised(peer).is_empty(), "{dialect}: peer {:?} raised:\n{}", peer.pid, peer.proc.seen.join("\n"));
+        let raised = raised(peer).len();
+        assert!(
+            raised <= wrong_tries,
+            "{dialect}: peer {:?} raised {raised} times:\n{}",
+            peer.pid,
+            peer.proc.seen.join("\n")
+        );
     }
 }
 
-fn both_orders(dialect: &str, su: u32, py_first: bool) {
+fn both_orders(dialect: &str, su: u32, py_first: bool, wrong_tries: usize) {
     // A bully-node highest, then a peer highest.
-    old_group(dialect, [(20, su + 1), (40, su + 2)], [(60, su + 3), (80, su + 4)], py_first);
-    old_group(dialect, [(60, su + 11), (80, su + 12)], [(20, su + 13), (40, su + 14)], py_first);
+    old_group(dialect, [(20, su + 1), (40, su + 2)], [(60, su + 3), (80, su + 4)], py_first, wrong_tries);
+    old_group(dialect, [(60, su + 11), (80, su + 12)], [(20, su + 13), (40, su + 14)], py_first, wrong_tries);
 }
 
 #[test]
 fn members_dict_peers_that_read_tuple_oks_agree_with_bully_nodes() {
-    both_orders("members-tuple-ok", 8_100_000, true);
+    both_orders("members-tuple-ok", 8_100_000, true, 0);
 }
 
 #[test]
 fn members_dict_peers_that_read_bare_oks_agree_with_bully_nodes() {
-    both_orders("members-bare-ok", 8_200_000, true);
+    both_orders("members-bare-ok", 8_200_000, true, 0);
 }
 
 /// Started after the bully-nodes: their first message tells their dialect (the JOIN
 /// era's first try, the members dict, is not theirs).
 #[test]
 fn sender_tagged_peers_agree_with_bully_nodes() {
-    both_orders("sender-tagged", 8_300_000, false);
+    both_orders("sender-tagged", 8_300_000, false, 0);
 }
 
 #[test]
 fn three_part_peers_agree_with_bully_nodes() {
-    both_orders("three-tuple", 8_400_000, false);
+    both_orders("three-tuple", 8_400_000, false, 0);
+}
+
+/// Started before the bully-nodes, these peers never speak to them first: each
+/// bully-node tries their years' forms in turn (the members dict, the sender-tagged, the
+/// three-part), each wrong one making the peer raise once, and keeps the one answered.
+#[test]
+fn peers_of_other_old_forms_started_first_are_found_out_at_a_bounded_cost() {
+    // Per peer: at most the wrong forms before its own, from each of the two bully-nodes.
+    both_orders("sender-tagged", 8_800_000, true, 2);
+    old_group("three-tuple", [(60, 8_800_111), (80, 8_800_112)], [(20, 8_800_113), (40, 8_800_114)], true, 4);
 }
 
 /// The port in a node's "listening at HOST:PORT" line.
@@ -171,8 +189,23 @@ fn a_three_part_election_is_answered_on_a_new_connection_and_a_downward_one_name
     assert!(!seen.contains("ELECT from"), "an ELECTION from a downward member reached the election rules:\n{seen}");
 }
 
-/// The next message that arrives at `listener` within the deadline, decoded.
+/// The next message that arrives at `listener` within the deadline, decoded; a PROBE is
+/// answered `('OK', None)`, as a members-dict peer does, and skipped.
 fn next_message(listener: &std::net::TcpListener) -> bully_node::wire::Value {
+    use bully_node::wire::{encode, Style, Value};
+    loop {
+        let (mut conn, message) = next_connection(listener);
+        match message.as_pair() {
+            Some((name, _)) if name.as_str() == Some("PROBE") => {
+                let ok = encode(&Value::tuple([Value::str("OK"), Value::None]), Style::Compact);
+                std::io::Write::write_all(&mut conn, &ok).unwrap();
+            }
+            _ => return message,
+        }
+    }
+}
+
+fn next_connection(listener: &std::net::TcpListener) -> (std::net::TcpStream, bully_node::wire::Value) {
     listener.set_nonblocking(true).unwrap();
     let end = Instant::now() + common::DEADLINE;
     let mut conn = loop {
@@ -186,7 +219,8 @@ fn next_message(listener: &std::net::TcpListener) -> bully_node::wire::Value {
     };
     conn.set_nonblocking(false).unwrap();
     conn.set_read_timeout(Some(common::DEADLINE)).unwrap();
-    bully_node::wire::decode(&bully_node::wire::read_pickle(&mut conn, 64 * 1024).unwrap()).unwrap()
+    let message = bully_node::wire::decode(&bully_node::wire::read_pickle(&mut conn, 64 * 1024).unwrap()).unwrap();
+    (conn, message)
 }
 
 /// A lower member with our days that announces itself over us again after we elected

@@ -29,7 +29,9 @@ use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Failure, Input, Listening, Node, Outcome, RegisterWhy, Time, Timer};
-use crate::protocol::{ok_on_new_connection, Dialect, Heard, Learned, Message, RegisterName, Reply, ReplyBook};
+use crate::protocol::{
+    ok_on_new_connection, pid_from_value, Dialect, Heard, Learned, Message, RegisterName, Reply, ReplyBook,
+};
 use crate::report::events::{self, EventSink};
 use crate::report::logging::LEADER_TARGET;
 use crate::wire::{decode, encode, is_timeout, FrameError, Style};
@@ -169,6 +171,9 @@ enum Envelope {
     Relistened(std::io::Result<TcpListener>),
     /// A member answered GOT_IT in this dialect.
     Spoke(ProcessId, Dialect),
+    /// A member of the ELECTION / OK / COORDINATOR years took every form of theirs we
+    /// know without answering.
+    Unanswerable(ProcessId),
     /// A queued ELECT of an election that a newer one replaced, not sent.
     Superseded,
     Stop,
@@ -273,6 +278,7 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         last_announcement: None,
         contrary: HashSet::new(),
         announced_over_us: HashSet::new(),
+        unanswerable: HashSet::new(),
         want_open: true,
         relistening: false,
         announced_port: addr.port,
@@ -331,6 +337,8 @@ struct Runtime {
     contrary: HashSet<ProcessId>,
     /// Lower members with our days that announced themselves over us once.
     announced_over_us: HashSet<ProcessId>,
+    /// Members of the old years that answered none of their years' forms: sent nothing.
+    unanswerable: HashSet<ProcessId>,
     /// The last announcement handed to the node: who, and when (for dropping the
     /// wrapped copy of an announcement that came in both forms).
     last_announcement: Option<(ProcessId, Instant)>,
@@ -515,6 +523,7 @@ impl Runtime {
                 Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
                 Taken::Item(Envelope::Relistened(socket)) => self.on_relistened(socket),
                 Taken::Item(Envelope::Spoke(pid, dialect)) => self.learn_dialect(pid, dialect),
+                Taken::Item(Envelope::Unanswerable(pid)) => self.unanswerable(pid),
                 Taken::Item(Envelope::Superseded) => {}
                 Taken::Item(Envelope::Stop) | Taken::Closed => break,
                 Taken::TimedOut => {}
@@ -741,6 +750,11 @@ impl Runtime {
     }
 
     fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
+        if self.unanswerable.contains(&to) {
+            let outcome = Outcome::Failed(Failure::NotRun(UNANSWERABLE.into()));
+            self.mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
+            return;
+        }
         // An election sends the same ELECT to every higher member: encode it once per
         // form that does not name the receiver.
         let dialect = self.dialect_of(to);
@@ -769,7 +783,8 @@ impl Runtime {
         debug!("ELECT #{election} to {to} at {addr} ({} bytes, {} form)", bytes.len(), dialect.as_str());
         let timeout = self.config.socket_timeout;
         let wrapped = self.wrapped_try(to, &elect);
-        let oks = (dialect == Dialect::OldTriple).then(|| Arc::clone(&self.oks));
+        let oks = Arc::clone(&self.oks);
+        let guesses = self.guesses(to, &elect);
         // An ELECT still queued when a newer election starts is not sent: the node
         // ignores the old election's replies anyway, and under load repeated elections
         // would otherwise fill the queue with dead sends.
@@ -781,8 +796,9 @@ impl Runtime {
                 if latest.load(Ordering::SeqCst) > election {
                     return Envelope::Superseded;
                 }
-                let outcome = match oks {
-                    Some(oks) => elect_answered_elsewhere(&addr, &bytes, timeout, &oks),
+                let outcome = match guesses {
+                    Some(forms) => exchange_guessing(&addr, &forms, timeout, to, Some(&oks), mailbox).0,
+                    None if dialect == Dialect::OldTriple => elect_answered_elsewhere(&addr, &bytes, timeout, &oks),
                     None => exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox),
                 };
                 Envelope::Input(Input::ElectReply { election, to, outcome })
@@ -797,9 +813,65 @@ impl Runtime {
         // unknown dialect in the standard era, the wrapped form after it: a wrapped peer
         // drops the first, a bully-node keeps the dialect it heard first and drops the
         // copy (see `on_message`).
+        if let Some(probes) = self.guesses(to, &Message::Probe) {
+            // A member of the old years we never heard: which of their forms it takes is
+            // found by a PROBE first (its answer names none of ours wrong), then it is told.
+            let announcements: Vec<(Dialect, Vec<u8>)> = probes
+                .iter()
+                .map(|(d, _)| {
+                    (
+                        *d,
+                        encode(
+                            &announcement.to_value_in(*d, self.node.id(), &self.addr, to, self.node.members()),
+                            Style::Compact,
+                        ),
+                    )
+                })
+                .collect();
+            let (timeout, mailbox) = (self.config.socket_timeout, Arc::clone(&self.mailbox));
+            self.send_detached(Box::new(move || {
+                if let (_, Some(spoken)) = exchange_guessing(&addr, &probes, timeout, to, None, &mailbox) {
+                    let form = announcements.iter().find(|(d, _)| *d == spoken).or(announcements.first());
+                    if let Some((_, bytes)) = form {
+                        send_one(&addr, bytes, timeout, to, "I_AM_LEADER");
+                    }
+                }
+            }));
+            return;
+        }
+        if self.unanswerable.contains(&to) {
+            return debug!("no I_AM_LEADER to {to}: it answers none of the forms we know");
+        }
         let forms: Vec<Vec<u8>> =
             [self.encode_for(to, &announcement)].into_iter().chain(self.wrapped_try(to, &announcement)).collect();
         self.send_one_way(to, addr, forms, "I_AM_LEADER");
+    }
+
+    /// For a member of the ELECTION / OK / COORDINATOR years whose form we don't know,
+    /// `message` in each of their years' forms, the likeliest first (see `dialect_of`);
+    /// None when we know what to send it.
+    fn guesses(&self, to: ProcessId, message: &Message) -> Option<Vec<(Dialect, Vec<u8>)>> {
+        if !self.first_try.is_old() || self.dialects.contains_key(&to) || self.unanswerable.contains(&to) {
+            return None;
+        }
+        let first = self.dialect_of(to);
+        let order = [first].into_iter().chain(OLD_FORMS.into_iter().filter(|d| *d != first));
+        let encode_in = |d: Dialect| {
+            encode(&message.to_value_in(d, self.node.id(), &self.addr, to, self.node.members()), Style::Compact)
+        };
+        Some(order.map(|d| (d, encode_in(d))).collect())
+    }
+
+    /// A member took every form we know without answering: sent nothing from now on
+    /// (each would crash it), said once.
+    fn unanswerable(&mut self, pid: ProcessId) {
+        if self.unanswerable.len() < MAX_DIALECTS && !self.dialects.contains_key(&pid) && self.unanswerable.insert(pid)
+        {
+            warn!(
+                "{pid} took ELECTION/PROBE in every form of the 2019–2022 protocol we know without answering; \
+                 sending it nothing from now on"
+            );
+        }
     }
 
     /// Sends each of `forms` on a connection of its own, waiting for no reply.
@@ -807,17 +879,8 @@ impl Runtime {
         let timeout = self.config.socket_timeout;
         self.send_detached(Box::new(move || {
             for bytes in forms {
-                let sent = net::connect(&addr, timeout).and_then(|mut s| {
-                    s.write_all(&bytes)?;
-                    let _ = s.shutdown(Shutdown::Write);
-                    Ok(())
-                });
-                match sent {
-                    Ok(()) => debug!("{what} to {to} at {addr}"),
-                    Err(e) => {
-                        debug!("{what} to {to} at {addr} failed: {e}");
-                        break;
-                    }
+                if !send_one(&addr, &bytes, timeout, to, what) {
+                    break;
                 }
             }
         }));
@@ -825,13 +888,22 @@ impl Runtime {
 
     fn send_probe(&mut self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
+        if self.unanswerable.contains(&to) {
+            let outcome = Outcome::Failed(Failure::NotRun(UNANSWERABLE.into()));
+            self.mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
+            return;
+        }
         let bytes = self.encode_for(to, &Message::Probe);
         let wrapped = self.wrapped_try(to, &Message::Probe);
+        let guesses = self.guesses(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
         self.spawn_reporting(
             Runner::Pool,
             move |mailbox| {
-                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                let outcome = match guesses {
+                    Some(forms) => exchange_guessing(&addr, &forms, timeout, to, None, mailbox).0,
+                    None => exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox),
+                };
                 Envelope::Input(Input::ProbeReply { probe, outcome })
             },
             |why| Envelope::Input(Input::ProbeReply { probe, outcome: Outcome::Failed(Failure::NotRun(why)) }),
@@ -1034,6 +1106,84 @@ fn relisten(bound: SocketAddr) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no attempt made")))
 }
 
+/// Why nothing is sent to a member that took every form we know without answering.
+const UNANSWERABLE: &str = "not sent: it answers none of the forms we know";
+
+/// The ELECTION / OK / COORDINATOR years' forms, in the order they are tried.
+const OLD_FORMS: [Dialect; 3] = [Dialect::OldNames, Dialect::OldTagged, Dialect::OldTriple];
+
+/// Sends `bytes` on a connection of its own, waiting for no reply; whether it went out.
+fn send_one(addr: &Addr, bytes: &[u8], timeout: Duration, to: ProcessId, what: &str) -> bool {
+    let sent = net::connect(addr, timeout).and_then(|mut s| {
+        s.write_all(bytes)?;
+        let _ = s.shutdown(Shutdown::Write);
+        Ok(())
+    });
+    match &sent {
+        Ok(()) => debug!("{what} to {to} at {addr}"),
+        Err(e) => debug!("{what} to {to} at {addr} failed: {e}"),
+    }
+    sent.is_ok()
+}
+
+/// Whether a failure says the member took the message but not its form (it closed the
+/// connection, or answered something else), not that it is down or slow.
+fn misread(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Failed(Failure::ClosedSilently | Failure::WrongReply(_) | Failure::Unreadable(_) | Failure::Frame(_))
+    )
+}
+
+/// The form a member that answered a message sent in `sent` speaks: a sender-tagged OK
+/// names its sender, whatever it was sent.
+fn spoken_by_reply(sent: Dialect, reply: &crate::wire::Value) -> Dialect {
+    match reply.as_pair() {
+        Some((name, data))
+            if name.as_str() == Some("OK") && data.as_pair().is_some_and(|(p, _)| pid_from_value(p).is_some()) =>
+        {
+            Dialect::OldTagged
+        }
+        _ => sent,
+    }
+}
+
+/// Sends an ELECTION (`oks` given: a three-part one is answered on a new connection) or
+/// a PROBE to a member of the old years whose form we don't know: each of `forms` in
+/// turn while the member takes it but not its form. Reports the form it answers, or
+/// that it answered none; returns the outcome and the form answered.
+fn exchange_guessing(
+    addr: &Addr,
+    forms: &[(Dialect, Vec<u8>)],
+    timeout: Duration,
+    to: ProcessId,
+    oks: Option<&OkSignal>,
+    mailbox: &Mailbox<Envelope>,
+) -> (Outcome, Option<Dialect>) {
+    let mut last = Outcome::Failed(Failure::NotRun("no form to send".into()));
+    for (i, (dialect, bytes)) in forms.iter().enumerate() {
+        let (outcome, reply) = match oks {
+            Some(oks) if *dialect == Dialect::OldTriple => (elect_answered_elsewhere(addr, bytes, timeout, oks), None),
+            _ => exchange_reply(addr, bytes, timeout),
+        };
+        if outcome == Outcome::GotIt {
+            let spoken = reply.map_or(*dialect, |r| spoken_by_reply(*dialect, &r));
+            mailbox.push(Envelope::Spoke(to, spoken));
+            return (outcome, Some(spoken));
+        }
+        let took_it = misread(&outcome);
+        if i == 0 && !took_it {
+            return (outcome, None); // down or slow: nothing learned
+        }
+        last = outcome;
+        if !took_it {
+            break;
+        }
+    }
+    mailbox.push(Envelope::Unanswerable(to));
+    (last, None)
+}
+
 /// Sends one ELECT or PROBE; if the peer closed silently and `wrapped` is given (its
 /// dialect is unknown), sends that form too, and reports the dialect when it answers.
 fn exchange_trying_wrapped(
@@ -1059,10 +1209,17 @@ fn exchange_trying_wrapped(
 
 /// Sends one ELECT or PROBE and says how it ended.
 fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome {
+    exchange_reply(addr, bytes, timeout).0
+}
+
+/// Sends one ELECT or PROBE and says how it ended, with the reply when one came.
+fn exchange_reply(addr: &Addr, bytes: &[u8], timeout: Duration) -> (Outcome, Option<crate::wire::Value>) {
     let failure = match net::exchange(addr, bytes, timeout) {
-        Ok((_, reply)) => match decode(&reply).map(Reply::from_value) {
-            Ok(Reply::GotIt) => return Outcome::GotIt,
-            Ok(other) => Failure::WrongReply(format!("{other:?}")),
+        Ok((_, reply)) => match decode(&reply) {
+            Ok(value) => match Reply::from_value(value.clone()) {
+                Reply::GotIt => return (Outcome::GotIt, Some(value)),
+                other => Failure::WrongReply(format!("{other:?}")),
+            },
             Err(e) => Failure::Unreadable(e.to_string()),
         },
         Err(ExchangeError::Connect(e)) if is_timeout(&e) => Failure::ConnectTimeout { after: timeout },
@@ -1077,7 +1234,7 @@ fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome 
             other => Failure::Frame(other.to_string()),
         },
     };
-    Outcome::Failed(failure)
+    (Outcome::Failed(failure), None)
 }
 
 #[cfg(test)]
