@@ -130,12 +130,12 @@ fn members_dict_peers_that_read_bare_oks_agree_with_bully_nodes() {
 /// era's first try, the members dict, is not theirs).
 #[test]
 fn sender_tagged_peers_agree_with_bully_nodes() {
-    both_orders("sender-tagged", 8_300_000, false, 0);
+    both_orders("sender-tagged", 8_300_000, false, 2);
 }
 
 #[test]
 fn three_part_peers_agree_with_bully_nodes() {
-    both_orders("three-tuple", 8_400_000, false, 0);
+    both_orders("three-tuple", 8_400_000, false, 4);
 }
 
 /// Started before the bully-nodes, these peers never speak to them first: each

@@ -279,6 +279,7 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         contrary: HashSet::new(),
         announced_over_us: HashSet::new(),
         unanswerable: HashSet::new(),
+        leading: Arc::default(),
         want_open: true,
         relistening: false,
         announced_port: addr.port,
@@ -339,6 +340,9 @@ struct Runtime {
     announced_over_us: HashSet<ProcessId>,
     /// Members of the old years that answered none of their years' forms: sent nothing.
     unanswerable: HashSet<ProcessId>,
+    /// Whether we lead now: an announcement that waited for a PROBE to find the
+    /// receiver's form is not sent once another leader took over meanwhile.
+    leading: Arc<AtomicBool>,
     /// The last announcement handed to the node: who, and when (for dropping the
     /// wrapped copy of an announcement that came in both forms).
     last_announcement: Option<(ProcessId, Instant)>,
@@ -616,6 +620,9 @@ impl Runtime {
 
     fn emit(&mut self, event: &Event) {
         let me = self.node.id();
+        if let Event::Leader { leader, .. } = event {
+            self.leading.store(*leader == me, Ordering::SeqCst);
+        }
         self.figures.record(self.now(), event);
         if let Some(observer) = &self.config.observer {
             (observer.0)(me, event);
@@ -829,8 +836,10 @@ impl Runtime {
                 })
                 .collect();
             let (timeout, mailbox) = (self.config.socket_timeout, Arc::clone(&self.mailbox));
+            let leading = Arc::clone(&self.leading);
             self.send_detached(Box::new(move || {
-                if let (_, Some(spoken)) = exchange_guessing(&addr, &probes, timeout, to, None, &mailbox) {
+                let found = exchange_guessing(&addr, &probes, timeout, to, None, &mailbox).1;
+                if let (Some(spoken), true) = (found, leading.load(Ordering::SeqCst)) {
                     let form = announcements.iter().find(|(d, _)| *d == spoken).or(announcements.first());
                     if let Some((_, bytes)) = form {
                         send_one(&addr, bytes, timeout, to, "I_AM_LEADER");
