@@ -216,6 +216,11 @@ pub struct DemoArgs {
     /// Show only leader changes
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Which year's GCD the demo runs; with JOIN or BEGIN the nodes speak the 2019–2022
+    /// ELECTION/OK/COORDINATOR protocol, as the peers of those years did
+    #[arg(long, value_enum, default_value = "HOWDY", ignore_case = true)]
+    pub accept: AcceptName,
 }
 
 /// The most nodes a demo runs: past this, one timeline is more than a person can read

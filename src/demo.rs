@@ -3,10 +3,11 @@
 //! on) run side by side; their events merge into one timeline a person can follow, and
 //! the run ends with swim lanes and the figures that matter.
 
-use crate::gcd::{server, Coordinator, CoordinatorConfig};
+use crate::gcd::{server, Coordinator, CoordinatorConfig, NameChoice};
 use crate::identity::ProcessId;
 use crate::membership::Addr;
 use crate::node::{Event, Feign, Settings};
+use crate::protocol::{Dialect, RegisterName};
 use crate::report::events::{self, EventSink, Observer};
 use crate::report::summary::{swim_lanes, GroupFigures, Observation, LANE_LEGEND};
 use crate::runtime::{self, RunningNode};
@@ -26,6 +27,8 @@ pub struct DemoConfig {
     pub seed: u64,
     pub feign: bool,
     pub events: Option<String>,
+    /// The registration name the demo's GCD takes: which course year it runs.
+    pub accept: RegisterName,
     /// ANSI colours (a terminal, and NO_COLOR unset).
     pub color: bool,
     pub verbose: bool,
@@ -79,7 +82,7 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
     let gcd_port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let coordinator = Arc::new(Coordinator::new(CoordinatorConfig::default()));
+    let coordinator = Arc::new(Coordinator::new(CoordinatorConfig { accept: config.accept, ..Default::default() }));
     // Stopped when the demo returns (dropped), however it returns.
     let gcd = server::start(listener, coordinator, server::Serving::Concurrent, None)
         .map_err(|e| format!("cannot start the GCD: {e}"))?;
@@ -107,6 +110,7 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
     if !config.quiet {
         let _ = write!(out, "{}", intro(config.feign));
     }
+    let _ = write!(out, "{}", era(config.accept));
     let _ = writeln!(
         out,
         "demo: a GCD at 127.0.0.1:{gcd_port} and {} for {:.0} s, feigned failures {}\n      \
@@ -131,6 +135,7 @@ pub fn run(config: DemoConfig) -> Result<(), String> {
             seed: rng.random(),
             observer: Some(observer),
             log_events: false,
+            gcd_message: NameChoice::Fixed(config.accept),
             ..runtime::Config::new(Addr::new("127.0.0.1", gcd_port), *pid)
         };
         running.push(runtime::start(node).map_err(|e| e.to_string())?);
@@ -205,6 +210,26 @@ At the end: swim lanes of who led, followed, elected or was down, and figures.
 ",
     );
     s
+}
+
+/// Which protocol the demo's nodes speak with one another, named as a student knows it:
+/// the one their GCD's year suggests (see `runtime::first_try`).
+fn era(accept: RegisterName) -> String {
+    let dialect = runtime::first_try(accept);
+    match dialect {
+        Dialect::Standard => String::new(),
+        _ => format!(
+            "\
+This GCD takes {accept}, as gcd2.py did in the years whose assignment named the
+messages ELECTION, OK and COORDINATOR (for ELECT, GOT_IT and I_AM_LEADER).
+Every node here {}, as
+classmates' peers of those years do, with the members dict as every message's
+data. The timeline below keeps the assignment's names.
+
+",
+            dialect.describe()
+        ),
+    }
 }
 
 fn label_of(i: usize) -> String {

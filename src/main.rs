@@ -87,6 +87,7 @@ fn main() -> ExitCode {
                 seed: args.seed.unwrap_or_else(rand::random),
                 feign: !args.no_feign,
                 events: args.events,
+                accept: args.accept.into(),
                 color: cli.color.enabled(tty),
                 verbose: cli.verbose > 0,
                 quiet: args.quiet,

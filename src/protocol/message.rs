@@ -7,7 +7,7 @@
 //! wrapped as `((name, data), (sender_pid, receiver_pid))`. Unknown names become
 //! [`Message::Unknown`] with the name kept, never an error.
 
-use super::{pid_from_value, pid_to_value};
+use super::{pid_from_value, pid_to_value, Dialect};
 use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::wire::{pyrepr, Value};
@@ -119,6 +119,9 @@ impl Message {
     /// Reads any accepted form of a message, with the dialect it was in and its sender
     /// when the form names one.
     pub fn hear(v: &Value) -> Result<Heard, MessageError> {
+        if let Some(heard) = Self::hear_three_part(v)? {
+            return Ok(heard);
+        }
         let (head, data) =
             v.as_pair().ok_or_else(|| MessageError(format!("expected a (name, data) pair, got {}", quote(v))))?;
         // The wrapped dialect: ((name, data), (sender, receiver)).
@@ -127,20 +130,74 @@ impl Message {
             let message = Self::named(name, inner, sender, true)?;
             return Ok(Heard { sender: sender.or(message.named_sender()), message, dialect: Dialect::Wrapped });
         }
-        let message = Self::named(head, data, None, false)?;
         let name = head.as_str().unwrap_or_default();
-        let dialect = if matches!(name, "ELECTION" | "COORDINATOR") {
-            Dialect::OldNames
-        } else if match &message {
-            Message::Elect { sender, .. } => sender.is_some(),
-            Message::IAmLeader { addr, .. } => matches!(data, Value::Dict(_)) && addr.is_some(),
-            _ => false,
-        } {
-            Dialect::Sender
-        } else {
-            Dialect::Standard
+        // The sender-tagged years: (name, (sender_pid, data)).
+        let tag = data.as_pair().and_then(|(s, d)| pid_from_value(s).map(|p| (p, d)));
+        let dialect = match (name, &tag, data) {
+            ("ELECTION" | "COORDINATOR" | "PROBE", Some((_, d)), _) if !matches!(d, Value::Int(_)) => {
+                Dialect::OldTagged
+            }
+            ("COORDINATOR", _, Value::Dict(_)) | ("ELECTION", _, _) | ("PROBE", _, Value::Dict(_)) => Dialect::OldNames,
+            ("COORDINATOR", _, _) => Dialect::OldTriple,
+            _ => Dialect::Standard,
+        };
+        if dialect == Dialect::OldTagged {
+            let (sender, inner) = tag.expect("tagged");
+            let message = match Self::named(head, inner, Some(sender), true) {
+                // COORDINATOR's data is the sender's members; the leader is the sender.
+                Ok(Message::IAmLeader { .. }) | Err(_) if name == "COORDINATOR" => {
+                    let addr = Members::from_value(inner).and_then(|p| p.members.get(sender).cloned());
+                    Message::IAmLeader { leader: sender, addr }
+                }
+                Ok(Message::Elect { members, rejected, .. }) => {
+                    Message::Elect { members, sender: Some(sender), rejected }
+                }
+                other => other?,
+            };
+            return Ok(Heard { message, dialect, sender: Some(sender) });
+        }
+        let message = Self::named(head, data, None, false)?;
+        let dialect = match dialect {
+            Dialect::Standard => match &message {
+                Message::Elect { sender, .. } if sender.is_some() => Dialect::Sender,
+                Message::IAmLeader { addr, .. } if matches!(data, Value::Dict(_)) && addr.is_some() => Dialect::Sender,
+                _ => Dialect::Standard,
+            },
+            other => other,
         };
         Ok(Heard { sender: message.named_sender(), message, dialect })
+    }
+
+    /// The three-part forms: `('ELECTION', pid, members)`, `('COORDINATOR', pid,
+    /// (host, port))`, `('PROBE',)`. None when `v` is not a 1- or 3-tuple.
+    fn hear_three_part(v: &Value) -> Result<Option<Heard>, MessageError> {
+        let Value::Tuple(items) = v else { return Ok(None) };
+        let heard = |message: Message, sender| Some(Heard { message, dialect: Dialect::OldTriple, sender });
+        Ok(match items.as_slice() {
+            [name] => match name.as_str() {
+                Some("PROBE") => heard(Message::Probe, None),
+                Some(other) => heard(Message::Unknown { name: other.to_owned(), data: Value::None }, None),
+                None => return Err(MessageError(format!("message name is not a str: {}", quote(name)))),
+            },
+            [name, pid, data] => {
+                let name =
+                    name.as_str().ok_or_else(|| MessageError(format!("message name is not a str: {}", quote(name))))?;
+                let bad = || MessageError(format!("{name} with an invalid sender id: {}", quote(v)));
+                match name {
+                    "ELECTION" | "ELECT" => {
+                        let sender = pid_from_value(pid).ok_or_else(bad)?;
+                        let (members, rejected) = read_members(data);
+                        heard(Message::Elect { members, sender: Some(sender), rejected }, Some(sender))
+                    }
+                    "COORDINATOR" | "I_AM_LEADER" => {
+                        let leader = pid_from_value(pid).ok_or_else(bad)?;
+                        heard(Message::IAmLeader { leader, addr: Addr::from_value(data) }, Some(leader))
+                    }
+                    other => heard(Message::Unknown { name: other.to_owned(), data: v.clone() }, None),
+                }
+            }
+            _ => None,
+        })
     }
 
     /// The sender a message names by its content: ELECT's sender, the announcer.
@@ -153,7 +210,9 @@ impl Message {
     }
 
     /// This message as a member of `dialect` expects it. `me` and `my_addr` are ours,
-    /// `to` the receiver's id, `members` what the wrapped dialect carries in every message.
+    /// `to` the receiver's id, `members` what the wrapped and the members-dict dialects
+    /// carry in every message (an announcement carries the members up to and including
+    /// us: those peers take the highest of them as the leader).
     pub fn to_value_in(
         &self,
         dialect: Dialect,
@@ -162,33 +221,33 @@ impl Message {
         to: ProcessId,
         members: &Members,
     ) -> Value {
-        match dialect {
-            Dialect::Standard => self.to_value(),
-            Dialect::OldNames => {
-                let name = match self {
-                    Message::Elect { .. } => "ELECTION",
-                    Message::IAmLeader { .. } => "COORDINATOR",
-                    other => other.name(),
-                };
-                match self.to_value() {
-                    Value::Tuple(mut items) if items.len() == 2 => {
-                        items[0] = Value::str(name);
-                        Value::Tuple(items)
-                    }
-                    other => other,
-                }
+        let old = |name: &str, data: Value| Value::tuple([Value::str(name), data]);
+        let tagged = |name: &str, data: Value| old(name, Value::tuple([pid_to_value(me), data]));
+        match (dialect, self) {
+            (Dialect::Standard, _) => self.to_value(),
+            (Dialect::OldNames, Message::Elect { members, .. }) => old("ELECTION", members.to_value()),
+            (Dialect::OldNames, Message::IAmLeader { .. }) => old("COORDINATOR", up_to(members, me, my_addr)),
+            (Dialect::OldNames, Message::Probe) => old("PROBE", members.to_value()),
+            (Dialect::OldTagged, Message::Elect { members, .. }) => tagged("ELECTION", members.to_value()),
+            (Dialect::OldTagged, Message::IAmLeader { .. }) => tagged("COORDINATOR", up_to(members, me, my_addr)),
+            (Dialect::OldTagged, Message::Probe) => tagged("PROBE", Value::None),
+            (Dialect::OldTriple, Message::Elect { members, .. }) => {
+                Value::tuple([Value::str("ELECTION"), pid_to_value(me), members.to_value()])
             }
-            Dialect::Sender => match self {
-                Message::Elect { members, .. } => {
-                    Value::tuple([Value::str("ELECT"), Value::tuple([pid_to_value(me), members.to_value()])])
-                }
-                Message::IAmLeader { leader, .. } => Value::tuple([
-                    Value::str("I_AM_LEADER"),
-                    Value::Dict(vec![(pid_to_value(*leader), my_addr.to_value())]),
-                ]),
-                other => other.to_value(),
-            },
-            Dialect::Wrapped => {
+            (Dialect::OldTriple, Message::IAmLeader { .. }) => {
+                Value::tuple([Value::str("COORDINATOR"), pid_to_value(me), my_addr.to_value()])
+            }
+            (Dialect::OldTriple, Message::Probe) => Value::tuple([Value::str("PROBE")]),
+            (Dialect::OldNames | Dialect::OldTagged | Dialect::OldTriple, other) => other.to_value(),
+            (Dialect::Sender, Message::Elect { members, .. }) => {
+                Value::tuple([Value::str("ELECT"), Value::tuple([pid_to_value(me), members.to_value()])])
+            }
+            (Dialect::Sender, Message::IAmLeader { leader, .. }) => Value::tuple([
+                Value::str("I_AM_LEADER"),
+                Value::Dict(vec![(pid_to_value(*leader), my_addr.to_value())]),
+            ]),
+            (Dialect::Sender, other) => other.to_value(),
+            (Dialect::Wrapped, _) => {
                 let carried = match self {
                     Message::Elect { members: elect, .. } => elect.to_value(),
                     _ => members.to_value(),
@@ -231,6 +290,13 @@ impl Message {
                             leader: pid_from_value(k).ok_or_else(|| bad("no valid leader id"))?,
                             addr: Addr::from_value(v),
                         },
+                        // The members-dict years: the winner sends the members up to and
+                        // including itself, and the leader is the highest of them.
+                        _ if name == "COORDINATOR" => {
+                            let listed = Members::from_value(data).map(|p| p.members).unwrap_or_default();
+                            let top = listed.iter().max_by_key(|m| m.pid).ok_or_else(|| bad("no valid member"))?;
+                            Message::IAmLeader { leader: top.pid, addr: Some(top.addr.clone()) }
+                        }
                         _ => return Err(bad("a dict that does not name one leader")),
                     }
                 } else {
@@ -251,6 +317,15 @@ impl Message {
             },
         })
     }
+}
+
+/// `members` up to and including `me` (at `my_addr`), nobody above: what a winner of the
+/// members-dict years announces, since its receivers follow the highest it lists.
+fn up_to(members: &Members, me: ProcessId, my_addr: &Addr) -> Value {
+    let mut pairs: Vec<(Value, Value)> =
+        members.iter().filter(|m| m.pid < me).map(|m| (pid_to_value(m.pid), m.addr.to_value())).collect();
+    pairs.push((pid_to_value(me), my_addr.to_value()));
+    Value::Dict(pairs)
 }
 
 /// Whether `v` could be an ELECT's members: a dict, or a list of pairs.
@@ -274,41 +349,6 @@ fn read_members(v: &Value) -> (Members, usize) {
             }
         }
         _ => (Members::default(), 1),
-    }
-}
-
-/// How a member writes its messages (PROTOCOL.md, "Dialects, in detail").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Dialect {
-    /// The assignment's `(name, data)`.
-    #[default]
-    Standard,
-    /// `((name, members), (sender_pid, receiver_pid))`; drops anything else silently.
-    Wrapped,
-    /// ELECT as `(sender_pid, members)`, I_AM_LEADER as `{leader: (host, port)}`,
-    /// replies `('GOT_IT', pid)`.
-    Sender,
-    /// ELECTION / OK / COORDINATOR.
-    OldNames,
-}
-
-impl Dialect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Standard => "standard",
-            Dialect::Wrapped => "wrapped",
-            Dialect::Sender => "sender",
-            Dialect::OldNames => "old names",
-        }
-    }
-
-    /// The GOT_IT a member of this dialect expects back; `me` is our id.
-    pub fn got_it(self, me: ProcessId) -> Value {
-        match self {
-            Dialect::Sender => Value::tuple([Value::str("GOT_IT"), pid_to_value(me)]),
-            Dialect::OldNames => Value::str("OK"),
-            Dialect::Standard | Dialect::Wrapped => Reply::got_it(),
-        }
     }
 }
 
@@ -363,6 +403,7 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::OkHabit;
 
     fn members() -> Members {
         [(ProcessId::new(5, 1_234_567), Addr::new("127.0.0.1", 9000))].into_iter().collect()
@@ -453,13 +494,12 @@ mod tests {
             Message::IAmLeader { leader: me, addr: None },
             Message::Probe,
         ];
-        for dialect in [Dialect::Standard, Dialect::Wrapped, Dialect::Sender, Dialect::OldNames] {
+        for dialect in Dialect::ALL {
             for m in &msgs {
                 let v = m.to_value_in(dialect, me, &here, them, &group);
                 let heard = Message::hear(&v).unwrap();
                 let expected = match (dialect, m) {
                     (Dialect::Sender, Message::Probe) => Dialect::Standard,
-                    (Dialect::OldNames, Message::Probe) => Dialect::Standard,
                     _ => dialect,
                 };
                 assert_eq!(heard.dialect, expected, "{dialect:?} {v}");
@@ -470,9 +510,11 @@ mod tests {
                     other => panic!("{dialect:?}: {other:?}"),
                 }
                 let names_sender = match m {
-                    Message::Elect { .. } => matches!(dialect, Dialect::Wrapped | Dialect::Sender),
+                    Message::Elect { .. } => {
+                        matches!(dialect, Dialect::Wrapped | Dialect::Sender | Dialect::OldTagged | Dialect::OldTriple)
+                    }
                     Message::IAmLeader { .. } => true,
-                    _ => dialect == Dialect::Wrapped,
+                    _ => matches!(dialect, Dialect::Wrapped | Dialect::OldTagged),
                 };
                 if names_sender {
                     assert_eq!(heard.sender, Some(me), "{dialect:?} {v}");
@@ -484,6 +526,90 @@ mod tests {
         assert_eq!(Message::from_value(&v).unwrap(), Message::IAmLeader { leader: me, addr: Some(here) });
         assert_eq!(Reply::from_value(Dialect::Sender.got_it(me)), Reply::GotIt);
         assert_eq!(Reply::from_value(Dialect::OldNames.got_it(me)), Reply::GotIt);
+        for habit in [OkHabit::Tuple, OkHabit::Bare] {
+            assert_eq!(Reply::from_value(habit.reply()), Reply::GotIt);
+        }
+        assert_eq!(Reply::from_value(Dialect::OldTagged.got_it(me)), Reply::GotIt);
+    }
+
+    /// The shapes of PROTOCOL.md's "The ELECTION / OK / COORDINATOR years", as their
+    /// peers write them.
+    #[test]
+    fn the_old_years_are_heard_as_they_write() {
+        let (low, mid, top) =
+            (ProcessId::new(3, 1_000_003), ProcessId::new(5, 1_000_005), ProcessId::new(9, 1_000_009));
+        let at = |p: u16| Addr::new("127.0.0.1", p);
+        let group: Members = [(low, at(1)), (mid, at(2)), (top, at(3))].into_iter().collect();
+        let hear = |v: Value| Message::hear(&v).unwrap();
+        let old = |name: &str, data: Value| Value::tuple([Value::str(name), data]);
+        // Members dict everywhere: the leader is the highest listed.
+        let h = hear(old("COORDINATOR", group.to_value()));
+        assert_eq!(
+            (h.message, h.dialect, h.sender),
+            (Message::IAmLeader { leader: top, addr: Some(at(3)) }, Dialect::OldNames, Some(top))
+        );
+        let h = hear(old("ELECTION", group.to_value()));
+        assert_eq!((h.dialect, h.sender), (Dialect::OldNames, None));
+        assert!(matches!(h.message, Message::Elect { ref members, .. } if *members == group));
+        let h = hear(old("PROBE", group.to_value()));
+        assert_eq!((h.message, h.dialect), (Message::Probe, Dialect::OldNames));
+        // Sender-tagged: (name, (sender, data)).
+        let tag = |name: &str, data: Value| old(name, Value::tuple([pid_to_value(mid), data]));
+        let h = hear(tag("ELECTION", group.to_value()));
+        assert_eq!((h.dialect, h.sender), (Dialect::OldTagged, Some(mid)));
+        let h = hear(tag("COORDINATOR", group.to_value()));
+        assert_eq!((h.message, h.dialect), (Message::IAmLeader { leader: mid, addr: Some(at(2)) }, Dialect::OldTagged));
+        let h = hear(tag("PROBE", Value::None));
+        assert_eq!((h.message, h.dialect, h.sender), (Message::Probe, Dialect::OldTagged, Some(mid)));
+        // Three-part.
+        let h = hear(Value::tuple([Value::str("ELECTION"), pid_to_value(low), group.to_value()]));
+        assert_eq!((h.dialect, h.sender), (Dialect::OldTriple, Some(low)));
+        let h = hear(old("COORDINATOR", pid_to_value(top)));
+        assert_eq!((h.message, h.dialect), (Message::IAmLeader { leader: top, addr: None }, Dialect::OldTriple));
+        let h = hear(Value::tuple([Value::str("COORDINATOR"), pid_to_value(top), at(3).to_value()]));
+        assert_eq!(h.message, Message::IAmLeader { leader: top, addr: Some(at(3)) });
+        let h = hear(Value::tuple([Value::str("PROBE")]));
+        assert_eq!((h.message, h.dialect), (Message::Probe, Dialect::OldTriple));
+        // The OK a three-part peer sends on a new connection: a message of its own.
+        assert!(
+            matches!(hear(crate::protocol::ok_on_new_connection()).message, Message::Unknown { ref name, .. } if name == "OK")
+        );
+        // Replies of every habit read as GOT_IT.
+        let tagged_ok = Value::tuple([Value::str("OK"), Value::tuple([pid_to_value(mid), Value::None])]);
+        assert_eq!(Reply::from_value(tagged_ok), Reply::GotIt);
+        assert_eq!(Reply::from_value(old("OK", group.to_value())), Reply::GotIt);
+        // Junk in those shapes is an error, not a panic.
+        assert!(Message::hear(&Value::tuple([Value::str("ELECTION"), Value::Int(1), Value::None])).is_err());
+        assert!(Message::hear(&Value::tuple([Value::Int(1)])).is_err());
+        assert!(Message::hear(&old(
+            "COORDINATOR",
+            Value::Dict(vec![(Value::Int(1), Value::Int(2)), (Value::Int(3), Value::Int(4))])
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn our_coordinator_carries_the_members_up_to_us() {
+        let me = ProcessId::new(5, 1_000_005);
+        let here = Addr::new("127.0.0.1", 7000);
+        let group: Members = [
+            (ProcessId::new(3, 1_000_003), Addr::new("127.0.0.1", 1)),
+            (ProcessId::new(9, 1_000_009), Addr::new("127.0.0.1", 3)),
+        ]
+        .into_iter()
+        .collect();
+        let us = Message::IAmLeader { leader: me, addr: None };
+        for dialect in [Dialect::OldNames, Dialect::OldTagged] {
+            let v = us.to_value_in(dialect, me, &here, ProcessId::new(3, 1_000_003), &group);
+            let dict = match dialect {
+                Dialect::OldNames => v.as_pair().unwrap().1.clone(),
+                _ => v.as_pair().unwrap().1.as_pair().unwrap().1.clone(),
+            };
+            let listed = Members::from_value(&dict).unwrap().members;
+            assert_eq!(listed.iter().map(|m| m.pid).max(), Some(me), "{dialect:?}: {v}");
+            assert_eq!(listed.get(me), Some(&here));
+            assert_eq!(listed.len(), 2);
+        }
     }
 
     #[test]

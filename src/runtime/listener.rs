@@ -13,9 +13,11 @@
 //! permits rather than being dropped. Bytes that are not a protocol message, cut short or
 //! too late are logged (throttled) and the connection closed; the node keeps serving.
 //!
-//! Replies go in the shape of the message's dialect (see PROTOCOL.md): `'GOT_IT'`,
-//! `('GOT_IT', our_pid)` to the sender-tuple dialect, `'OK'` to the old names.
+//! Replies go in the shape of the message's dialect (see PROTOCOL.md), chosen by
+//! [`Replies::answer`]: `'GOT_IT'`, `('GOT_IT', our_pid)` to the sender-tuple dialect,
+//! an OK of the form a member of the ELECTION / OK / COORDINATOR years reads.
 
+use super::Replies;
 use crate::identity::ProcessId;
 use crate::net::server::{self, End, Limits, Oversize, Request, Response, Service, WhenFull};
 use crate::protocol::{Dialect, Message};
@@ -63,21 +65,21 @@ pub struct Incoming {
 pub type Listener = server::Server;
 
 /// Serves connections on `listener` until stopped, calling `deliver` with each protocol
-/// message, from that message's connection thread. While `ignoring` is set, messages are read and
-/// dropped without a reply (a feigned failure that keeps the port open). `me` is our id,
-/// for the dialect whose GOT_IT names the replier.
+/// message, from that message's connection thread. While `ignoring` is set, messages are
+/// read and dropped without a reply (a feigned failure that keeps the port open).
+/// `replies` chooses each answer's form ([`Replies::answer`]).
 pub fn spawn(
     listener: TcpListener,
-    me: ProcessId,
+    replies: Replies,
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
     ignoring: Arc<AtomicBool>,
 ) -> io::Result<Listener> {
-    spawn_capped(listener, me, deliver, ignoring, MAX_CONNECTIONS)
+    spawn_capped(listener, replies, deliver, ignoring, MAX_CONNECTIONS)
 }
 
 fn spawn_capped(
     listener: TcpListener,
-    me: ProcessId,
+    replies: Replies,
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
     ignoring: Arc<AtomicBool>,
     max: usize,
@@ -90,12 +92,12 @@ fn spawn_capped(
         when_full: WhenFull::EvictOldestSilent,
         backlog: Some(BACKLOG),
     };
-    server::serve(listener, "listener", limits, Node { me, deliver, ignoring })
+    server::serve(listener, "listener", limits, Node { replies, deliver, ignoring })
 }
 
 /// The node's side of its connections.
 struct Node {
-    me: ProcessId,
+    replies: Replies,
     deliver: Arc<dyn Fn(Incoming) + Send + Sync>,
     ignoring: Arc<AtomicBool>,
 }
@@ -106,7 +108,7 @@ impl Service for Node {
     fn respond(&self, request: Request<'_>) -> Response<Incoming> {
         let Request { bytes, from, end } = request;
         let verdict = match end {
-            End::Complete => judge(bytes, from, self.me, self.ignoring.load(Ordering::SeqCst)),
+            End::Complete => judge(bytes, from, &self.replies, self.ignoring.load(Ordering::SeqCst)),
             End::Failed(e) => Verdict::Junk(e.to_string()),
             End::TimedOut if bytes.is_empty() => Verdict::Junk("timed out waiting for data".into()),
             End::TimedOut => {
@@ -140,7 +142,7 @@ enum Verdict {
     Deliver(Incoming),
 }
 
-fn judge(bytes: &[u8], from: SocketAddr, me: ProcessId, ignoring: bool) -> Verdict {
+fn judge(bytes: &[u8], from: SocketAddr, replies: &Replies, ignoring: bool) -> Verdict {
     let heard =
         match decode(bytes).map_err(|e| e.to_string()).and_then(|v| Message::hear(&v).map_err(|e| e.to_string())) {
             Ok(h) => h,
@@ -156,8 +158,7 @@ fn judge(bytes: &[u8], from: SocketAddr, me: ProcessId, ignoring: bool) -> Verdi
         bytes.len(),
         heard.dialect.as_str()
     );
-    let reply = matches!(heard.message, Message::Elect { .. } | Message::Probe)
-        .then(|| wire::encode(&heard.dialect.got_it(me), Style::Compact));
+    let reply = replies.answer(&heard).map(|value| wire::encode(&value, Style::Compact));
     let incoming = Incoming { from, message: heard.message, dialect: heard.dialect, sender: heard.sender };
     match reply {
         Some(bytes) => Verdict::Reply(bytes, incoming),
@@ -192,7 +193,7 @@ mod tests {
         });
         let ignoring = Arc::new(AtomicBool::new(false));
         let socket = TcpListener::bind("127.0.0.1:0").unwrap();
-        let listener = spawn_capped(socket, ME, deliver, Arc::clone(&ignoring), cap).unwrap();
+        let listener = spawn_capped(socket, Replies::new(ME), deliver, Arc::clone(&ignoring), cap).unwrap();
         Running { listener, heard, ignoring }
     }
 
@@ -245,23 +246,29 @@ mod tests {
         let sender = ProcessId::new(5, 1_234_567);
         let members: Members = [(sender, Addr::new("127.0.0.1", 9))].into_iter().collect();
         let elect = Message::Elect { members: members.clone(), sender: None, rejected: 0 };
-        let dialects = [Dialect::Standard, Dialect::Wrapped, Dialect::Sender, Dialect::OldNames];
-        for dialect in dialects {
+        for dialect in Dialect::ALL {
             for message in [&elect, &Message::Probe] {
                 let value = message.to_value_in(dialect, sender, &Addr::new("127.0.0.1", 9), ME, &members);
                 let reply = ask(addr, &wire::encode(&value, Style::Compact));
                 let heard = next(&r.heard);
                 assert_eq!(heard.message.name(), message.name(), "{dialect:?}");
-                // A PROBE has no sender-tuple or old-names form: it is standard there.
-                assert_eq!(decode(&reply).unwrap(), heard.dialect.got_it(ME), "{dialect:?} {}", message.name());
-                if matches!(message, Message::Elect { .. }) {
+                // A PROBE has no sender-tuple form: it is standard there.
+                let probe = matches!(message, Message::Probe);
+                let expected = heard.dialect.answer(ME, crate::protocol::OkHabit::Tuple, probe);
+                assert_eq!(expected.is_none(), reply.is_empty(), "{dialect:?} {}", message.name());
+                if let Some(expected) = expected {
+                    assert_eq!(decode(&reply).unwrap(), expected, "{dialect:?} {}", message.name());
+                }
+                if !probe || dialect != Dialect::Sender {
                     assert_eq!(heard.dialect, dialect);
                 }
             }
         }
         // The replies differ by dialect: the test would notice a fixed 'GOT_IT'.
         let old = Message::Probe.to_value_in(Dialect::OldNames, sender, &Addr::new("h", 1), ME, &members);
-        assert_eq!(old, Message::Probe.to_value());
+        let reply = ask(addr, &wire::encode(&old, Style::Compact));
+        assert_eq!(decode(&reply).unwrap(), Value::tuple([Value::str("OK"), Value::None]));
+        next(&r.heard);
         let sender_elect = elect.to_value_in(Dialect::Sender, sender, &Addr::new("127.0.0.1", 9), ME, &members);
         let reply = ask(addr, &wire::encode(&sender_elect, Style::Compact));
         assert_eq!(decode(&reply).unwrap(), Value::tuple([Value::str("GOT_IT"), crate::protocol::pid_to_value(ME)]));
@@ -455,7 +462,7 @@ mod tests {
         let deliver: Arc<dyn Fn(Incoming) + Send + Sync> = Arc::new(move |i| {
             let _ = tx.send(i);
         });
-        let again = spawn(TcpListener::bind(addr).unwrap(), ME, deliver, Arc::default()).unwrap();
+        let again = spawn(TcpListener::bind(addr).unwrap(), Replies::new(ME), deliver, Arc::default()).unwrap();
         assert_eq!(again.local_addr(), addr);
         assert_eq!(decode(&ask(addr, &probe_value())).unwrap(), Value::str("GOT_IT"));
         assert_eq!(next(&heard).message, Message::Probe);

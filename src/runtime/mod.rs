@@ -36,18 +36,20 @@ use crate::identity::ProcessId;
 use crate::membership::{Addr, Members};
 use crate::net::{self, ExchangeError};
 use crate::node::{Action, Event, Failure, Input, Listening, Node, Outcome, RegisterWhy, Time, Timer};
-use crate::protocol::{encode_message, Dialect, Message, RegisterName, Reply};
+use crate::protocol::{
+    ok_on_new_connection, pid_from_value, Dialect, Heard, Learned, Message, RegisterName, Reply, ReplyBook,
+};
 use crate::report::events::{self, EventSink};
 use crate::report::logging::LEADER_TARGET;
 use crate::wire::{decode, encode, is_timeout, FrameError, Style};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -157,6 +159,9 @@ enum Envelope {
     Relistened(std::io::Result<TcpListener>),
     /// A member answered GOT_IT in this dialect.
     Spoke(ProcessId, Dialect),
+    /// A member of the ELECTION / OK / COORDINATOR years took every form of theirs we
+    /// know without answering.
+    Unanswerable(ProcessId),
     /// A queued ELECT of an election that a newer one replaced, not sent.
     Superseded,
     Stop,
@@ -232,7 +237,8 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
     };
     let bound = listener.local_addr().map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     let ignoring = Arc::new(AtomicBool::new(false));
-    let listener = listener::spawn(listener, config.pid, Arc::clone(&deliver), Arc::clone(&ignoring))
+    let replies = Replies::new(config.pid);
+    let listener = listener::spawn(listener, replies.clone(), Arc::clone(&deliver), Arc::clone(&ignoring))
         .map_err(|cause| NodeError::Bind { addr: addr.clone(), cause })?;
     let pid = config.pid;
     let mut runtime = Runtime {
@@ -252,6 +258,16 @@ pub fn start(config: Config) -> Result<RunningNode, NodeError> {
         figures: crate::report::summary::NodeFigures::new(pid),
         last_elect: None,
         dialects: HashMap::new(),
+        first_try: first_try(registration.name),
+        tried_wrapped: HashSet::new(),
+        told: HashSet::new(),
+        replies,
+        oks: Arc::default(),
+        last_announcement: None,
+        contrary: HashSet::new(),
+        announced_over_us: HashSet::new(),
+        unanswerable: HashSet::new(),
+        leading: Arc::default(),
         want_open: true,
         relistening: false,
         announced_port: addr.port,
@@ -288,11 +304,36 @@ struct Runtime {
     ignoring: Arc<AtomicBool>,
     warned_size: bool,
     figures: crate::report::summary::NodeFigures,
-    /// The ELECT last encoded: election number, the members it carries, its bytes.
-    last_elect: Option<(u64, Members, Arc<Vec<u8>>)>,
-    /// The dialect each member last spoke (standard when unknown), at most
-    /// [`MAX_DIALECTS`] members.
+    /// The ELECT last encoded: election number, the members it carries, its dialect,
+    /// its bytes.
+    last_elect: Option<(u64, Members, Dialect, Arc<Vec<u8>>)>,
+    /// The dialect each member spoke first (what it speaks is learned once and kept, so
+    /// our belief never flips back and forth), at most [`MAX_DIALECTS`] members.
     dialects: HashMap<ProcessId, Dialect>,
+    /// What a member whose dialect we don't know is sent: the form of the group's era
+    /// (see [`first_try`]).
+    first_try: Dialect,
+    /// Members of unknown dialect that have had their one wrapped-form try.
+    tried_wrapped: HashSet<ProcessId>,
+    /// Members we said something about once in the log (a dialect heard after another,
+    /// an order the assignment's cannot agree with).
+    told: HashSet<(ProcessId, Told)>,
+    /// The listener's choice of reply forms, and what members showed about them.
+    replies: Replies,
+    /// Counts the `('OK', None)`s three-part peers send on new connections.
+    oks: Arc<OkSignal>,
+    /// Members that cannot agree with the assignment's order (see `against_the_order`).
+    contrary: HashSet<ProcessId>,
+    /// Lower members with our days that announced themselves over us once.
+    announced_over_us: HashSet<ProcessId>,
+    /// Members of the old years that answered none of their years' forms: sent nothing.
+    unanswerable: HashSet<ProcessId>,
+    /// Whether we lead now: an announcement that waited for a PROBE to find the
+    /// receiver's form is not sent once another leader took over meanwhile.
+    leading: Arc<AtomicBool>,
+    /// The last announcement handed to the node: who, and when (for dropping the
+    /// wrapped copy of an announcement that came in both forms).
+    last_announcement: Option<(ProcessId, Instant)>,
     /// Whether the node wants its listener open (false while feigning with it closed).
     want_open: bool,
     /// A background thread is getting a listening socket.
@@ -322,8 +363,124 @@ pub const SEND_THREADS: usize = 64;
 pub const SEND_QUEUE: usize = 4 * crate::membership::MAX_LEARNED_MEMBERS;
 
 /// The most members whose dialect a node remembers (past it, new ones are sent the
-/// standard form). Twice the members a node takes in from peers.
+/// era's first try). Twice the members a node takes in from peers.
 pub const MAX_DIALECTS: usize = 2 * crate::membership::MAX_LEARNED_MEMBERS;
+
+/// How soon after an announcement its wrapped copy counts as the same one.
+const COPY_WINDOW: Duration = Duration::from_secs(2);
+
+/// How long an ELECTION to a three-part peer waits for its OK on a new connection (they
+/// wait up to 5 s for ours).
+pub const OK_ELSEWHERE_WAIT: Duration = Duration::from_secs(3);
+
+/// What a member of unknown dialect is sent first, from the name the GCD took: the
+/// groups whose GCD takes JOIN or BEGIN (fall 2019 to fall 2024) speak the ELECTION / OK
+/// / COORDINATOR protocol with the members dict, the others the assignment's.
+pub fn first_try(register_as: RegisterName) -> Dialect {
+    match register_as {
+        RegisterName::Join | RegisterName::Begin => Dialect::OldNames,
+        RegisterName::Howdy => Dialect::Standard,
+    }
+}
+
+/// The listener's choice of reply forms ([`ReplyBook`]), shared with the main loop
+/// that feeds it what members do next.
+#[derive(Clone)]
+pub struct Replies {
+    book: Arc<Mutex<ReplyBook>>,
+    epoch: Instant,
+}
+
+impl Replies {
+    pub fn new(me: ProcessId) -> Replies {
+        Replies { book: Arc::new(Mutex::new(ReplyBook::new(me))), epoch: Instant::now() }
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut ReplyBook) -> T) -> T {
+        f(&mut self.book.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The reply `heard` takes on its own connection, in the form its sender reads, or
+    /// None (an announcement; a three-part ELECTION, answered on a new connection).
+    pub fn answer(&self, heard: &Heard) -> Option<crate::wire::Value> {
+        let now = self.now();
+        self.with(|book| book.answer(now, heard))
+    }
+}
+
+fn log_learned(learned: &Learned) {
+    let (habit, misread) = (learned.habit.as_str(), learned.habit.other().as_str());
+    let others = "members of the 2019–2022 ELECTION/OK/COORDINATOR protocol that showed nothing yet";
+    match (learned.member, learned.default_changed) {
+        (Some(pid), false) => {
+            info!("{pid} declared victory right after our OK {misread}: answering it {habit} from now on")
+        }
+        (Some(pid), true) => info!(
+            "{pid} declared victory right after our OK {misread}: answering it, and {others}, {habit} from now on"
+        ),
+        (None, _) => {
+            info!("members elected right after our PROBE answer {misread}: answering {others} {habit} from now on")
+        }
+    }
+}
+
+/// What the log says about a member at most once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Told {
+    OtherDialect,
+    AgainstTheOrder,
+}
+
+/// Counts OKs that arrive on new connections, for the ELECTIONs that wait for one.
+#[derive(Default)]
+struct OkSignal {
+    count: Mutex<u64>,
+    arrived: Condvar,
+}
+
+impl OkSignal {
+    fn signal(&self) {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.arrived.notify_all();
+    }
+
+    fn now(&self) -> u64 {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether an OK arrives after `seen` within `wait`.
+    fn wait_past(&self, seen: u64, wait: Duration) -> bool {
+        let guard = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) =
+            self.arrived.wait_timeout_while(guard, wait, |n| *n <= seen).unwrap_or_else(|e| e.into_inner());
+        *guard > seen
+    }
+}
+
+/// Sends a three-part ELECTION, whose answer comes as `('OK', None)` on a new
+/// connection to our listener: any OK within [`OK_ELSEWHERE_WAIT`] counts (it names no
+/// sender).
+fn elect_answered_elsewhere(addr: &Addr, bytes: &[u8], timeout: Duration, oks: &OkSignal) -> Outcome {
+    let seen = oks.now();
+    let sent = net::connect(addr, timeout).and_then(|mut s| {
+        s.write_all(bytes)?;
+        let _ = s.shutdown(Shutdown::Write);
+        Ok(())
+    });
+    match sent {
+        Err(e) if is_timeout(&e) => Outcome::Failed(Failure::ConnectTimeout { after: timeout }),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Outcome::Failed(Failure::Refused { addr: addr.clone() })
+        }
+        Err(e) => Outcome::Failed(Failure::Connect { addr: addr.clone(), error: e.to_string() }),
+        Ok(()) if oks.wait_past(seen, OK_ELSEWHERE_WAIT) => Outcome::GotIt,
+        Ok(()) => Outcome::Failed(Failure::NoReply { after: OK_ELSEWHERE_WAIT }),
+    }
+}
 
 /// How long a node tries to listen on its own port again after a feigned failure
 /// before it takes another one (a port just closed can take a moment to be free).
@@ -358,6 +515,7 @@ impl Runtime {
                 Taken::Item(Envelope::Message(incoming)) => self.on_message(incoming),
                 Taken::Item(Envelope::Relistened(socket)) => self.on_relistened(socket),
                 Taken::Item(Envelope::Spoke(pid, dialect)) => self.learn_dialect(pid, dialect),
+                Taken::Item(Envelope::Unanswerable(pid)) => self.unanswerable(pid),
                 Taken::Item(Envelope::Superseded) => {}
                 Taken::Item(Envelope::Stop) | Taken::Closed => break,
                 Taken::TimedOut => {}
@@ -392,8 +550,24 @@ impl Runtime {
 
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
+        if let (Message::IAmLeader { leader, .. }, Dialect::Wrapped) = (&incoming.message, incoming.dialect) {
+            // A bully-node's one-time wrapped copy of an announcement we just heard in the
+            // form we know it by: the same announcement, not a second one.
+            let copy = self.last_announcement.is_some_and(|(l, at)| l == *leader && at.elapsed() < COPY_WINDOW);
+            if copy && self.dialects.get(leader).is_some_and(|d| *d != Dialect::Wrapped) {
+                debug!("the wrapped copy of {leader}'s announcement: already heard");
+                return;
+            }
+        }
         if let Some(sender) = incoming.sender {
             self.learn_dialect(sender, incoming.dialect);
+        }
+        if incoming.dialect.is_old() {
+            self.heard_old(&incoming);
+        }
+        if self.against_the_order(&incoming) {
+            debug!("{} from {from}: answered, not handed to the election rules", incoming.message.name());
+            return;
         }
         match incoming.message {
             Message::Elect { members, sender, rejected } => {
@@ -404,7 +578,10 @@ impl Runtime {
                 }
                 self.feed(Input::Elect { members, sender });
             }
-            Message::IAmLeader { leader, addr } => self.feed(Input::IAmLeader { leader, addr }),
+            Message::IAmLeader { leader, addr } => {
+                self.last_announcement = Some((leader, Instant::now()));
+                self.feed(Input::IAmLeader { leader, addr })
+            }
             Message::Probe => {
                 // Detail (a leader of 30 answers one every ~60 ms); the count is in the summary.
                 self.figures.probes_received += 1;
@@ -413,6 +590,10 @@ impl Runtime {
             Message::Register { name, .. } => crate::report::logging::throttled_warn(&format!(
                 "{name} from {from} ignored: that message is for the GCD"
             )),
+            Message::Unknown { name, .. } if name == "OK" => {
+                debug!("OK from {from} on a new connection (a three-part ELECTION's answer)");
+                self.oks.signal();
+            }
             Message::Unknown { name, .. } => {
                 crate::report::logging::throttled_warn(&format!("unknown message {name:?} from {from} ignored"))
             }
@@ -433,6 +614,9 @@ impl Runtime {
 
     fn emit(&mut self, event: &Event) {
         let me = self.node.id();
+        if let Event::Leader { leader, .. } = event {
+            self.leading.store(*leader == me, Ordering::SeqCst);
+        }
         self.figures.record(self.now(), event);
         if let Some(observer) = &self.config.observer {
             (observer.0)(me, event);
@@ -500,50 +684,93 @@ impl Runtime {
         ));
     }
 
+    /// `pid` spoke `dialect`. The first dialect a member speaks is kept: a member that
+    /// later speaks another (a bully-node's one-time copy of an announcement in the
+    /// wrapped form, a restarted classmate) is said once in the log, never switched to.
     fn learn_dialect(&mut self, pid: ProcessId, dialect: Dialect) {
         if pid == self.node.id() {
             return;
         }
-        let room = self.dialects.len() < MAX_DIALECTS || self.dialects.contains_key(&pid);
-        if room && self.dialects.insert(pid, dialect) != Some(dialect) {
-            info!("{pid} speaks the {} dialect: sending it that from now on", dialect.as_str());
+        match self.dialects.get(&pid) {
+            Some(known) if *known == dialect => {}
+            Some(known) if self.told.len() < MAX_DIALECTS && self.told.insert((pid, Told::OtherDialect)) => {
+                info!(
+                    "{pid} also spoke the {} form; keeping the {} form it spoke first",
+                    dialect.as_str(),
+                    known.as_str()
+                );
+            }
+            Some(_) => {}
+            None if self.dialects.len() < MAX_DIALECTS => {
+                self.dialects.insert(pid, dialect);
+                info!("{pid} {}: sending it that from now on", dialect.describe());
+            }
+            None => {}
         }
     }
 
+    /// The dialect we send `pid`: the one it spoke, else the era's first try; in the
+    /// ELECTION / OK / COORDINATOR years, the one most members spoke so far (classmates
+    /// of one year mostly share a template, and a wrong guess crashes their peers).
     fn dialect_of(&self, pid: ProcessId) -> Dialect {
-        self.dialects.get(&pid).copied().unwrap_or_default()
+        if let Some(known) = self.dialects.get(&pid) {
+            return *known;
+        }
+        if !self.first_try.is_old() {
+            return self.first_try;
+        }
+        let spoken = |d: Dialect| self.dialects.values().filter(|k| **k == d).count();
+        [Dialect::OldTagged, Dialect::OldTriple]
+            .into_iter()
+            .map(|d| (spoken(d), d))
+            .filter(|(n, _)| *n > spoken(Dialect::OldNames))
+            .max_by_key(|(n, _)| *n)
+            .map_or(self.first_try, |(_, d)| d)
     }
 
-    /// For a member whose dialect we don't know yet, the wrapped form of `message`:
-    /// a wrapped-dialect peer closes standard messages silently, so a silent close is
-    /// followed by this, and I_AM_LEADER goes in both forms.
-    fn wrapped_if_unknown(&self, to: ProcessId, message: &Message) -> Option<Vec<u8>> {
-        if self.dialects.contains_key(&to) {
+    /// For a member of unknown dialect in a group of the standard era, the wrapped form
+    /// of `message`, once per member ever: a wrapped-dialect peer drops standard messages
+    /// silently, so its one try goes with the first message that may need it (after a
+    /// silent close for ELECT and PROBE, as a second copy for an announcement). Never in
+    /// the ELECTION / OK / COORDINATOR years: a wrapped message crashes their peers.
+    fn wrapped_try(&mut self, to: ProcessId, message: &Message) -> Option<Vec<u8>> {
+        if self.first_try != Dialect::Standard
+            || self.dialects.contains_key(&to)
+            || self.tried_wrapped.len() >= MAX_DIALECTS
+            || !self.tried_wrapped.insert(to)
+        {
             return None;
         }
         let value = message.to_value_in(Dialect::Wrapped, self.node.id(), &self.addr, to, self.node.members());
         Some(encode(&value, Style::Compact))
     }
 
-    /// `message` for `to`, in the dialect it last spoke.
+    /// `message` for `to`, in the dialect we send it.
     fn encode_for(&self, to: ProcessId, message: &Message) -> Vec<u8> {
         let value = message.to_value_in(self.dialect_of(to), self.node.id(), &self.addr, to, self.node.members());
         encode(&value, Style::Compact)
     }
 
     fn send_elect(&mut self, election: u64, to: ProcessId, addr: Addr, members: &Members) {
-        // An election sends the same ELECT to every higher member: encode it once
-        // (the standard form; a member of another dialect gets its own).
+        if self.unanswerable.contains(&to) {
+            let outcome = Outcome::Failed(Failure::NotRun(UNANSWERABLE.into()));
+            self.mailbox.push(Envelope::Input(Input::ElectReply { election, to, outcome }));
+            return;
+        }
+        // An election sends the same ELECT to every higher member: encode it once per
+        // form that does not name the receiver.
         let dialect = self.dialect_of(to);
+        let elect = Message::Elect { members: members.clone(), sender: None, rejected: 0 };
         let bytes = match &self.last_elect {
-            _ if dialect != Dialect::Standard => {
-                Arc::new(self.encode_for(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 }))
-            }
-            Some((n, m, bytes)) if *n == election && m == members => Arc::clone(bytes),
+            Some((n, m, d, bytes)) if *n == election && m == members && *d == dialect => Arc::clone(bytes),
             _ => {
-                let bytes =
-                    Arc::new(encode_message(&Message::Elect { members: members.clone(), sender: None, rejected: 0 }));
-                self.last_elect = Some((election, members.clone(), Arc::clone(&bytes)));
+                let bytes = Arc::new(encode(
+                    &elect.to_value_in(dialect, self.node.id(), &self.addr, to, self.node.members()),
+                    Style::Compact,
+                ));
+                if matches!(dialect, Dialect::Standard | Dialect::OldNames) {
+                    self.last_elect = Some((election, members.clone(), dialect, Arc::clone(&bytes)));
+                }
                 bytes
             }
         };
@@ -555,10 +782,11 @@ impl Runtime {
                 bytes.len()
             );
         }
-        debug!("ELECT #{election} to {to} at {addr} ({} bytes)", bytes.len());
+        debug!("ELECT #{election} to {to} at {addr} ({} bytes, {} form)", bytes.len(), dialect.as_str());
         let timeout = self.config.socket_timeout;
-        let wrapped =
-            self.wrapped_if_unknown(to, &Message::Elect { members: members.clone(), sender: None, rejected: 0 });
+        let wrapped = self.wrapped_try(to, &elect);
+        let oks = Arc::clone(&self.oks);
+        let guesses = self.guesses(to, &elect);
         // An ELECT still queued when a newer election starts is not sent: the node
         // ignores the old election's replies anyway, and under load repeated elections
         // would otherwise fill the queue with dead sends.
@@ -570,7 +798,11 @@ impl Runtime {
                 if latest.load(Ordering::SeqCst) > election {
                     return Envelope::Superseded;
                 }
-                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                let outcome = match guesses {
+                    Some(forms) => exchange_guessing(&addr, &forms, timeout, to, Some(&oks), mailbox).0,
+                    None if dialect == Dialect::OldTriple => elect_answered_elsewhere(&addr, &bytes, timeout, &oks),
+                    None => exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox),
+                };
                 Envelope::Input(Input::ElectReply { election, to, outcome })
             },
             |why| Envelope::Input(Input::ElectReply { election, to, outcome: Outcome::Failed(Failure::NotRun(why)) }),
@@ -579,26 +811,85 @@ impl Runtime {
 
     fn send_leader(&mut self, to: ProcessId, addr: Addr) {
         let announcement = Message::IAmLeader { leader: self.node.id(), addr: None };
-        let bytes = self.encode_for(to, &announcement);
-        // Unknown dialect: the wrapped form first, then the standard one, which a
-        // peer that believes the last announcement it heard reads last.
-        let forms: Vec<Vec<u8>> = self.wrapped_if_unknown(to, &announcement).into_iter().chain([bytes]).collect();
+        // The form it speaks (or the era's first try), and once ever for a member of
+        // unknown dialect in the standard era, the wrapped form after it: a wrapped peer
+        // drops the first, a bully-node keeps the dialect it heard first and drops the
+        // copy (see `on_message`).
+        if let Some(probes) = self.guesses(to, &Message::Probe) {
+            // A member of the old years we never heard: which of their forms it takes is
+            // found by a PROBE first (its answer names none of ours wrong), then it is told.
+            let announcements: Vec<(Dialect, Vec<u8>)> = probes
+                .iter()
+                .map(|(d, _)| {
+                    (
+                        *d,
+                        encode(
+                            &announcement.to_value_in(*d, self.node.id(), &self.addr, to, self.node.members()),
+                            Style::Compact,
+                        ),
+                    )
+                })
+                .collect();
+            let (timeout, mailbox) = (self.config.socket_timeout, Arc::clone(&self.mailbox));
+            let leading = Arc::clone(&self.leading);
+            self.send_detached(
+                "leader",
+                Box::new(move || {
+                    let found = exchange_guessing(&addr, &probes, timeout, to, None, &mailbox).1;
+                    if let (Some(spoken), true) = (found, leading.load(Ordering::SeqCst)) {
+                        let form = announcements.iter().find(|(d, _)| *d == spoken).or(announcements.first());
+                        if let Some((_, bytes)) = form {
+                            send_one(&addr, bytes, timeout, to, "I_AM_LEADER");
+                        }
+                    }
+                }),
+            );
+            return;
+        }
+        if self.unanswerable.contains(&to) {
+            return debug!("no I_AM_LEADER to {to}: it answers none of the forms we know");
+        }
+        let forms: Vec<Vec<u8>> =
+            [self.encode_for(to, &announcement)].into_iter().chain(self.wrapped_try(to, &announcement)).collect();
+        self.send_one_way(to, addr, forms, "I_AM_LEADER");
+    }
+
+    /// For a member of the ELECTION / OK / COORDINATOR years whose form we don't know,
+    /// `message` in each of their years' forms, the likeliest first (see `dialect_of`);
+    /// None when we know what to send it.
+    fn guesses(&self, to: ProcessId, message: &Message) -> Option<Vec<(Dialect, Vec<u8>)>> {
+        if !self.first_try.is_old() || self.dialects.contains_key(&to) || self.unanswerable.contains(&to) {
+            return None;
+        }
+        let first = self.dialect_of(to);
+        let order = [first].into_iter().chain(OLD_FORMS.into_iter().filter(|d| *d != first));
+        let encode_in = |d: Dialect| {
+            encode(&message.to_value_in(d, self.node.id(), &self.addr, to, self.node.members()), Style::Compact)
+        };
+        Some(order.map(|d| (d, encode_in(d))).collect())
+    }
+
+    /// A member took every form we know without answering: sent nothing from now on
+    /// (each would crash it), said once.
+    fn unanswerable(&mut self, pid: ProcessId) {
+        if self.unanswerable.len() < MAX_DIALECTS && !self.dialects.contains_key(&pid) && self.unanswerable.insert(pid)
+        {
+            warn!(
+                "{pid} took ELECTION/PROBE in every form of the 2019–2022 protocol we know without answering; \
+                 sending it nothing from now on"
+            );
+        }
+    }
+
+    /// Sends each of `forms` on a connection of its own, waiting for no reply.
+    fn send_one_way(&mut self, to: ProcessId, addr: Addr, forms: Vec<Vec<u8>>, what: &'static str) {
         let timeout = self.config.socket_timeout;
         self.send_detached(
             "leader",
             Box::new(move || {
                 for bytes in forms {
-                    let sent = net::connect(&addr, timeout).and_then(|mut s| {
-                        s.write_all(&bytes)?;
-                        let _ = s.shutdown(Shutdown::Write);
-                        Ok(())
-                    });
-                    match sent {
-                        Ok(()) => debug!("I_AM_LEADER to {to} at {addr}"),
-                        Err(e) => {
-                            debug!("I_AM_LEADER to {to} at {addr} failed: {e}");
-                            break;
-                        }
+                    if !send_one(&addr, &bytes, timeout, to, what) {
+                        break;
                     }
                 }
             }),
@@ -607,19 +898,98 @@ impl Runtime {
 
     fn send_probe(&mut self, probe: u64, to: ProcessId, addr: Addr) {
         debug!("PROBE #{probe} to {to} at {addr}");
+        if self.unanswerable.contains(&to) {
+            let outcome = Outcome::Failed(Failure::NotRun(UNANSWERABLE.into()));
+            self.mailbox.push(Envelope::Input(Input::ProbeReply { probe, outcome }));
+            return;
+        }
         let bytes = self.encode_for(to, &Message::Probe);
-        let wrapped = self.wrapped_if_unknown(to, &Message::Probe);
+        let wrapped = self.wrapped_try(to, &Message::Probe);
+        let guesses = self.guesses(to, &Message::Probe);
         let timeout = self.config.socket_timeout;
         self.spawn_reporting(
             Runner::Send("probe"),
             move |mailbox| {
-                let outcome = exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox);
+                let outcome = match guesses {
+                    Some(forms) => exchange_guessing(&addr, &forms, timeout, to, None, mailbox).0,
+                    None => exchange_trying_wrapped(&addr, &bytes, wrapped.as_deref(), timeout, to, mailbox),
+                };
                 Envelope::Input(Input::ProbeReply { probe, outcome })
             },
             |why| Envelope::Input(Input::ProbeReply { probe, outcome: Outcome::Failed(Failure::NotRun(why)) }),
         );
     }
 
+    /// What the members of the ELECTION / OK / COORDINATOR years show by what they send:
+    /// which OK they read, where an OK is due on a new connection, and whether they can
+    /// agree with the assignment's order at all.
+    fn heard_old(&mut self, incoming: &Incoming) {
+        let now = self.replies.now();
+        let me = self.node.id();
+        let learned = match (&incoming.message, incoming.dialect) {
+            (Message::IAmLeader { leader, .. }, Dialect::OldNames) if *leader < me => {
+                self.replies.with(|book| book.coordinator_from_below(now, *leader))
+            }
+            (Message::Elect { sender: None, .. }, Dialect::OldNames) => {
+                self.replies.with(|book| book.election_heard(now))
+            }
+            _ => None,
+        };
+        if let Some(learned) = learned {
+            log_learned(&learned);
+        }
+        if let (Message::Elect { members, sender: Some(sender), .. }, Dialect::OldTriple) =
+            (&incoming.message, incoming.dialect)
+        {
+            // The three-part ELECTION's OK goes on a new connection to where its sender
+            // listens, as listed in the members it carried.
+            match members.get(*sender).or_else(|| self.node.members().get(*sender)).cloned() {
+                Some(addr) => {
+                    let ok = encode(&ok_on_new_connection(), Style::Compact);
+                    self.send_one_way(*sender, addr, vec![ok], "OK");
+                }
+                None => crate::report::logging::throttled_warn(&format!(
+                    "ELECTION from {sender} does not say where it listens: cannot send it OK"
+                )),
+            }
+        }
+    }
+
+    /// Whether `incoming` comes from a member that cannot agree with the assignment's
+    /// order (PROTOCOL.md, "Not to chase"), said once in the log. Its messages are still
+    /// answered, but no longer start elections: fighting it would never end.
+    /// - A member above us that sends us an ELECTION elects downwards (the least id wins).
+    /// - A member below us with our days that announces itself over us a second time,
+    ///   after we elected over its first announcement, compares only the days.
+    fn against_the_order(&mut self, incoming: &Incoming) -> bool {
+        let me = self.node.id();
+        let (member, why) = match &incoming.message {
+            Message::Elect { sender: Some(sender), .. } if *sender > me => {
+                (*sender, "sent ELECTION to us, a lower member: it elects downwards (the least id wins)")
+            }
+            Message::IAmLeader { leader, .. } if *leader < me && leader.days == me.days => {
+                let full = self.announced_over_us.len() >= MAX_DIALECTS;
+                if !self.contrary.contains(leader) && (full || self.announced_over_us.insert(*leader)) {
+                    return false; // the first time (or no room to remember), we elect over it
+                }
+                (*leader, "announced itself over us again: with our days, it compares only the days")
+            }
+            _ => return false,
+        };
+        if self.contrary.len() < MAX_DIALECTS {
+            self.contrary.insert(member);
+        }
+        if self.contrary.contains(&member) {
+            if self.told.len() < MAX_DIALECTS && self.told.insert((member, Told::AgainstTheOrder)) {
+                warn!(
+                    "{member} {why}, which cannot agree with the assignment's order (the highest id wins, \
+                     SU ID breaking a tie of days); answering it, not electing over it again"
+                );
+            }
+            return true;
+        }
+        false
+    }
     /// Closes, reopens or mutes the listener. It reopens on the very address it had (the
     /// GCD and the peers know that one); if another process took that port meanwhile,
     /// a background thread keeps trying it for [`RELISTEN_SAME_PORT`], then takes any
@@ -688,7 +1058,7 @@ impl Runtime {
             Ok(local) => local,
             Err(e) => return log::error!("cannot listen again: {e}; running without a listener"),
         };
-        match listener::spawn(socket, self.node.id(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring)) {
+        match listener::spawn(socket, self.replies.clone(), Arc::clone(&self.deliver), Arc::clone(&self.ignoring)) {
             Ok(handle) => self.listener = Some(handle),
             Err(e) => return log::error!("cannot listen on {local} again: {e}; running without a listener"),
         }
@@ -746,6 +1116,84 @@ fn relisten(bound: SocketAddr) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no attempt made")))
 }
 
+/// Why nothing is sent to a member that took every form we know without answering.
+const UNANSWERABLE: &str = "not sent: it answers none of the forms we know";
+
+/// The ELECTION / OK / COORDINATOR years' forms, in the order they are tried.
+const OLD_FORMS: [Dialect; 3] = [Dialect::OldNames, Dialect::OldTagged, Dialect::OldTriple];
+
+/// Sends `bytes` on a connection of its own, waiting for no reply; whether it went out.
+fn send_one(addr: &Addr, bytes: &[u8], timeout: Duration, to: ProcessId, what: &str) -> bool {
+    let sent = net::connect(addr, timeout).and_then(|mut s| {
+        s.write_all(bytes)?;
+        let _ = s.shutdown(Shutdown::Write);
+        Ok(())
+    });
+    match &sent {
+        Ok(()) => debug!("{what} to {to} at {addr}"),
+        Err(e) => debug!("{what} to {to} at {addr} failed: {e}"),
+    }
+    sent.is_ok()
+}
+
+/// Whether a failure says the member took the message but not its form (it closed the
+/// connection, or answered something else), not that it is down or slow.
+fn misread(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Failed(Failure::ClosedSilently | Failure::WrongReply(_) | Failure::Unreadable(_) | Failure::Frame(_))
+    )
+}
+
+/// The form a member that answered a message sent in `sent` speaks: a sender-tagged OK
+/// names its sender, whatever it was sent.
+fn spoken_by_reply(sent: Dialect, reply: &crate::wire::Value) -> Dialect {
+    match reply.as_pair() {
+        Some((name, data))
+            if name.as_str() == Some("OK") && data.as_pair().is_some_and(|(p, _)| pid_from_value(p).is_some()) =>
+        {
+            Dialect::OldTagged
+        }
+        _ => sent,
+    }
+}
+
+/// Sends an ELECTION (`oks` given: a three-part one is answered on a new connection) or
+/// a PROBE to a member of the old years whose form we don't know: each of `forms` in
+/// turn while the member takes it but not its form. Reports the form it answers, or
+/// that it answered none; returns the outcome and the form answered.
+fn exchange_guessing(
+    addr: &Addr,
+    forms: &[(Dialect, Vec<u8>)],
+    timeout: Duration,
+    to: ProcessId,
+    oks: Option<&OkSignal>,
+    mailbox: &Mailbox<Envelope>,
+) -> (Outcome, Option<Dialect>) {
+    let mut last = Outcome::Failed(Failure::NotRun("no form to send".into()));
+    for (i, (dialect, bytes)) in forms.iter().enumerate() {
+        let (outcome, reply) = match oks {
+            Some(oks) if *dialect == Dialect::OldTriple => (elect_answered_elsewhere(addr, bytes, timeout, oks), None),
+            _ => exchange_reply(addr, bytes, timeout),
+        };
+        if outcome == Outcome::GotIt {
+            let spoken = reply.map_or(*dialect, |r| spoken_by_reply(*dialect, &r));
+            mailbox.push(Envelope::Spoke(to, spoken));
+            return (outcome, Some(spoken));
+        }
+        let took_it = misread(&outcome);
+        if i == 0 && !took_it {
+            return (outcome, None); // down or slow: nothing learned
+        }
+        last = outcome;
+        if !took_it {
+            break;
+        }
+    }
+    mailbox.push(Envelope::Unanswerable(to));
+    (last, None)
+}
+
 /// Sends one ELECT or PROBE; if the peer closed silently and `wrapped` is given (its
 /// dialect is unknown), sends that form too, and reports the dialect when it answers.
 fn exchange_trying_wrapped(
@@ -771,10 +1219,17 @@ fn exchange_trying_wrapped(
 
 /// Sends one ELECT or PROBE and says how it ended.
 fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome {
+    exchange_reply(addr, bytes, timeout).0
+}
+
+/// Sends one ELECT or PROBE and says how it ended, with the reply when one came.
+fn exchange_reply(addr: &Addr, bytes: &[u8], timeout: Duration) -> (Outcome, Option<crate::wire::Value>) {
     let failure = match net::exchange(addr, bytes, timeout) {
-        Ok((_, reply)) => match decode(&reply).map(Reply::from_value) {
-            Ok(Reply::GotIt) => return Outcome::GotIt,
-            Ok(other) => Failure::WrongReply(format!("{other:?}")),
+        Ok((_, reply)) => match decode(&reply) {
+            Ok(value) => match Reply::from_value(value.clone()) {
+                Reply::GotIt => return (Outcome::GotIt, Some(value)),
+                other => Failure::WrongReply(format!("{other:?}")),
+            },
             Err(e) => Failure::Unreadable(e.to_string()),
         },
         Err(ExchangeError::Connect(e)) if is_timeout(&e) => Failure::ConnectTimeout { after: timeout },
@@ -789,7 +1244,7 @@ fn exchange_for_got_it(addr: &Addr, bytes: &[u8], timeout: Duration) -> Outcome 
             other => Failure::Frame(other.to_string()),
         },
     };
-    Outcome::Failed(failure)
+    (Outcome::Failed(failure), None)
 }
 
 #[cfg(test)]
@@ -827,6 +1282,31 @@ mod tests {
         assert!(std::net::TcpStream::connect_timeout(&at, Duration::from_secs(5)).is_ok(), "not listening");
         drop(node);
         assert!(std::net::TcpStream::connect_timeout(&at, Duration::from_secs(5)).is_err(), "still listening");
+    }
+
+    #[test]
+    fn the_gcds_year_sets_what_an_unknown_member_is_sent_first() {
+        assert_eq!(first_try(RegisterName::Howdy), Dialect::Standard);
+        assert_eq!(first_try(RegisterName::Begin), Dialect::OldNames);
+        assert_eq!(first_try(RegisterName::Join), Dialect::OldNames);
+    }
+
+    #[test]
+    fn an_ok_on_a_new_connection_ends_the_wait_of_an_election_sent_before_it() {
+        let oks = Arc::new(OkSignal::default());
+        let seen = oks.now();
+        assert!(!oks.wait_past(seen, Duration::from_millis(20)), "no OK came");
+        let signaller = {
+            let oks = Arc::clone(&oks);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                oks.signal();
+            })
+        };
+        assert!(oks.wait_past(seen, Duration::from_secs(10)));
+        signaller.join().unwrap();
+        // An OK that came before the ELECTION was sent does not answer it.
+        assert!(!oks.wait_past(oks.now(), Duration::from_millis(20)));
     }
 
     #[test]
