@@ -238,7 +238,7 @@ fn join_ended(state: &mut State) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::server::tests::threads_named;
+    use crate::net::server::tests::{gone, threads_named};
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(senders.running(), 40);
         drop(gate_tx);
         senders.close_and_join();
-        assert_eq!(threads_named("t-elect-each"), 0, "threads outlived close_and_join");
+        assert!(gone("t-elect-each"), "threads outlived close_and_join");
         assert_eq!(senders.peak(), 40);
     }
 
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(count.load(Ordering::SeqCst), 60);
         assert!(senders.peak() <= 4, "ran {} threads at once", senders.peak());
         senders.close_and_join();
-        assert_eq!(threads_named("t-fanout"), 0);
+        assert!(gone("t-fanout"), "threads outlived close_and_join");
     }
 
     #[test]
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(rest, vec![1, 2], "waiting jobs run in order");
         assert_eq!(senders.peak(), 1);
         senders.close_and_join();
-        assert_eq!(threads_named("t-full"), 0);
+        assert!(gone("t-full"), "threads outlived close_and_join");
         assert_eq!(senders.running(), 0);
         let refused = senders.spawn("t-full", Box::new(|| {}));
         assert_eq!(refused.err().map(|(why, _)| why), Some(Refused::Closed));
