@@ -53,8 +53,25 @@ fn split_by_a_gcd_restart(newcomer: Pid, top: Pid) {
         },
         || format!("{:?}", gcd_cell.borrow().seen),
     );
-    // Only the leader asks the GCD again: wait for two of its checks, and see that no
-    // follower asked meanwhile (nobody failed, so nobody had another reason to).
+    // A follower that joined before the leader learns where it listens from the GCD,
+    // once, at its first PROBE (a standard I_AM_LEADER carries no address): wait until
+    // both followers have PROBEd the leader and the GCD's log shows those look-ups.
+    wait_until(
+        "each follower PROBEd the leader",
+        || old[..2].iter().all(|n| !n.events_of("probe_ok").is_empty()),
+        || format!("{:?}", gcd_cell.borrow().seen),
+    );
+    let look_ups: usize = old[..2].iter().map(|n| n.events_of("reregistered").len()).sum();
+    wait_until(
+        "the followers' look-ups in the GCD's log",
+        || {
+            let followers = [old[0].pid, old[1].pid];
+            requests(&mut gcd_cell.borrow_mut()).iter().filter(|p| followers.contains(p)).count() >= 2 + look_ups
+        },
+        || format!("{:?}", gcd_cell.borrow().seen),
+    );
+    // From then on only the leader asks the GCD again: wait for two of its checks, and
+    // see that no follower asked meanwhile (nobody failed, so nobody had another reason to).
     let settled = requests(&mut gcd_cell.borrow_mut()).len();
     wait_until(
         "two leader's checks",
