@@ -19,7 +19,7 @@ pub enum Dialect {
     Sender,
     /// ELECTION / OK / COORDINATOR with the members dict as every message's data (the
     /// template of 2019 to 2024): `('ELECTION', members)`, `('COORDINATOR', members up to
-    /// the winner)`, `('PROBE', members)`; replies `'OK'` or `('OK', x)` (see [`OkHabit`]).
+    /// the winner)`, `('PROBE', members)`; replies `'OK'` or `('OK', x)`.
     OldNames,
     /// ELECTION / OK / COORDINATOR tagged with the sender: `(name, (sender_pid, data))`,
     /// replies `('OK', (pid, None))`.
