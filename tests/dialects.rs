@@ -286,4 +286,7 @@ fn a_bully_node_hears_one_announcement_from_another_and_keeps_its_dialect() {
         low.proc.seen.push(line);
     }
     assert!(!low.proc.seen.iter().any(|l| l.contains("also spoke")), "{}", low.proc.seen.join("\n"));
+    // The copy named where the leader listens: its first PROBE needs no look-up at the GCD.
+    low.proc.wait_for("a PROBE of the leader answered", |l| l.contains("PROBE to leader") && l.contains("GOT_IT"));
+    assert!(low.events_of("reregistered").is_empty(), "{:?}", low.events_of("reregistered"));
 }

@@ -125,6 +125,12 @@ pub enum Input {
         leader: ProcessId,
         addr: Option<Addr>,
     },
+    /// A second copy of an I_AM_LEADER we already had (a bully-node's one-time wrapped
+    /// copy) names where `leader` listens: only that is news.
+    LeaderAddress {
+        leader: ProcessId,
+        addr: Addr,
+    },
     /// The ELECT we sent to `to` in election `election` ended.
     ElectReply {
         election: u64,

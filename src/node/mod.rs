@@ -288,6 +288,14 @@ impl Node {
                 }
             }
             Input::IAmLeader { leader, addr } => self.on_leader(now, leader, addr, &mut out),
+            Input::LeaderAddress { leader, addr } => {
+                // Only a leader we follow and above us (the announcement was heard and
+                // taken); an address we already know stays.
+                if self.leader == Some(leader) && leader > self.me && !self.members.contains(leader) {
+                    let announced: Members = [(leader, addr)].into_iter().collect();
+                    self.learn_from_peer(&announced, &format!("I_AM_LEADER from {leader}"), &mut out);
+                }
+            }
             Input::ElectReply { election, to, outcome } => self.on_reply(now, election, to, outcome, &mut out),
             Input::Timer(timer) => self.on_timer(now, timer, &mut out),
         }

@@ -152,6 +152,26 @@ fn i_am_leader_ends_the_election() {
 }
 
 #[test]
+fn the_address_a_copy_of_the_announcement_names_is_taken_for_the_leader_we_follow_only() {
+    let (mut n, _) = joined(5, &[5]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    assert_eq!(n.leader(), Some(pid(9)));
+    assert!(!n.members().contains(pid(9)));
+    // Not the leader we follow: nothing is taken in.
+    let out = n.handle(S, Input::LeaderAddress { leader: pid(8), addr: addr(8) });
+    assert!(out.is_empty() && !n.members().contains(pid(8)), "{out:?}");
+    // The leader's: its address is known from now on (its PROBE needs no look-up),
+    // and nothing else happens: no second announcement, no election.
+    let out = n.handle(S, Input::LeaderAddress { leader: pid(9), addr: addr(9) });
+    assert_eq!(n.members().get(pid(9)), Some(&addr(9)));
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Event(Event::IAmLeaderReceived { .. } | Event::ElectionStarted { .. }))),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_lower_node_announcing_itself_is_bullied() {
     let (mut n, _) = joined(9, &[1, 5, 9]);
     let out = n.handle(S, Input::IAmLeader { leader: pid(5), addr: None });

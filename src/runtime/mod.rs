@@ -550,12 +550,23 @@ impl Runtime {
 
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
-        if let (Message::IAmLeader { leader, .. }, Dialect::Wrapped) = (&incoming.message, incoming.dialect) {
+        if let (Message::IAmLeader { leader, addr }, Dialect::Wrapped) = (&incoming.message, incoming.dialect) {
             // A bully-node's one-time wrapped copy of an announcement we just heard in the
-            // form we know it by: the same announcement, not a second one.
+            // form we know it by: the same announcement, not a second one. But the
+            // standard form names no address, and the copy's members do: a leader whose
+            // address we lack is taken from it, or each follower would ask the GCD at its
+            // next PROBE (at 200 members joining 50 ms apart, a look-up per follower per
+            // PROBE period was more than gcd2.py's one-at-a-time serving could answer,
+            // and newcomers could no longer register).
             let copy = self.last_announcement.is_some_and(|(l, at)| l == *leader && at.elapsed() < COPY_WINDOW);
             if copy && self.dialects.get(leader).is_some_and(|d| *d != Dialect::Wrapped) {
-                debug!("the wrapped copy of {leader}'s announcement: already heard");
+                match addr {
+                    Some(addr) if !self.node.members().contains(*leader) => {
+                        debug!("the wrapped copy of {leader}'s announcement: taking the address it names");
+                        self.feed(Input::LeaderAddress { leader: *leader, addr: addr.clone() });
+                    }
+                    _ => debug!("the wrapped copy of {leader}'s announcement: already heard"),
+                }
                 return;
             }
         }
