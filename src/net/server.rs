@@ -347,16 +347,23 @@ impl<S: Service> Accepting<S> {
         self.close_all();
     }
 
+    /// Joins ended threads, then: `Some(false)` once the server is stopping, `Some(true)`
+    /// when a permit is free, `None` while every permit is taken.
+    fn room(&self, table: &mut Table) -> Option<bool> {
+        join_ended(table);
+        if table.stopping {
+            Some(false)
+        } else {
+            (table.live.len() < self.max).then_some(true)
+        }
+    }
+
     /// Waits until a permit is free; false once the server is stopping.
     fn wait_for_room(&self) -> bool {
         let mut table = self.shared.lock();
         loop {
-            join_ended(&mut table);
-            if table.stopping {
-                return false;
-            }
-            if table.live.len() < self.max {
-                return true;
+            if let Some(room) = self.room(&mut table) {
+                return room;
             }
             table = self.shared.changed.wait(table).unwrap_or_else(|e| e.into_inner());
         }
@@ -367,12 +374,10 @@ impl<S: Service> Accepting<S> {
     fn admit(&self, stream: TcpStream, from: SocketAddr) -> bool {
         let mut table = self.shared.lock();
         loop {
-            join_ended(&mut table);
-            if table.stopping {
-                return false;
-            }
-            if table.live.len() < self.max {
-                break;
+            match self.room(&mut table) {
+                Some(false) => return false,
+                Some(true) => break,
+                None => {}
             }
             // One eviction at a time: the evicted thread ends at once and frees its permit.
             let evicting = table.live.iter().any(|c| c.evicted);
