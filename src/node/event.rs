@@ -91,6 +91,12 @@ pub enum Event {
         election: u64,
         asking: Vec<ProcessId>,
     },
+    /// `leader` announced itself right after the higher `following` did: taken as an
+    /// announcement that crossed `following`'s in flight, and ignored.
+    LateAnnouncement {
+        leader: ProcessId,
+        following: ProcessId,
+    },
     /// As leader, we sent I_AM_LEADER to members that had not heard it.
     AnnouncedTo {
         members: Vec<ProcessId>,

@@ -193,21 +193,39 @@ fn a_lower_node_announcing_itself_is_bullied() {
 fn a_late_announcement_from_a_lower_winner_is_checked_by_an_election() {
     let (mut n, _) = joined(3, &[3, 6, 9]);
     n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
-    // 6's announcement, sent before 9's, arrives after it.
-    let out = n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
-    // 9 is probed first; alive, it may lead: an election asks it (and 6, at once).
+    // 6's announcement comes a PROBE period later (9 may have died meanwhile): 9 is
+    // probed first; alive, it may lead: an election asks it (and 6, at once).
+    let out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
     assert!(elects(&out).is_empty());
     let probe = probe_sent(&out, 9);
-    let out = n.handle(S, Input::ProbeReply { probe, outcome: Outcome::GotIt });
+    let out = n.handle(2 * S, Input::ProbeReply { probe, outcome: Outcome::GotIt });
     assert_eq!(elects(&out), [(2, pid(9)), (2, pid(6))]);
     // If 9 is alive it answers and announces again; we follow it.
-    reply(&mut n, S, 2, 9, true);
-    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    reply(&mut n, 2 * S, 2, 9, true);
+    n.handle(2 * S, Input::IAmLeader { leader: pid(9), addr: None });
     assert_eq!(n.leader(), Some(pid(9)));
     assert_eq!(n.phase(), &Phase::Idle);
     // Announcements from a higher node than the one we follow are simply taken.
-    let out = n.handle(2 * S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
+    let out = n.handle(3 * S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
     assert!(elects(&out).is_empty());
+}
+
+#[test]
+fn an_announcement_that_crossed_a_higher_ones_in_flight_is_ignored() {
+    // Members joining one after another: 6 won, then 9; 6's announcement, sent before
+    // 9's, arrives just after it. Neither a PROBE nor an election: 9 announced itself
+    // a moment ago.
+    let (mut n, _) = joined(3, &[3, 6, 9]);
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    let late = S + CROSSED_IN_FLIGHT - ms(1);
+    let out = n.handle(late, Input::IAmLeader { leader: pid(6), addr: Some(addr(6)) });
+    assert_eq!(n.leader(), Some(pid(9)));
+    assert!(!out.iter().any(|a| matches!(a, Action::SendProbe { .. } | Action::SendElect { .. })), "{out:?}");
+    assert!(out.contains(&Action::Event(Event::LateAnnouncement { leader: pid(6), following: pid(9) })), "{out:?}");
+    // From the window's end on, it is checked (see above): a PROBE of 9.
+    let out = n.handle(S + CROSSED_IN_FLIGHT, Input::IAmLeader { leader: pid(6), addr: None });
+    assert_eq!(n.leader(), Some(pid(6)));
+    probe_sent(&out, 9);
 }
 
 /// The number of the PROBE `out` sends to `to`.
@@ -239,11 +257,12 @@ fn learning_of_higher_members_from_the_gcd_reopens_the_question() {
     let (mut n, _) = joined(3, &[3]);
     let out = n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
     assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
-    let out = n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
+    // (Later than CROSSED_IN_FLIGHT: sooner, it would be ignored.)
+    let out = n.handle(2 * S, Input::IAmLeader { leader: pid(6), addr: None });
     assert!(elects(&out).is_empty(), "nobody known to ask yet");
     assert_eq!(n.leader(), Some(pid(6)));
     // The GCD's answer reveals both: an election asks them.
-    let out = n.handle(2 * S, Input::Registered { members: group(&[3, 6, 9]) });
+    let out = n.handle(3 * S, Input::Registered { members: group(&[3, 6, 9]) });
     assert_eq!(elects(&out), [(2, pid(9)), (2, pid(6))]);
     // Learning only lower members changes nothing.
     let (mut m, _) = joined(5, &[5]);

@@ -112,6 +112,9 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
         Event::ElectionWidened { election, asking } => {
             format!("election #{election}: ELECT also to {} (learned meanwhile)", pids(asking))
         }
+        Event::LateAnnouncement { leader, following } => format!(
+            "I_AM_LEADER from {leader} came just after {following}'s, which ranks higher: it crossed in flight; still following {following}"
+        ),
         Event::AnnouncedTo { members } => format!("I_AM_LEADER to {} (new to us)", pids(members)),
         Event::IdentityClash { other, addr, clash, source } => {
             let at = addr.as_ref().map_or(String::new(), |a| format!(" at {a}"));
