@@ -10,8 +10,9 @@
 //! The rules, from the assignment and the textbook's bully algorithm:
 //! - An election asks every higher member with ELECT. With none higher, we win at once.
 //!   The elections that come in crowds are paced [`ELECT_PACE`]: those started by a
-//!   failed PROBE (every follower detects a dead leader) and by an ELECT (every member
-//!   an election asks elects in turn). They ask the higher members highest first in
+//!   failed PROBE (every follower detects a dead leader), by an ELECT (every member
+//!   an election asks elects in turn), and by a member the GCD lists above the
+//!   leader (every follower that asks the GCD learns it). They ask the higher members highest first in
 //!   doubling rounds, the next at once when one fails; the sending stops when the
 //!   election ends, or when a member with nobody above it unanswered (the highest live
 //!   one we know) answers GOT_IT: it elects in turn. The others (a join, a recovery,
@@ -745,7 +746,12 @@ impl Node {
     }
 
     /// Starts an election. One started by an ELECT (or by ELECTs merged while settling)
-    /// is paced like a failed PROBE's (see [`ELECT_PACE`]): every member an election
+    /// is paced like a failed PROBE's (see [`ELECT_PACE`]), and so is one for a member
+    /// the GCD lists above the leader, which every follower that asks the GCD learns
+    /// (at 200 members, each asked everyone above it at once and fed the storm of issue
+    /// 20). Pacing the elections for a former leader alive above a lower announcer too
+    /// broke the duplicated-SU-ID scenario (the innocent member changed leaders every
+    /// leader's check); those are rare since [`CROSSED_IN_FLIGHT`]. Every member an election
     /// asks elects in turn, and asking everyone above at once made each ELECT cost the
     /// members above it an election each (n^2/2 ELECTs per disturbance, and under load
     /// the storm of issue 20). Paced, it asks the highest member first, whose GOT_IT
@@ -760,7 +766,7 @@ impl Node {
     /// announcing; pacing them too failed 9 of 20,000 seeds, 1109 among them). Each is
     /// one member's reaction to its own change, so their fan-out is O(n) per disturbance.
     fn start_election(&mut self, now: Time, reason: Why, out: &mut Vec<Action>) {
-        let paced = matches!(reason, Why::ElectFrom { .. } | Why::WhileSettling);
+        let paced = matches!(reason, Why::ElectFrom { .. } | Why::WhileSettling | Why::GcdListsAbove { .. });
         self.elect(now, reason, paced, out);
     }
 

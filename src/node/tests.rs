@@ -271,6 +271,28 @@ fn learning_of_higher_members_from_the_gcd_reopens_the_question() {
 }
 
 #[test]
+fn members_the_gcd_lists_above_our_leader_are_asked_highest_first() {
+    // Every follower that asks the GCD learns the same newcomers above its leader: at
+    // 200 members each asked all of them at once, and the group stormed (issue 20).
+    let (mut n, _) = joined(3, &[3, 6]);
+    n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
+    let out = n.handle(2 * S, Input::Registered { members: group(&[3, 6, 7, 8, 9]) });
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Event(Event::ElectionStarted { reason: Why::GcdListsAbove { .. }, higher: 4, .. })
+        )),
+        "{out:?}"
+    );
+    assert_eq!(elects(&out), [(2, pid(9))]);
+    // 9 answers: it is the highest, nobody else is asked.
+    let out = reply(&mut n, 2 * S + ms(5), 2, 9, true);
+    assert!(elects(&out).is_empty(), "{out:?}");
+    let out = n.handle(2 * S + ELECT_PACE, Input::Timer(Timer::Pace(2)));
+    assert!(elects(&out).is_empty(), "{out:?}");
+}
+
+#[test]
 fn members_learned_mid_election_are_asked_in_it() {
     let (mut n, _) = joined(5, &[5, 7]);
     let out = n.handle(S / 10, Input::Elect { members: group(&[1, 5, 7, 9]), sender: None });
