@@ -1245,6 +1245,17 @@ impl Node {
             self.check.overtaken_by = Some(l);
             self.doubt_leader(now, l, out);
         }
+        // Overtaken, with a GCD that forgot nobody we know, and every member it lists
+        // above our new leader new to us: they joined after us seeing the whole group,
+        // won their own join elections and announce themselves. An election for them
+        // only made each of them announce again: at 200 members joining 50 ms apart,
+        // the GCD's answer came after the next few joins, every overtaken leader
+        // elected, and the doubled announcements tipped the group into a storm (issue
+        // 20). A member above our new leader that we knew before is asked as ever: we
+        // may have missed its announcement (the simulator's overload: a lost one left
+        // a member following a lower leader for good).
+        let only_newcomers_above = fresh.iter().filter(|p| **p > bar).all(|p| learned.contains(p));
+        let top = top.filter(|_| overtaken.is_none() || forgot > 0 || !only_newcomers_above);
         let (electing_for, announced_to) = match (&pending, &self.election.phase, top.or(tell)) {
             (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
             (None, Phase::Idle, None) if self.leader == Some(self.me) && !twin_above => (None, fresh.clone()),

@@ -990,6 +990,25 @@ mod leader_check_tests {
         let out = m.handle(S + S / 10, Input::Registered { members: group(&[1, 5, 9]) });
         assert!(elects(&out).is_empty(), "{out:?}");
         assert_eq!(m.leader(), Some(pid(9)));
+        // Members joining one after another: by the time the GCD answers, 10 and 11
+        // joined above 9. They saw the whole group and announce themselves: no election
+        // for them either (at 200 members, one per join fed a storm).
+        let mut j = Node::new(pid(5), addr(5), checking(), 0);
+        j.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5]) });
+        j.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
+        let out = j.handle(S + S / 10, Input::Registered { members: group(&[1, 5, 9, 10, 11]) });
+        assert!(elects(&out).is_empty(), "{out:?}");
+        assert_eq!(j.leader(), Some(pid(9)));
+        // But a member above the new leader that we knew before is asked: we may have
+        // missed its announcement (12 did not answer our election in time, and won).
+        let mut k = Node::new(pid(5), addr(5), checking(), 0);
+        k.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 12]) });
+        let slow = Outcome::Failed(Failure::ConnectTimeout { after: Duration::from_millis(1500) });
+        k.handle(S / 10, Input::ElectReply { election: 1, to: pid(12), outcome: slow });
+        assert_eq!(k.leader(), Some(pid(5)));
+        k.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
+        let out = k.handle(S + S / 10, Input::Registered { members: group(&[1, 5, 9, 12]) });
+        assert_eq!(asked(&out), [pid(12), pid(9)], "{out:?}");
         // A leader with nobody to tell of, and a follower, simply follow.
         let mut alone = Node::new(pid(5), addr(5), checking(), 0);
         alone.handle(Duration::ZERO, Input::Registered { members: group(&[5]) });
