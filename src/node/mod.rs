@@ -691,7 +691,14 @@ impl Node {
                     // A member ranking above the leader we follow should lead, if alive.
                     let bar = self.leader.unwrap_or(self.me).max(self.me);
                     if let Some(top) = learned.iter().copied().filter(|p| *p > bar).max() {
-                        self.start_election(now, Why::GcdListsAbove { top, leader: bar }, out);
+                        // It registered after us, so with the whole group in view: it won
+                        // its join election (or one above it did) and announces itself. An
+                        // election now made it announce again: at 200 members joining 50 ms
+                        // apart, every follower's look-up did so, and the group stormed
+                        // (issue 20). We elect only if no announcement from it, or from one
+                        // above it, comes within the leader timeout (one may be lost).
+                        let at = now + self.settings.timeouts.leader;
+                        self.defer_election(at, Why::GcdListsAbove { top, leader: bar }, out);
                     } else if self.leader == Some(self.me) {
                         // We lead, and these members never heard it (they joined while
                         // we were down or unknown to us): tell them, or a lower one that
@@ -1045,8 +1052,12 @@ impl Node {
         let previous = self.leader;
         self.election.phase = Phase::Idle;
         self.election.settled_at = Some(now);
-        if leader > self.me {
-            self.election.deferred = None; // its announcement reaches the ELECTs' senders too
+        // Its announcement reaches the ELECTs' senders too; a member the GCD listed above
+        // our leader is waited for until it (or one above it) announces itself.
+        let waits_for_higher =
+            matches!(self.election.deferred, Some((_, Why::GcdListsAbove { top, .. })) if leader < top);
+        if leader > self.me && !waits_for_higher {
+            self.election.deferred = None;
         }
         self.follow(leader, out);
         let unknown = !self.knows(leader);

@@ -271,12 +271,26 @@ fn learning_of_higher_members_from_the_gcd_reopens_the_question() {
 }
 
 #[test]
-fn members_the_gcd_lists_above_our_leader_are_asked_highest_first() {
+fn members_the_gcd_lists_above_our_leader_are_waited_for_then_asked_highest_first() {
     // Every follower that asks the GCD learns the same newcomers above its leader: at
     // 200 members each asked all of them at once, and the group stormed (issue 20).
+    // They joined after us, seeing everyone: they announce themselves, so we wait the
+    // leader timeout for that first.
     let (mut n, _) = joined(3, &[3, 6]);
     n.handle(S, Input::IAmLeader { leader: pid(6), addr: None });
     let out = n.handle(2 * S, Input::Registered { members: group(&[3, 6, 7, 8, 9]) });
+    assert!(elects(&out).is_empty(), "{out:?}");
+    let (at, timer) = deferred(&out);
+    assert_eq!(at, 2 * S + Timeouts::default().leader);
+    let mut quiet = n.clone();
+    // 9 announces itself: nothing more to do.
+    n.handle(2 * S + ms(20), Input::IAmLeader { leader: pid(9), addr: None });
+    assert!(elects(&n.handle(at, Input::Timer(timer))).is_empty());
+    assert_eq!(n.leader(), Some(pid(9)));
+    // Only 8 announces (9's announcement lost): still waiting for 9, then asking it
+    // first (paced), and nobody else once it answers.
+    quiet.handle(2 * S + ms(20), Input::IAmLeader { leader: pid(8), addr: None });
+    let out = quiet.handle(at, Input::Timer(timer));
     assert!(
         out.iter().any(|a| matches!(
             a,
@@ -285,10 +299,9 @@ fn members_the_gcd_lists_above_our_leader_are_asked_highest_first() {
         "{out:?}"
     );
     assert_eq!(elects(&out), [(2, pid(9))]);
-    // 9 answers: it is the highest, nobody else is asked.
-    let out = reply(&mut n, 2 * S + ms(5), 2, 9, true);
+    let out = reply(&mut quiet, at + ms(5), 2, 9, true);
     assert!(elects(&out).is_empty(), "{out:?}");
-    let out = n.handle(2 * S + ELECT_PACE, Input::Timer(Timer::Pace(2)));
+    let out = quiet.handle(at + ELECT_PACE, Input::Timer(Timer::Pace(2)));
     assert!(elects(&out).is_empty(), "{out:?}");
 }
 
@@ -641,8 +654,17 @@ fn a_gcd_that_did_not_answer_is_asked_again_until_it_does() {
     let out = n.handle(retry[0].0, Input::Timer(retry[0].1));
     assert!(out.iter().any(|a| matches!(a, Action::Register { .. })));
     let out = n.handle(retry[0].0, Input::Registered { members: group(&[5, 9]) });
-    assert_eq!(elects(&out), [(2, pid(9))], "the newcomer above us is asked");
     assert!(timers(&out).iter().all(|(_, t)| !matches!(t, Timer::Reregister(_))), "no more retries");
+    // The newcomer above us is given the leader timeout to announce itself, then asked.
+    assert!(elects(&out).is_empty(), "{out:?}");
+    let (at, timer) = deferred(&out);
+    let out = n.handle(at, Input::Timer(timer));
+    assert_eq!(elects(&out), [(2, pid(9))], "the newcomer above us is asked");
+}
+
+/// The deferred election `out` arms: when, and its timer.
+fn deferred(out: &[Action]) -> (Duration, Timer) {
+    timers(out).into_iter().find(|(_, t)| matches!(t, Timer::Deferred(_))).expect("a deferred election")
 }
 
 #[test]
@@ -789,6 +811,8 @@ fn a_stale_id_answering_through_a_live_member_cannot_stall_elections() {
     let back: Members = [(pid(3), addr(3)), (pid(5), addr(5)), (stale, addr(30))].into_iter().collect();
     let out = n.handle(20 * S, Input::Registered { members: back });
     assert!(n.members().contains(stale));
+    let (at, timer) = deferred(&out);
+    let out = n.handle(at, Input::Timer(timer));
     assert_eq!(elects(&out).iter().map(|(_, to)| *to).collect::<Vec<_>>(), [stale]);
 }
 
