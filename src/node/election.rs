@@ -25,6 +25,9 @@ pub(super) struct Election {
     pub(super) after_registration: Option<Why>,
     /// The election in `after_registration` is paced (a failed PROBE's).
     pub(super) pace_after_registration: bool,
+    /// The current election was started by a lower member's ELECT (see
+    /// `Node::unreachable_live_leader`).
+    pub(super) asked_from_below: bool,
     /// The GCD was asked where our leader listens before an election (see `Node::elect`).
     pub(super) asked_before_electing: bool,
     /// Higher members whose ELECT only timed out in the current election: maybe just
@@ -48,6 +51,7 @@ impl Default for Election {
             batch: 1,
             after_registration: None,
             pace_after_registration: false,
+            asked_from_below: false,
             asked_before_electing: false,
             timed_out: Vec::new(),
             recheck: None,

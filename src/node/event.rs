@@ -97,6 +97,13 @@ pub enum Event {
         leader: ProcessId,
         following: ProcessId,
     },
+    /// Election `election` could ask nobody, but `leader`, above us, announced itself
+    /// within the leader timeout and the GCD does not list where it listens: we wait for
+    /// its announcement (as after a GOT_IT) instead of winning against it.
+    WaitingForLeader {
+        election: u64,
+        leader: ProcessId,
+    },
     /// As leader, we sent I_AM_LEADER to members that had not heard it.
     AnnouncedTo {
         members: Vec<ProcessId>,

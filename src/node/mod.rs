@@ -802,6 +802,7 @@ impl Node {
         let election = self.election.number;
         self.election.after_registration = None;
         self.election.deferred = None;
+        self.election.asked_from_below = matches!(reason, Why::ElectFrom { .. } | Why::WhileSettling);
         let mut higher: Vec<_> = self.members.higher_than(self.me).cloned().collect();
         higher.extend(self.rival.clone().filter(|r| r.pid > self.me && !self.members.contains(r.pid)));
         let started = out.len();
@@ -820,6 +821,26 @@ impl Node {
         let asking = self.send_elects(now, first, true, out);
         // The event comes before its ELECTs, and names only those sent now.
         out.insert(started, Action::Event(Event::ElectionStarted { election, reason, asking, higher: count }));
+    }
+
+    /// The leader above us that we follow, when a lower member's ELECT made us elect,
+    /// the leader announced itself within the leader timeout, and we don't know where
+    /// it listens (the GCD restarted and has not heard from it since; a standard
+    /// I_AM_LEADER carries no address). The election could not ask it, and is decided
+    /// for it as if it had answered GOT_IT: winning would demote a live leader, which
+    /// announces again at the next ELECT that reaches it (simulator seed 49031: a member
+    /// that rejoined after a GCD restart won two elections against the leader it had
+    /// just heard, and the group changed leaders twice). Once the leader timeout passes
+    /// without a word from it, the next election is won as before, so a leader that died
+    /// meanwhile costs a leader timeout more. Elections for other reasons are won as
+    /// ever: they doubt the leader (the GCD does not list it, a PROBE failed, ...).
+    fn unreachable_live_leader(&self, now: Time) -> Option<ProcessId> {
+        if !self.election.asked_from_below {
+            return None;
+        }
+        let leader = self.leader.filter(|l| *l > self.me && !self.knows(*l))?;
+        let heard = self.election.settled_at?;
+        (now < heard + self.settings.timeouts.leader).then_some(leader)
     }
 
     /// Sends the current election's next round of ELECTs (see [`Node::send_elects`]) and
@@ -867,6 +888,14 @@ impl Node {
     }
 
     fn win(&mut self, now: Time, out: &mut Vec<Action>) {
+        if let Some(leader) = self.unreachable_live_leader(now) {
+            let election = self.election.number;
+            out.push(Action::Event(Event::WaitingForLeader { election, leader }));
+            self.election.phase = Phase::AwaitingLeader { election };
+            self.election.unsent.clear();
+            out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
+            return;
+        }
         self.election.phase = Phase::Idle;
         self.election.settled_at = Some(now);
         self.election.deferred = None;

@@ -1425,3 +1425,42 @@ fn without_the_gcd_no_election_is_won_against_a_leader_we_cannot_reach() {
     let out = n.handle(at + ms(5), Input::Registered { members: group(&[1, 3, 9]) });
     assert_eq!(asked(&out), [pid(9)], "the election, once it can ask 9: {out:?}");
 }
+
+#[test]
+fn an_elect_cannot_demote_a_leader_just_heard_whose_address_nobody_lists() {
+    // Simulator seed 49031: after a GCD restart the GCD does not list the leader until
+    // its next check, and a standard I_AM_LEADER carries no address. A lower member's
+    // ELECT made us elect with nobody to ask, and we won against the live leader.
+    let registered = |n: &mut Node, at: Duration| n.handle(at, Input::Registered { members: group(&[1, 3]) });
+    let (mut n, _) = joined(3, &[1, 3]);
+    // 9 joined after the GCD restarted and won; the GCD lost its entry in a second one.
+    n.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+    registered(&mut n, S); // our leader's check after it: the GCD does not list 9
+    assert_eq!(n.leader(), Some(pid(9)));
+    let elect = |n: &mut Node, at: Duration| n.handle(at, Input::Elect { members: group(&[1, 3]), sender: None });
+    let out = elect(&mut n, 2 * S);
+    assert!(out.iter().any(|a| matches!(a, Action::Register { .. })), "the GCD is asked first: {out:?}");
+    let out = registered(&mut n, 2 * S);
+    assert!(leaders_sent(&out).is_empty(), "won against the leader heard a second ago: {out:?}");
+    assert!(out.contains(&Action::Event(Event::WaitingForLeader { election: 2, leader: pid(9) })), "{out:?}");
+    assert_eq!((n.leader(), n.phase()), (Some(pid(9)), &Phase::AwaitingLeader { election: 2 }));
+    let timer = out
+        .iter()
+        .find_map(|a| match a {
+            Action::SetTimer { at, timer: timer @ Timer::Leader(2) } => Some((*at, *timer)),
+            _ => None,
+        })
+        .expect("the leader timeout is armed");
+    assert_eq!(timer.0, 2 * S + Timeouts::default().leader);
+    // Its announcement ends the wait.
+    let mut heard = n.clone();
+    heard.handle(3 * S, Input::IAmLeader { leader: pid(9), addr: None });
+    assert_eq!((heard.leader(), heard.phase()), (Some(pid(9)), &Phase::Idle));
+    // Silence: the GCD is asked again, and the election after it is won (the leader
+    // may have died meanwhile).
+    let out = n.handle(timer.0, Input::Timer(timer.1));
+    assert!(out.iter().any(|a| matches!(a, Action::Register { .. })), "{out:?}");
+    let out = registered(&mut n, timer.0);
+    assert_eq!(leaders_sent(&out), [pid(1)], "{out:?}");
+    assert_eq!(n.leader(), Some(pid(3)));
+}

@@ -115,6 +115,9 @@ pub fn describe(event: &Event, me: ProcessId) -> Option<String> {
         Event::LateAnnouncement { leader, following } => format!(
             "I_AM_LEADER from {leader} came just after {following}'s, which ranks higher: it crossed in flight; still following {following}"
         ),
+        Event::WaitingForLeader { election, leader } => format!(
+            "election #{election}: nobody to ask; leader {leader} announced itself just now, but the GCD does not list where it listens: waiting for its I_AM_LEADER instead of winning"
+        ),
         Event::AnnouncedTo { members } => format!("I_AM_LEADER to {} (new to us)", pids(members)),
         Event::IdentityClash { other, addr, clash, source } => {
             let at = addr.as_ref().map_or(String::new(), |a| format!(" at {a}"));
@@ -288,6 +291,8 @@ mod tests {
             Event::Failed { mode: FeignMode::Ignore, lasting: std::time::Duration::from_micros(2_000_900) },
             Event::Recovered,
             Event::ElectionWidened { election: 6, asking: vec![b] },
+            Event::LateAnnouncement { leader: a, following: b },
+            Event::WaitingForLeader { election: 8, leader: b },
             Event::AnnouncedTo { members: vec![a, b] },
             Event::IdentityClash { other: a, addr: None, clash: Clash::SuId, source: "the GCD".into() },
             Event::IdentityClash {
@@ -342,6 +347,8 @@ mod tests {
             r#"{"t":1764067200123,"node":[5,1234567],"event":"failed","mode":"ignore","ms":2000}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"recovered"}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"election_widened","election":6,"asking":[[12,4000001]]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"late_announcement","leader":[9,1000009],"following":[12,4000001]}"#,
+            r#"{"t":1764067200123,"node":[5,1234567],"event":"waiting_for_leader","election":8,"leader":[12,4000001]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"announced_to","members":[[9,1000009],[12,4000001]]}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[9,1000009],"clash":"su_id","source":"the GCD"}"#,
             r#"{"t":1764067200123,"node":[5,1234567],"event":"identity_clash","other":[9,1000009],"clash":"same_id","addr":"127.0.0.1:5001","source":"an ELECT"}"#,
