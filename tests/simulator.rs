@@ -171,8 +171,10 @@ fn a_gcd_restart_then_a_higher_newcomer_heals_within_30_s() {
     assert_eq!(r.agreed_at, None, "without the check the split stays: {:?}", r.final_leaders);
 }
 
-/// The leader's check costs the serial GCD the same whatever the group's size: in a
-/// settled, idle group (no failures, so nobody else asks), one request per 10-20 s.
+/// The checks cost the serial GCD the same whatever the group's size: in a settled,
+/// idle group (no failures, so nobody else asks), the leader's one request per 10-20 s,
+/// and the followers' half as many in all (each asks every 2 x (members - 1) x 10-20 s,
+/// so in a large group none of them within the five minutes watched).
 #[test]
 fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
     for n in [5usize, 50, 200] {
@@ -186,8 +188,9 @@ fn the_gcd_load_of_an_idle_group_does_not_grow_with_its_size() {
         let window = (r.ended_at - from).as_secs_f64();
         let asked = r.gcd_requests.iter().filter(|t| **t >= from).count();
         println!("{n} members: {asked} GCD requests in {window:.0} s ({:.3}/s)", asked as f64 / window);
-        // One request per 10 to 20 s, give or take the one under way at each end.
-        let (fewest, most) = (window / 20.0 - 1.0, window / 10.0 + 1.0);
+        // The leader's one request per 10 to 20 s, give or take the one under way at
+        // each end, and at most half as many from the followers.
+        let (fewest, most) = (window / 20.0 - 1.0, 1.5 * window / 10.0 + 2.0);
         assert!((fewest..=most).contains(&(asked as f64)), "{n} members: {asked} requests in {window:.0} s");
     }
 }

@@ -244,6 +244,8 @@ pub enum RegisterWhy {
     AskAgain { leader: ProcessId },
     /// The leader's periodic check.
     LeaderCheck,
+    /// A follower's periodic check, rarer the larger the group.
+    FollowerCheck,
     /// `leader` took over while we led.
     Overtaken { leader: ProcessId },
 }
@@ -261,6 +263,7 @@ impl std::fmt::Display for RegisterWhy {
                 write!(f, "leader {leader} was not in the GCD's list; asking again after its check")
             }
             RegisterWhy::LeaderCheck => f.write_str("leader's check: asking who the GCD lists now"),
+            RegisterWhy::FollowerCheck => f.write_str("follower's check: asking who the GCD lists now"),
             RegisterWhy::Overtaken { leader } => write!(f, "leader {leader} took over while we led"),
         }
     }

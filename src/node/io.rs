@@ -93,6 +93,8 @@ pub enum Timer {
     Reregister(u64),
     /// Time for the leader's check number `n`.
     LeaderCheck(u64),
+    /// Time for the follower's check number `n` (see `Node::keep_checking`).
+    FollowerCheck(u64),
     /// Time to ask the GCD again about a leader it did not list (see `doubt_leader`).
     Doubt(u64),
     /// Election `n` sends its next ELECTs (see `ELECT_PACE`).

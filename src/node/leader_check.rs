@@ -1,6 +1,6 @@
 //! The leader's periodic check of the GCD (the rules are in `node`): its timer, the check's
 //! registration in flight, a leader the GCD did not list, the higher leader that took over
-//! while we led, and whom the GCD listed last.
+//! while we led, and whom the GCD listed last; and the follower's rarer check.
 
 use crate::identity::ProcessId;
 
@@ -24,6 +24,12 @@ pub(super) struct LeaderCheck {
     pub(super) told_overtaker: bool,
     /// Whom the GCD listed at our last check in this term as leader.
     pub(super) last_listed: Option<Vec<ProcessId>>,
+    /// Number of the latest follower's check timer armed, and whether it is pending.
+    pub(super) follower_timer: u64,
+    pub(super) follower_armed: bool,
+    /// A follower's check is in flight: if the GCD does not answer, the next check
+    /// asks again (no retry).
+    pub(super) follower_asking: bool,
 }
 
 impl LeaderCheck {
@@ -32,5 +38,7 @@ impl LeaderCheck {
     pub(super) fn abandon(&mut self) {
         self.armed = false;
         self.asking = false;
+        self.follower_armed = false;
+        self.follower_asking = false;
     }
 }

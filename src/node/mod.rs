@@ -262,6 +262,7 @@ impl Node {
             return out;
         }
         let gcd_answer = matches!(input, Input::Registered { .. } | Input::RegistrationFailed { .. });
+        let follower_check = gcd_answer && std::mem::take(&mut self.check.follower_asking);
         if gcd_answer {
             self.registration.looking_up = false;
             // An election it starts has just heard the GCD's word (see `elect`).
@@ -271,11 +272,15 @@ impl Node {
         match input {
             Input::Registered { members } if self.check.asking => self.on_check_answer(now, members, &mut out),
             Input::RegistrationFailed { reason } if self.check.asking => self.on_check_failed(now, reason, &mut out),
-            Input::Registered { members } => self.on_registered(now, members, &mut out),
+            Input::Registered { members } => self.on_registered(now, members, follower_check, &mut out),
             Input::RegistrationFailed { reason } => {
                 out.push(Action::Event(Event::ReregistrationFailed { reason }));
-                out.push(self.registration.arm_retry(now));
-                self.elect_without_the_gcd(now, &mut out);
+                // A follower's check that failed is asked again at the next one, unless
+                // an election waits for the answer.
+                if !follower_check || self.election.after_registration.is_some() {
+                    out.push(self.registration.arm_retry(now));
+                    self.elect_without_the_gcd(now, &mut out);
+                }
             }
             Input::ProbeReply { probe, outcome } => self.on_probe_reply(now, probe, outcome, &mut out),
             Input::Moved { addr } => {
@@ -620,7 +625,8 @@ impl Node {
         self.arm_failure(now, out);
     }
 
-    fn on_registered(&mut self, now: Time, members: Members, out: &mut Vec<Action>) {
+    /// `follower_check`: the answer to a follower's check (see `keep_checking`).
+    fn on_registered(&mut self, now: Time, members: Members, follower_check: bool, out: &mut Vec<Action>) {
         self.registration.answered();
         let first = self.election.number == 0 && self.leader.is_none() && self.election.phase == Phase::Idle;
         let before = self.members.clone();
@@ -690,7 +696,12 @@ impl Node {
                 Phase::Idle => {
                     // A member ranking above the leader we follow should lead, if alive.
                     let bar = self.leader.unwrap_or(self.me).max(self.me);
-                    if let Some(top) = learned.iter().copied().filter(|p| *p > bar).max() {
+                    // A follower's check only registers us again: the GCD lists dead
+                    // members above the leader (gcd2.py never drops one), and the
+                    // leader's own check elects for live newcomers above it and tells
+                    // those below, us among them, that it leads.
+                    let above = learned.iter().copied().filter(|p| *p > bar && !follower_check).max();
+                    if let Some(top) = above {
                         // It registered after us, so with the whole group in view: it won
                         // its join election (or one above it did) and announces itself. An
                         // election now made it announce again: at 200 members joining 50 ms
@@ -998,6 +1009,9 @@ impl Node {
         match (timer, &self.election.phase) {
             (Timer::Probe(n), _) if self.probing.is_due(n) => self.send_probe(out),
             (Timer::LeaderCheck(n), _) if n == self.check.timer && self.check.armed => self.ask_gcd_as_leader(out),
+            (Timer::FollowerCheck(n), _) if n == self.check.follower_timer && self.check.follower_armed => {
+                self.ask_gcd_as_follower(out)
+            }
             (Timer::Doubt(n), _) if n == self.check.doubt_timer => self.on_doubt_timer(out),
             (Timer::Suspect(n), _) if n == self.probing.suspect_timer => self.on_suspect_timer(out),
             (Timer::Recheck(n), _) if n == self.election.recheck_timer => self.recheck(now, out),
@@ -1198,18 +1212,58 @@ impl Node {
         !self.feigning.down && self.election.phase == Phase::Idle && self.leader == Some(self.me)
     }
 
-    /// Arms the leader's next check when we lead and none is pending or in flight.
+    /// Arms the leader's next check when we lead and none is pending or in flight, and
+    /// a follower's when we follow.
+    ///
+    /// Followers check too, each every `2 x (members - 1)` leader's periods, so that
+    /// together they ask the GCD half as often as the leader does, whatever the group's
+    /// size. A follower's check heals what no message can show: after a GCD restart, a
+    /// member that restarted on its old port with another birthday (or with a fresh
+    /// memory) leads alone, answers the PROBEs of the old process's followers, and
+    /// neither side ever learns of the other (simulator seed 93661: a follower followed
+    /// the old id for good). The follower's check puts it back in the GCD's list, and the
+    /// new leader's next check tells it that it leads; the follower itself acts on
+    /// nothing its check shows (see `on_registered`).
     fn keep_checking(&mut self, now: Time, out: &mut Vec<Action>) {
         if self.leader != Some(self.me) {
             self.check.last_listed = None; // the next term's first check considers everyone
         }
         let Some(span) = self.settings.leader_check else { return };
+        if !self.check.follower_armed && !self.check.follower_asking && self.follows_idle() {
+            let followers = self.members.len().saturating_sub(1).clamp(1, 1 << 16) as u32;
+            self.check.follower_timer += 1;
+            self.check.follower_armed = true;
+            let at = now + span.draw(&mut self.rng) * (2 * followers);
+            out.push(Action::SetTimer { at, timer: Timer::FollowerCheck(self.check.follower_timer) });
+        }
         if self.check.armed || self.check.asking || !self.leads_idle() {
             return;
         }
         self.check.timer += 1;
         self.check.armed = true;
         out.push(Action::SetTimer { at: now + span.draw(&mut self.rng), timer: Timer::LeaderCheck(self.check.timer) });
+    }
+
+    /// Whether we follow another member and are not electing.
+    fn follows_idle(&self) -> bool {
+        !self.feigning.down && self.election.phase == Phase::Idle && self.leader.is_some_and(|l| l != self.me)
+    }
+
+    fn ask_gcd_as_follower(&mut self, out: &mut Vec<Action>) {
+        self.check.follower_armed = false;
+        // Leading, electing, or a registration of ours is in flight or due: its answer
+        // serves as well. The next check is armed after it.
+        if !self.follows_idle()
+            || self.registration.looking_up
+            || self.check.asking
+            || self.registration.retry_pending()
+            || self.election.after_registration.is_some()
+        {
+            return;
+        }
+        self.registration.looking_up = true;
+        self.check.follower_asking = true;
+        out.push(Action::Register { reason: RegisterWhy::FollowerCheck });
     }
 
     fn ask_gcd_as_leader(&mut self, out: &mut Vec<Action>) {

@@ -927,7 +927,8 @@ mod leader_check_tests {
         }
         assert!(waits.iter().all(|w| (10 * S..=20 * S).contains(w)), "{waits:?}");
         assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
-        // A follower never checks; nor does a leader with the check turned off.
+        // A follower never runs the leader's check (its own: see the next test); nor
+        // does a leader with the check turned off.
         let mut f = Node::new(pid(5), addr(5), checking(), 0);
         let out = f.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
         let out2 = f.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
@@ -936,6 +937,60 @@ mod leader_check_tests {
         let out = off.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
         assert_eq!(off.leader(), Some(pid(9)));
         assert!(check_timer(&out).is_none());
+    }
+
+    fn follower_timer(out: &[Action]) -> Option<(Time, Timer)> {
+        out.iter().find_map(|a| match a {
+            Action::SetTimer { at, timer: timer @ Timer::FollowerCheck(_) } => Some((*at, *timer)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_follower_registers_again_rarely_and_only_to_be_listed() {
+        // 5 follows 9 in {1, 5, 9}: two members besides the leader, so its check comes
+        // every 2 x 2 x (10..20 s), and the group's followers together ask the GCD half
+        // as often as its leader.
+        let mut waits = Vec::new();
+        for seed in 0..20 {
+            let mut f = Node::new(pid(5), addr(5), checking(), seed);
+            f.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+            let out = f.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+            let (at, timer) = follower_timer(&out).expect("a follower arms its check");
+            waits.push(at - S);
+            let out = f.handle(at, Input::Timer(timer));
+            assert!(out.contains(&Action::Register { reason: RegisterWhy::FollowerCheck }), "{out:?}");
+            assert!(follower_timer(&out).is_none(), "one check at a time");
+            // The GCD lists a member above our leader that we did not know: gcd2.py never
+            // drops a dead one, and the leader's check elects for a live one. Nothing
+            // happens but the next check.
+            let out = f.handle(at + S / 10, Input::Registered { members: group(&[1, 5, 9, 12]) });
+            assert!(f.members().contains(pid(12)));
+            assert!(elects(&out).is_empty() && registers(&out) == 0, "{out:?}");
+            assert!(!out.iter().any(|a| matches!(a, Action::SetTimer { timer: Timer::Deferred(_), .. })), "{out:?}");
+            assert_eq!((f.leader(), f.phase()), (Some(pid(9)), &Phase::Idle));
+            let (next, timer) = follower_timer(&out).expect("the next check");
+            // Four members now: 2 x 3 x (10..20 s).
+            assert!((at + S / 10 + 60 * S..=at + S / 10 + 120 * S).contains(&next), "{next:?}");
+            // A GCD that does not answer is asked again at the next check, not retried.
+            f.handle(next, Input::Timer(timer));
+            let out = f.handle(next + S, Input::RegistrationFailed { reason: "refused".into() });
+            assert!(!out.iter().any(|a| matches!(a, Action::SetTimer { timer: Timer::Reregister(_), .. })), "{out:?}");
+            assert!(follower_timer(&out).is_some(), "{out:?}");
+        }
+        assert!(waits.iter().all(|w| (40 * S..=80 * S).contains(w)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+        // The leader does not run it, nor a follower with the checks turned off.
+        let (_, out) = {
+            let mut l = Node::new(pid(9), addr(9), checking(), 0);
+            let out = l.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+            (l, out)
+        };
+        assert!(follower_timer(&out).is_none());
+        let mut off = Node::new(pid(5), addr(5), Settings { leader_check: None, ..checking() }, 0);
+        off.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        let out = off.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        assert!(follower_timer(&out).is_none());
     }
 
     #[test]
