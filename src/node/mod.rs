@@ -1286,11 +1286,13 @@ impl Node {
         // gcd2.py never drops a member, so a list that lacks one we know (at any id on
         // its address) comes from a GCD that restarted: those it lists may have joined
         // it seeing only part of the group.
-        let forgot = self
+        let forgotten: Vec<ProcessId> = self
             .members
             .iter()
             .filter(|m| m.pid != self.me && !gcd.iter().any(|g| g.addr.same_listener(&m.addr)))
-            .count();
+            .map(|m| m.pid)
+            .collect();
+        let forgot = forgotten.len();
         let mut learned = Vec::new();
         for m in gcd.iter() {
             if !self.members.contains(m.pid) {
@@ -1309,11 +1311,17 @@ impl Node {
         if previous.as_ref().is_some_and(|before| before.iter().any(|p| !listed.contains(p))) {
             previous = None; // it lost someone since our last check: it restarted since
         }
-        let fresh: Vec<ProcessId> = listed
+        let mut fresh: Vec<ProcessId> = listed
             .into_iter()
             .filter(|p| self.members.contains(*p))
             .filter(|p| learned.contains(p) || previous.as_ref().is_none_or(|before| !before.contains(p)))
             .collect();
+        // Then the members below us that the GCD forgot hear it too: one may have missed
+        // our announcement (lost under load) and follow a lower member that answers
+        // its PROBEs, and nobody else would ever tell it (simulator seed 49931).
+        if previous.is_none() {
+            fresh.extend(forgotten.iter().copied().filter(|p| *p < self.me));
+        }
         let bar = self.leader.unwrap_or(self.me).max(self.me);
         let top = fresh.iter().copied().filter(|p| *p > bar).max();
         // A process with our SU ID above us (the GCD lists it, not us): the election
