@@ -337,12 +337,13 @@ pub struct NodeArgs {
 
     /// While leading, the wait before asking the GCD again who is in the group
     ///
-    /// Heals a group split by a GCD restart: the leader alone asks, at most once per wait,
-    /// whatever the group's size.
+    /// Heals a group split by a GCD restart: the leader asks at most once per wait, and
+    /// each follower registers again after 2 x (members - 1) waits, so the group's
+    /// requests do not grow with its size.
     #[arg(long, value_name = "MIN..MAX", default_value = "10s..20s", value_parser = parse_check_span)]
     pub leader_check: Span,
 
-    /// Never ask the GCD again while leading
+    /// Never ask the GCD again while leading or following
     ///
     /// A group split by a GCD restart then stays split until someone fails.
     #[arg(long)]

@@ -47,10 +47,12 @@
 //!   (listener closed, or open but ignoring), abandoning whatever it was doing; on
 //!   recovery it listens again, re-registers, and elects.
 //! - The leader's check (heals a split group, e.g. after the GCD restarted and forgot
-//!   everyone): the leader alone asks the GCD again every 10 to 20 s and takes in its
-//!   list (merging: the GCD may have forgotten members we know). Of the members that
+//!   everyone): the leader asks the GCD again every 10 to 20 s and takes in its list
+//!   (merging: the GCD may have forgotten members we know). Of the members that
 //!   registered since our last check (all, at a term's first check or after the GCD
 //!   restarted), one above us starts an election; those below us get I_AM_LEADER.
+//!   Followers register again too, each every 2 x (members - 1) such periods, to be
+//!   listed again after a restart (see `keep_checking`).
 //! - Any re-registration keeps known members at addresses the GCD no longer lists (only
 //!   a restarted GCD forgets), and a leader the GCD does not list is followed, the
 //!   second time, until the GCD is asked again a check period later. A node that
@@ -696,11 +698,13 @@ impl Node {
                 Phase::Idle => {
                     // A member ranking above the leader we follow should lead, if alive.
                     let bar = self.leader.unwrap_or(self.me).max(self.me);
-                    // A follower's check only registers us again: the GCD lists dead
-                    // members above the leader (gcd2.py never drops one), and the
-                    // leader's own check elects for live newcomers above it and tells
-                    // those below, us among them, that it leads.
-                    let above = learned.iter().copied().filter(|p| *p > bar && !follower_check).max();
+                    // The answer to a follower's check, while we still follow, does not
+                    // start this election: the GCD lists dead members above the leader
+                    // (gcd2.py never drops one), and the leader's own check elects for
+                    // live newcomers above it and tells those below, us among them,
+                    // that it leads. (Leading by now, we wait for them as ever.)
+                    let follower = follower_check && self.leader != Some(self.me);
+                    let above = learned.iter().copied().filter(|p| *p > bar && !follower).max();
                     if let Some(top) = above {
                         // It registered after us, so with the whole group in view: it won
                         // its join election (or one above it did) and announces itself. An
@@ -1207,7 +1211,7 @@ impl Node {
         }
     }
 
-    /// Whether we lead and are not electing: the only state that checks the GCD.
+    /// Whether we lead and are not electing: the only state that runs the leader's check.
     fn leads_idle(&self) -> bool {
         !self.feigning.down && self.election.phase == Phase::Idle && self.leader == Some(self.me)
     }
@@ -1222,8 +1226,9 @@ impl Node {
     /// memory) leads alone, answers the PROBEs of the old process's followers, and
     /// neither side ever learns of the other (simulator seed 93661: a follower followed
     /// the old id for good). The follower's check puts it back in the GCD's list, and the
-    /// new leader's next check tells it that it leads; the follower itself acts on
-    /// nothing its check shows (see `on_registered`).
+    /// new leader's next check tells it that it leads. The answer is taken in as any
+    /// re-registration's, except that it starts no election for members it lists above
+    /// our leader (see `on_registered`).
     fn keep_checking(&mut self, now: Time, out: &mut Vec<Action>) {
         if self.leader != Some(self.me) {
             self.check.last_listed = None; // the next term's first check considers everyone

@@ -980,6 +980,20 @@ mod leader_check_tests {
         }
         assert!(waits.iter().all(|w| (40 * S..=80 * S).contains(w)), "{waits:?}");
         assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+        // Its answer comes after we won an election meanwhile: a member it lists above us
+        // is waited for as ever, never told that we lead.
+        let mut f = Node::new(pid(5), addr(5), checking(), 0);
+        f.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 9]) });
+        f.handle(S / 10, Input::ElectReply { election: 1, to: pid(9), outcome: Outcome::GotIt });
+        let out = f.handle(S, Input::IAmLeader { leader: pid(9), addr: None });
+        let (at, timer) = follower_timer(&out).expect("a follower arms its check");
+        f.handle(at, Input::Timer(timer));
+        f.handle(at, Input::Elect { members: group(&[1, 5]), sender: None });
+        let out = f.handle(at, Input::ElectReply { election: 2, to: pid(9), outcome: refused() });
+        assert_eq!(f.leader(), Some(pid(5)), "{out:?}");
+        let out = f.handle(at + S, Input::Registered { members: group(&[1, 5, 9, 12]) });
+        assert!(!leaders_sent(&out).contains(&pid(12)), "{out:?}");
+        assert!(out.iter().any(|a| matches!(a, Action::SetTimer { timer: Timer::Deferred(_), .. })), "{out:?}");
         // The leader does not run it, nor a follower with the checks turned off.
         let (_, out) = {
             let mut l = Node::new(pid(9), addr(9), checking(), 0);
