@@ -1321,11 +1321,17 @@ impl Node {
             .filter(|p| self.members.contains(*p))
             .filter(|p| learned.contains(p) || previous.as_ref().is_none_or(|before| !before.contains(p)))
             .collect();
-        // Then the members below us that the GCD forgot hear it too: one may have missed
-        // our announcement (lost under load) and follow a lower member that answers
-        // its PROBEs, and nobody else would ever tell it (simulator seed 49931).
+        // Then the members below us that the GCD forgot hear it too (those we still
+        // know, once each): one may have missed our announcement (lost under load) and
+        // follow a lower member that answers its PROBEs, and nobody else would ever tell
+        // it (simulator seed 49931). A forgotten member stays known, dead ones too, so
+        // each term's first check tells them again: n-1 messages per term at most.
         if previous.is_none() {
-            fresh.extend(forgotten.iter().copied().filter(|p| *p < self.me));
+            let told: Vec<ProcessId> = forgotten
+                .into_iter()
+                .filter(|p| *p < self.me && self.members.contains(*p) && !fresh.contains(p))
+                .collect();
+            fresh.extend(told);
         }
         let bar = self.leader.unwrap_or(self.me).max(self.me);
         let top = fresh.iter().copied().filter(|p| *p > bar).max();

@@ -1036,6 +1036,15 @@ mod leader_check_tests {
         // Once: the next check with the same list tells nobody.
         let out = check_with(&mut m, at, timer, &[3, 9]);
         assert_eq!(leaders_sent(&out), [], "{out:?}");
+        // A member listed at a new address is told once, as a listed one.
+        let (mut k, at, timer) = leader_of(&[1, 5, 9], 9, 5);
+        k.handle(at, Input::Timer(timer));
+        let moved: Members =
+            [(pid(3), addr(3)), (pid(9), addr(9)), (pid(5), Addr::new("127.0.0.1", 41_005))].into_iter().collect();
+        let out = k.handle(at + S / 10, Input::Registered { members: moved });
+        let mut told = leaders_sent(&out);
+        told.sort();
+        assert_eq!(told, [pid(1), pid(3), pid(5)], "{out:?}");
     }
 
     #[test]
