@@ -271,7 +271,8 @@ fn a_lower_member_with_our_days_that_keeps_announcing_is_named_once_and_not_foug
 /// Issue 20 item 4: a bully-node announces to a bully-node once. The first announcement
 /// to a member of unknown dialect also goes in the wrapped form (a wrapped-dialect peer
 /// drops the standard one), once ever; a bully-node keeps the form it heard first and
-/// drops that copy, so it hears one announcement and never flips its belief.
+/// drops the other as a copy (whichever came first), so it hears one announcement and
+/// never flips its belief.
 #[test]
 fn a_bully_node_hears_one_announcement_from_another_and_keeps_its_dialect() {
     let dir = Scratch::new("one-announcement");
@@ -279,7 +280,9 @@ fn a_bully_node_hears_one_announcement_from_another_and_keeps_its_dialect() {
     let mut low = Node::start(&dir, gcd, (20, 8_600_001), &["-v"]);
     let high = Node::start(&dir, gcd, (90, 8_600_002), &[]);
     wait_all_follow(&[&low, &high], high.pid);
-    low.proc.wait_for("the wrapped copy dropped", |l| l.contains("wrapped copy of (90, 8600002)"));
+    // The two forms come on two connections, served in either order: the second is
+    // the copy, dropped.
+    low.proc.wait_for("the copy dropped", |l| l.contains("copy of (90, 8600002)'s announcement"));
     let heard = low.events_of("i_am_leader_received").len();
     assert_eq!(heard, 1, "announcements heard: {:?}", low.events_of("i_am_leader_received"));
     while let Ok(line) = low.proc.lines.try_recv() {
@@ -289,4 +292,29 @@ fn a_bully_node_hears_one_announcement_from_another_and_keeps_its_dialect() {
     // The copy named where the leader listens: its first PROBE needs no look-up at the GCD.
     low.proc.wait_for("a PROBE of the leader answered", |l| l.contains("PROBE to leader") && l.contains("GOT_IT"));
     assert!(low.events_of("reregistered").is_empty(), "{:?}", low.events_of("reregistered"));
+}
+
+/// The same, with the two forms served in the other order (the connections' threads
+/// race): the wrapped announcement first, then its standard copy, which is dropped.
+#[test]
+fn a_standard_copy_after_the_wrapped_announcement_is_dropped() {
+    use bully_node::wire::{encode, Style, Value};
+    use common::{i, s, send_raw, t};
+    let dir = Scratch::new("copy-order");
+    let (_gcd, gcd) = python_gcd("HOWDY");
+    let mut low = Node::start(&dir, gcd, (20, 8_600_011), &["-v", "--no-probe"]);
+    let port = node_port(&mut low);
+    low.proc.wait_for("leading itself", |l| l.contains("I am the leader now"));
+    // A higher bully-node's announcement, as it sends it to a member of unknown dialect.
+    let leader = t([i(90), i(8_600_012)]);
+    let members = Value::Dict(vec![(leader.clone(), t([s("127.0.0.1"), i(9)]))]);
+    let wrapped = t([t([s("I_AM_LEADER"), members]), t([leader.clone(), t([i(20), i(8_600_011)])])]);
+    send_raw(port, &encode(&wrapped, Style::Compact));
+    send_raw(port, &encode(&t([s("I_AM_LEADER"), leader]), Style::Compact));
+    low.proc.wait_for("the copy dropped", |l| l.contains("standard copy of (90, 8600012)'s announcement"));
+    assert_eq!(low.events_of("i_am_leader_received").len(), 1, "{:?}", low.events_of("i_am_leader_received"));
+    while let Ok(line) = low.proc.lines.try_recv() {
+        low.proc.seen.push(line);
+    }
+    assert!(!low.proc.seen.iter().any(|l| l.contains("also spoke")), "{}", low.proc.seen.join("\n"));
 }

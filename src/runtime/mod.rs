@@ -550,24 +550,36 @@ impl Runtime {
 
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
-        if let (Message::IAmLeader { leader, addr }, Dialect::Wrapped) = (&incoming.message, incoming.dialect) {
-            // A bully-node's one-time wrapped copy of an announcement we just heard in the
-            // form we know it by: the same announcement, not a second one. But the
-            // standard form names no address, and the copy's members do: a leader whose
-            // address we lack is taken from it, or each follower would ask the GCD at its
-            // next PROBE (at 200 members joining 50 ms apart, a look-up per follower per
-            // PROBE period was more than gcd2.py's one-at-a-time serving could answer,
-            // and newcomers could no longer register).
+        if let Message::IAmLeader { leader, addr } = &incoming.message {
+            // A bully-node's one-time copy of an announcement, sent in the standard and the
+            // wrapped form to a member of unknown dialect: the same announcement, not a
+            // second one, whichever of the two connections was served first.
             let copy = self.last_announcement.is_some_and(|(l, at)| l == *leader && at.elapsed() < COPY_WINDOW);
-            if copy && self.dialects.get(leader).is_some_and(|d| *d != Dialect::Wrapped) {
-                match addr {
-                    Some(addr) if !self.node.members().contains(*leader) => {
-                        debug!("the wrapped copy of {leader}'s announcement: taking the address it names");
-                        self.feed(Input::LeaderAddress { leader: *leader, addr: addr.clone() });
+            let known = self.dialects.get(leader).copied();
+            match incoming.dialect {
+                // The wrapped copy after the standard original. The standard form names no
+                // address, and the copy's members do: a leader whose address we lack is
+                // taken from it, or each follower would ask the GCD at its next PROBE (at
+                // 200 members joining 50 ms apart, a look-up per follower per PROBE period
+                // was more than gcd2.py's one-at-a-time serving could answer, and
+                // newcomers could no longer register).
+                Dialect::Wrapped if copy && known.is_some_and(|d| d != Dialect::Wrapped) => {
+                    match addr {
+                        Some(addr) if !self.node.members().contains(*leader) => {
+                            debug!("the wrapped copy of {leader}'s announcement: taking the address it names");
+                            self.feed(Input::LeaderAddress { leader: *leader, addr: addr.clone() });
+                        }
+                        _ => debug!("the wrapped copy of {leader}'s announcement: already heard"),
                     }
-                    _ => debug!("the wrapped copy of {leader}'s announcement: already heard"),
+                    return;
                 }
-                return;
+                // The standard copy after the wrapped one (the two connections' threads
+                // raced): nothing in it that the wrapped one did not say.
+                Dialect::Standard if copy && known == Some(Dialect::Wrapped) => {
+                    debug!("the standard copy of {leader}'s announcement: already heard in the wrapped form");
+                    return;
+                }
+                _ => {}
             }
         }
         if let Some(sender) = incoming.sender {
