@@ -902,13 +902,18 @@ impl Node {
         sent
     }
 
+    /// Election `election` waits the leader timeout for a higher member's announcement.
+    fn await_leader(&mut self, now: Time, election: u64, out: &mut Vec<Action>) {
+        self.election.phase = Phase::AwaitingLeader { election };
+        out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
+    }
+
     fn win(&mut self, now: Time, out: &mut Vec<Action>) {
         if let Some(leader) = self.unreachable_live_leader(now) {
             let election = self.election.number;
             out.push(Action::Event(Event::WaitingForLeader { election, leader }));
-            self.election.phase = Phase::AwaitingLeader { election };
             self.election.unsent.clear();
-            out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
+            self.await_leader(now, election, out);
             return;
         }
         self.election.phase = Phase::Idle;
@@ -999,8 +1004,7 @@ impl Node {
                 if !pending.iter().any(|p| *p > to) {
                     self.election.unsent.clear();
                 }
-                self.election.phase = Phase::AwaitingLeader { election };
-                out.push(Action::SetTimer { at: now + self.settings.timeouts.leader, timer: Timer::Leader(election) });
+                self.await_leader(now, election, out);
             }
             Outcome::Failed(_) if pending.is_empty() => self.win(now, out),
             // The next one at once, without waiting for the round: the usual failover
