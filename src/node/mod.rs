@@ -522,13 +522,8 @@ impl Node {
                 if self.election.phase != Phase::Idle || self.election.after_registration.is_some() {
                     return; // an election is under way or due anyway
                 }
-                if self.leader.is_some_and(|l| l != self.me && !self.knows(l)) {
-                    self.election.after_registration = Some(reason);
-                    let leader = self.leader.expect("checked");
-                    out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
-                } else {
-                    self.start_election(now, reason, out);
-                }
+                // Not knowing where the announcer listens, it asks the GCD first (`elect`).
+                self.start_election(now, reason, out);
             }
             Outcome::Failed(why) => {
                 // Refused: it is down, and we follow the announcer. A timeout is only
@@ -1126,12 +1121,8 @@ impl Node {
             // the GCD is asked first (the simulator found a group split in two when
             // an election asked only the dead former leader and was won).
             let reason = Why::AboveAnnouncer { leader, higher };
-            if self.verify(higher, reason, out) {
-                // Decided when the PROBE ends.
-            } else if unknown {
-                self.election.after_registration = Some(reason);
-                out.push(Action::Register { reason: RegisterWhy::LeaderUnknown { leader } });
-            } else {
+            // Decided when the PROBE ends, if we can PROBE it.
+            if !self.verify(higher, reason, out) {
                 self.start_election(now, reason, out);
             }
         } else if unknown && self.settings.probe.is_none() {
