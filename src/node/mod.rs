@@ -30,7 +30,7 @@
 //!   I_AM_LEADER, and start over if none comes within the leader timeout.
 //! - Each election has a number; a reply for an older one changes nothing.
 //! - ELECT: learn its members, (the runtime already answered GOT_IT), and start an
-//!   election unless one is in progress.
+//!   election unless one is in progress or due once the GCD answers.
 //! - Membership news (an ELECT's members, the GCD's list): higher members learned
 //!   mid-election are asked in it; a member above our leader learned while idle starts
 //!   an election (otherwise a node that missed an announcement could lead alone).
@@ -298,10 +298,11 @@ impl Node {
                 out.push(Action::Event(Event::ElectReceived { from: sender, learned: learned.clone(), electing }));
                 if electing {
                     self.ask_newcomers(&learned, &mut out);
-                } else if self.doubting && self.election.after_registration.is_some() {
-                    // Asking the GCD after a GOT_IT that led nowhere: the election
-                    // starts when it answers, without the ids it no longer lists (an
-                    // election now would ask the same stale id again).
+                } else if self.election.after_registration.is_some() {
+                    // An election is due when the GCD answers (a failed PROBE, a
+                    // recovery, a GOT_IT that led nowhere, ...): it is this ELECT's
+                    // too, and it asks whom the GCD lists (after a GOT_IT that led
+                    // nowhere, an election now would ask the same stale id again).
                 } else if let Some(until) = self.settling_until().filter(|until| now < *until) {
                     // Only the leader fires at the window's end; everyone else waits a
                     // window longer, so that the leader's announcement comes first and
