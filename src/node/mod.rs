@@ -1354,17 +1354,10 @@ impl Node {
             self.check.overtaken_by = Some(l);
             self.doubt_leader(now, l, out);
         }
-        // Overtaken, with a GCD that forgot nobody we know, and every member it lists
-        // above our new leader new to us: they joined after us seeing the whole group,
-        // won their own join elections and announce themselves. An election for them
-        // only made each of them announce again: at 200 members joining 50 ms apart,
-        // the GCD's answer came after the next few joins, every overtaken leader
-        // elected, and the doubled announcements tipped the group into a storm (issue
-        // 20). A member above our new leader that we knew before is asked as ever: we
-        // may have missed its announcement (the simulator's overload: a lost one left
-        // a member following a lower leader for good).
-        let only_newcomers_above = fresh.iter().filter(|p| **p > bar).all(|p| learned.contains(p));
-        let top = top.filter(|_| overtaken.is_none() || forgot > 0 || !only_newcomers_above);
+        // Overtaken, we follow: a member the GCD lists above our new leader is waited
+        // for as any follower waits for one (see `on_registered`).
+        let above_successor = top.filter(|_| overtaken.is_some());
+        let top = top.filter(|_| overtaken.is_none());
         let (electing_for, announced_to) = match (&pending, &self.election.phase, top.or(tell)) {
             (None, Phase::Idle, Some(top)) => (Some(top), Vec::new()),
             (None, Phase::Idle, None) if self.leader == Some(self.me) && !twin_above => (None, fresh.clone()),
@@ -1383,6 +1376,8 @@ impl Node {
             self.start_election(now, Why::TookOver { leader }, out);
         } else if let Some(top) = electing_for {
             self.start_election(now, Why::CheckListsAbove { top }, out);
+        } else if let Some(top) = above_successor.filter(|_| self.election.phase == Phase::Idle) {
+            self.defer_election(now + self.settings.timeouts.leader, Why::GcdListsAbove { top, leader: bar }, out);
         } else if matches!(self.election.phase, Phase::Electing { .. }) {
             self.ask_newcomers(&learned, out);
         } else {

@@ -1105,8 +1105,10 @@ mod leader_check_tests {
         let out = j.handle(S + S / 10, Input::Registered { members: group(&[1, 5, 9, 10, 11]) });
         assert!(elects(&out).is_empty(), "{out:?}");
         assert_eq!(j.leader(), Some(pid(9)));
-        // But a member above the new leader that we knew before is asked: we may have
-        // missed its announcement (12 did not answer our election in time, and won).
+        // A member above the new leader that we knew before is waited for, as any
+        // follower waits for one the GCD lists above its leader: we may have missed its
+        // announcement (12 did not answer our election in time, and won), so without
+        // one within the leader timeout we elect, asking it first.
         let mut k = Node::new(pid(5), addr(5), checking(), 0);
         k.handle(Duration::ZERO, Input::Registered { members: group(&[1, 5, 12]) });
         let slow = Outcome::Failed(Failure::ConnectTimeout { after: Duration::from_millis(1500) });
@@ -1114,7 +1116,16 @@ mod leader_check_tests {
         assert_eq!(k.leader(), Some(pid(5)));
         k.handle(S, Input::IAmLeader { leader: pid(9), addr: Some(addr(9)) });
         let out = k.handle(S + S / 10, Input::Registered { members: group(&[1, 5, 9, 12]) });
-        assert_eq!(asked(&out), [pid(12), pid(9)], "{out:?}");
+        assert!(elects(&out).is_empty(), "{out:?}");
+        let (at, timer) = deferred(&out);
+        assert_eq!(at, S + S / 10 + k.settings.timeouts.leader);
+        let mut heard = k.clone();
+        let out = k.handle(at, Input::Timer(timer));
+        assert_eq!(asked(&out), [pid(12)], "{out:?}");
+        // Its announcement within that time drops the election.
+        heard.handle(2 * S, Input::IAmLeader { leader: pid(12), addr: Some(addr(12)) });
+        assert!(elects(&heard.handle(at, Input::Timer(timer))).is_empty());
+        assert_eq!(heard.leader(), Some(pid(12)));
         // A leader with nobody to tell of, and a follower, simply follow.
         let mut alone = Node::new(pid(5), addr(5), checking(), 0);
         alone.handle(Duration::ZERO, Input::Registered { members: group(&[5]) });
