@@ -337,8 +337,13 @@ fn wrong_but_well_formed_messages_are_each_handled_by_a_rule() {
 
     // I_AM_LEADER from an unknown lower id: not followed. From an unknown higher id:
     // followed only until the GCD says it is not a member.
-    for leader in [pid(1, 7300010), pid(365, 7300011)] {
+    // One after the other: each connection has a thread of its own, so the second could
+    // otherwise be taken in first, and the lower one's takeover would then end our
+    // following of the higher one before the GCD is asked about it.
+    for (leader, su_id) in [(pid(1, 7300010), 7300010), (pid(365, 7300011), 7300011)] {
         send_raw(port, &encode(&Value::tuple([Value::str("I_AM_LEADER"), leader]), Style::Compact));
+        let heard = || node.events_of("i_am_leader_received").iter().any(|e| e["leader"][1] == su_id);
+        wait_until("the announcement taken in", heard, || format!("{:#?}", node.events()));
     }
     // PROBE with data, an unknown name, HOWDY sent to a peer: answered or ignored.
     let probe_with_data = encode(&Value::tuple([Value::str("PROBE"), Value::str("data")]), Style::Compact);
