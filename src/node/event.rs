@@ -173,6 +173,9 @@ pub enum Why {
     CheckListsAbove { top: ProcessId },
     /// `other`, another process with our SU ID, ranks above the leader we follow.
     SuIdTwinAbove { other: ProcessId },
+    /// The GCD lists `listed`, and `kept` (same SU ID, another address it no longer
+    /// lists) is alive as far as we know: two processes of one student.
+    SharedSuId { kept: ProcessId, listed: ProcessId },
 }
 
 impl Why {
@@ -192,6 +195,7 @@ impl Why {
             Why::TookOver { .. } => "took_over",
             Why::CheckListsAbove { .. } => "check_lists_above",
             Why::SuIdTwinAbove { .. } => "su_id_twin_above",
+            Why::SharedSuId { .. } => "shared_su_id",
         }
     }
 }
@@ -213,6 +217,9 @@ impl std::fmt::Display for Why {
             Why::TookOver { leader } => write!(f, "{leader} took over while we led and may not know our members"),
             Why::CheckListsAbove { top } => write!(f, "leader's check: the GCD lists {top} above us"),
             Why::SuIdTwinAbove { other } => write!(f, "{other}, another process with our SU ID, ranks above us"),
+            Why::SharedSuId { kept, listed } => {
+                write!(f, "{kept} and {listed} share an SU ID, and neither may know of the other")
+            }
         }
     }
 }

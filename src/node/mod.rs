@@ -127,6 +127,9 @@ pub struct Node {
     doubted: Vec<ProcessId>,
     /// Ids we have said clash with our identity (each is told once).
     clashes_told: Vec<ProcessId>,
+    /// Other members' SU IDs that we found held by two live processes (see
+    /// `on_registered`): each is elected for once.
+    shared_su_ids: Vec<u32>,
     /// Another live process with our SU ID at another address (a student restarted
     /// with another birthday while the old process runs): the GCD and our members keep
     /// one id per SU ID, so it is kept here, asked in our elections when it ranks above
@@ -220,6 +223,7 @@ impl Node {
             doubting: false,
             doubted: Vec::new(),
             clashes_told: Vec::new(),
+            shared_su_ids: Vec::new(),
             rival: None,
             rival_above: false,
             check: LeaderCheck::default(),
@@ -653,9 +657,11 @@ impl Node {
         // The GCD is the authority on membership; we stay in it whatever it says, and
         // anyone else it shows at our address or with our SU ID is gone. Members it
         // forgot (it restarted) are kept, unless in doubt.
+        let listed = members.clone();
         self.members = members;
         self.members.insert(self.me, self.my_addr.clone());
         self.keep_members_the_gcd_forgot(&before);
+        let shared = self.shared_su_id(&listed);
         if first {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.arm_failure(now, out);
@@ -691,6 +697,10 @@ impl Node {
             }
             match self.election.phase {
                 Phase::Electing { .. } => self.ask_newcomers(&learned, out),
+                Phase::Idle if shared.is_some() && self.election.deferred.is_none() => {
+                    let (kept, listed) = shared.expect("checked");
+                    self.start_election(now, Why::SharedSuId { kept, listed }, out);
+                }
                 Phase::Idle => {
                     // A member ranking above the leader we follow should lead, if alive.
                     let bar = self.leader.unwrap_or(self.me).max(self.me);
@@ -1163,6 +1173,28 @@ impl Node {
                 self.members.learn(&one, |_| false);
             }
         }
+    }
+
+    /// Two live processes of one student, other than us: the GCD lists `listed`, and we
+    /// keep `kept`, with the same SU ID at an address the GCD no longer lists (see
+    /// `keep_members_the_gcd_forgot`). The GCD keeps one id per SU ID, so neither ever
+    /// sees the other in its answers, and the one that led before the other joined may
+    /// lead alone for good without ever reporting the clash (the clash benchmark, when
+    /// the first had run a while). We know both: our election asks those above us, and
+    /// carries both to them, or our win tells them both. Once per SU ID: each
+    /// registration of either flips the GCD's entry.
+    fn shared_su_id(&mut self, listed: &Members) -> Option<(ProcessId, ProcessId)> {
+        let me = self.me;
+        let told = &self.shared_su_ids;
+        let (kept, other) = self.members.iter().filter(|m| m.pid != me && !listed.contains(m.pid)).find_map(|k| {
+            let other = listed.iter().find(|g| g.pid.su_id == k.pid.su_id && g.pid != me)?;
+            (!told.contains(&k.pid.su_id) && !other.addr.same_listener(&k.addr)).then_some((k.pid, other.pid))
+        })?;
+        if self.shared_su_ids.len() >= MAX_DOUBTED {
+            self.shared_su_ids.remove(0);
+        }
+        self.shared_su_ids.push(kept.su_id);
+        Some((kept, other))
     }
 
     /// The leader we follow is not in the GCD's list. The first time, the caller elects

@@ -817,6 +817,40 @@ fn a_stale_id_answering_through_a_live_member_cannot_stall_elections() {
 }
 
 #[test]
+fn two_live_processes_of_another_student_are_both_asked_once() {
+    // 5 led us; its student started a second process (9 days, 5's SU ID) that the GCD
+    // lists in 5's place, so neither of the two ever sees the other in its answers.
+    let (mut n, _) = joined(1, &[1, 5]);
+    n.handle(ms(5), Input::IAmLeader { leader: pid(5), addr: None });
+    let twin = other(9, pid(5).su_id);
+    n.handle(S, Input::IAmLeader { leader: twin, addr: None });
+    assert_eq!(n.leader(), Some(twin));
+    // We know both: our election asks both, and its ELECTs tell each of the other.
+    let gcd: Members = [(pid(1), addr(1)), (twin, addr(9))].into_iter().collect();
+    let out = n.handle(2 * S, Input::Registered { members: gcd.clone() });
+    let mut asked_now = asked(&out);
+    asked_now.sort();
+    assert_eq!(asked_now, [pid(5), twin], "{out:?}");
+    let Some(Action::SendElect { members, .. }) = out.iter().find(|a| matches!(a, Action::SendElect { .. })) else {
+        panic!("{out:?}")
+    };
+    assert!(members.contains(pid(5)) && members.contains(twin));
+    // Once: each registration of either flips the GCD's entry, and we register again.
+    n.handle(2 * S + ms(5), Input::ElectReply { election: 2, to: twin, outcome: Outcome::GotIt });
+    n.handle(2 * S + ms(9), Input::IAmLeader { leader: twin, addr: None });
+    let out = n.handle(3 * S, Input::Registered { members: gcd });
+    assert!(elects(&out).is_empty(), "{out:?}");
+    // The same SU ID at one address is a restart, not two processes: the old id is
+    // gone, and only the new one is asked.
+    let (mut m, _) = joined(1, &[1, 5]);
+    m.handle(ms(5), Input::IAmLeader { leader: pid(5), addr: None });
+    let restarted: Members = [(pid(1), addr(1)), (twin, addr(5))].into_iter().collect();
+    let out = m.handle(S, Input::Registered { members: restarted });
+    assert_eq!(asked(&out), [twin], "{out:?}");
+    assert!(!m.members().contains(pid(5)));
+}
+
+#[test]
 fn a_gcd_list_showing_our_id_elsewhere_is_told() {
     let mut n = Node::new(pid(5), addr(5), plain(), 0);
     let out = n.handle(Duration::ZERO, Input::Registered { members: [(pid(5), addr(6))].into_iter().collect() });
@@ -1328,6 +1362,11 @@ mod reason_tests {
                 Why::CheckListsAbove { top: b },
                 "leader's check: the GCD lists (9, 1000009) above us",
                 "check_lists_above",
+            ),
+            (
+                Why::SharedSuId { kept: a, listed: b },
+                "(3, 1000003) and (9, 1000009) share an SU ID, and neither may know of the other",
+                "shared_su_id",
             ),
         ];
         for (why, text, kind) in elections {
