@@ -339,9 +339,11 @@ fn disturb(n: usize, kind: Disturbance) -> (usize, usize) {
     };
     match kind {
         Disturbance::Join => {
-            // Between the two middle members: same days as the lower one, a higher SU ID.
+            // Between the two middle members: same days as the lower one, and an SU ID
+            // above everyone's that nobody has (mid.su_id + 1 was the next member's: a
+            // second process of its student, whom the GCD then no longer listed).
             let mid = sc.pids[order[n / 2]];
-            sc.pids.push(ProcessId::new(mid.days, mid.su_id + 1));
+            sc.pids.push(ProcessId::new(mid.days, 5_000_000 + n as u32));
             sc.settings.push(sc.settings[0]);
             sc.joins.push(at);
         }
