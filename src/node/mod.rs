@@ -1181,14 +1181,16 @@ impl Node {
     /// sees the other in its answers, and the one that led before the other joined may
     /// lead alone for good without ever reporting the clash (the clash benchmark, when
     /// the first had run a while). We know both: our election asks those above us, and
-    /// carries both to them, or our win tells them both. Once per SU ID: each
-    /// registration of either flips the GCD's entry.
+    /// carries both to them, or our win tells them both. Only when one of the two is
+    /// the leader we follow (two followers of one student harm nobody: the leader tells
+    /// both), and once per SU ID: each registration of either flips the GCD's entry.
     fn shared_su_id(&mut self, listed: &Members) -> Option<(ProcessId, ProcessId)> {
-        let me = self.me;
+        let (me, leader) = (self.me, self.leader);
         let told = &self.shared_su_ids;
         let (kept, other) = self.members.iter().filter(|m| m.pid != me && !listed.contains(m.pid)).find_map(|k| {
             let other = listed.iter().find(|g| g.pid.su_id == k.pid.su_id && g.pid != me)?;
-            (!told.contains(&k.pid.su_id) && !other.addr.same_listener(&k.addr)).then_some((k.pid, other.pid))
+            let leads = leader == Some(k.pid) || leader == Some(other.pid);
+            (leads && !told.contains(&k.pid.su_id) && !other.addr.same_listener(&k.addr)).then_some((k.pid, other.pid))
         })?;
         if self.shared_su_ids.len() >= MAX_DOUBTED {
             self.shared_su_ids.remove(0);

@@ -840,6 +840,12 @@ fn two_live_processes_of_another_student_are_both_asked_once() {
     n.handle(2 * S + ms(9), Input::IAmLeader { leader: twin, addr: None });
     let out = n.handle(3 * S, Input::Registered { members: gcd });
     assert!(elects(&out).is_empty(), "{out:?}");
+    // Two followers of one student harm nobody (our leader tells both): no election.
+    let (mut f, _) = joined(1, &[1, 5, 12]);
+    f.handle(ms(5), Input::IAmLeader { leader: pid(12), addr: None });
+    let both: Members = [(pid(1), addr(1)), (twin, addr(9)), (pid(12), addr(12))].into_iter().collect();
+    let out = f.handle(S, Input::Registered { members: both });
+    assert!(elects(&out).is_empty() && f.members().contains(pid(5)), "{out:?}");
     // The same SU ID at one address is a restart, not two processes: the old id is
     // gone, and only the new one is asked.
     let (mut m, _) = joined(1, &[1, 5]);
