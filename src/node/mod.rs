@@ -65,6 +65,10 @@
 //!   SU ID) is kept aside as our twin: asked in our elections when above us, told when
 //!   we win, and forgotten when it refuses. An I_AM_LEADER with our very id is reported
 //!   once and ignored. A PROBE reply for a leader we no longer follow is dropped.
+//! - Two live processes of one SU ID other than ours, one of them our leader (the GCD
+//!   lists one, we keep the other): neither ever sees the other in the GCD's answers,
+//!   so we elect once for that SU ID, and our ELECTs or our win tell both (see
+//!   `shared_su_id`).
 
 mod election;
 mod event;
