@@ -148,6 +148,16 @@ pub struct Node {
 /// The most ids a node remembers as doubted, and as clashing with its identity.
 pub const MAX_DOUBTED: usize = 256;
 
+/// Adds `x` to `list` unless it is there, forgetting the oldest past [`MAX_DOUBTED`].
+fn remember<T: PartialEq>(list: &mut Vec<T>, x: T) {
+    if !list.contains(&x) {
+        if list.len() >= MAX_DOUBTED {
+            list.remove(0);
+        }
+        list.push(x);
+    }
+}
+
 /// How long after a failed re-registration the node asks the GCD again. It goes on with
 /// the members it has meanwhile; the retry is what lets a node that recovered during a
 /// GCD outage learn of members that joined while it was down (found by the simulator:
@@ -649,12 +659,7 @@ impl Node {
                 members.iter().any(|g| g.pid != m.pid && (g.addr.same_listener(&m.addr) || g.pid.su_id == m.pid.su_id))
             };
             for m in before.iter().filter(|m| m.pid != self.me && !members.contains(m.pid) && replaced(m)) {
-                if !self.doubted.contains(&m.pid) {
-                    if self.doubted.len() >= MAX_DOUBTED {
-                        self.doubted.remove(0);
-                    }
-                    self.doubted.push(m.pid);
-                }
+                remember(&mut self.doubted, m.pid);
             }
         }
         self.doubted.retain(|p| !members.contains(*p));
@@ -665,7 +670,6 @@ impl Node {
         self.members = members;
         self.members.insert(self.me, self.my_addr.clone());
         self.keep_members_the_gcd_forgot(&before);
-        let shared = self.shared_su_id(&listed);
         if first {
             out.push(Action::Event(Event::Joined { members: self.members.len() }));
             self.arm_failure(now, out);
@@ -701,11 +705,13 @@ impl Node {
             }
             match self.election.phase {
                 Phase::Electing { .. } => self.ask_newcomers(&learned, out),
-                Phase::Idle if shared.is_some() && self.election.deferred.is_none() => {
-                    let (kept, listed) = shared.expect("checked");
-                    self.start_election(now, Why::SharedSuId { kept, listed }, out);
-                }
                 Phase::Idle => {
+                    if let Some((kept, listed)) =
+                        self.shared_su_id(&listed).filter(|_| self.election.deferred.is_none())
+                    {
+                        remember(&mut self.shared_su_ids, kept.su_id);
+                        return self.start_election(now, Why::SharedSuId { kept, listed }, out);
+                    }
                     // A member ranking above the leader we follow should lead, if alive.
                     let bar = self.leader.unwrap_or(self.me).max(self.me);
                     // The answer to a follower's check, while we still follow, does not
@@ -1188,19 +1194,13 @@ impl Node {
     /// carries both to them, or our win tells them both. Only when one of the two is
     /// the leader we follow (two followers of one student harm nobody: the leader tells
     /// both), and once per SU ID: each registration of either flips the GCD's entry.
-    fn shared_su_id(&mut self, listed: &Members) -> Option<(ProcessId, ProcessId)> {
-        let (me, leader) = (self.me, self.leader);
-        let told = &self.shared_su_ids;
-        let (kept, other) = self.members.iter().filter(|m| m.pid != me && !listed.contains(m.pid)).find_map(|k| {
-            let other = listed.iter().find(|g| g.pid.su_id == k.pid.su_id && g.pid != me)?;
-            let leads = leader == Some(k.pid) || leader == Some(other.pid);
-            (leads && !told.contains(&k.pid.su_id) && !other.addr.same_listener(&k.addr)).then_some((k.pid, other.pid))
-        })?;
-        if self.shared_su_ids.len() >= MAX_DOUBTED {
-            self.shared_su_ids.remove(0);
-        }
-        self.shared_su_ids.push(kept.su_id);
-        Some((kept, other))
+    fn shared_su_id(&self, listed: &Members) -> Option<(ProcessId, ProcessId)> {
+        let kept = self.members.iter().filter(|m| m.pid != self.me && !listed.contains(m.pid));
+        kept.filter(|k| !self.shared_su_ids.contains(&k.pid.su_id)).find_map(|k| {
+            let other = listed.iter().find(|g| g.pid.su_id == k.pid.su_id && g.pid != self.me)?;
+            let leads = self.leader == Some(k.pid) || self.leader == Some(other.pid);
+            (leads && !other.addr.same_listener(&k.addr)).then_some((k.pid, other.pid))
+        })
     }
 
     /// The leader we follow is not in the GCD's list. The first time, the caller elects
